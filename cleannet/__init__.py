@@ -1,0 +1,1 @@
+"""CleanNet (Lee et al., CVPR 2018) in TensorFlow 2 / Keras."""

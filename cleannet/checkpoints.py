@@ -1,0 +1,112 @@
+"""CleanNet checkpoints: layout, model configuration check, restore.
+
+A checkpoint directory written by train.py (or util/import_tf1_checkpoint.py) holds
+`tf.train.CheckpointManager` files `ckpt-STEP.index` / `ckpt-STEP.data-*` and the
+`checkpoint` state file; the best model by validation accuracy is kept separately
+under `best/` with the same layout. Each checkpoint stores, besides the weights and the
+global step, the model configuration (img_dim, num_ref, embed_norm) so that a
+checkpoint used with other flags is refused with a clear message instead of giving
+meaningless similarities.
+"""
+
+import os
+
+import tensorflow as tf
+
+from util.errors import InputError
+
+BEST_SUBDIR = "best"
+_CONFIG_KEYS = {
+    "img_dim": "model_config/img_dim/.ATTRIBUTES/VARIABLE_VALUE",
+    "num_ref": "model_config/num_ref/.ATTRIBUTES/VARIABLE_VALUE",
+    "embed_norm": "model_config/embed_norm/.ATTRIBUTES/VARIABLE_VALUE",
+}
+
+
+def canonical_embed_norm(embed_norm):
+    """'l2_norm' (the original help text) and 'l2norm' (its code) are the same setting."""
+    return "l2norm" if embed_norm == "l2_norm" else embed_norm
+
+
+def model_config(model):
+    """A trackable holding the model's img_dim, num_ref and embed_norm as variables."""
+    config = tf.train.Checkpoint()
+    config.img_dim = tf.Variable(model.img_dim, dtype=tf.int64, trainable=False)
+    config.num_ref = tf.Variable(model.num_ref, dtype=tf.int64, trainable=False)
+    config.embed_norm = tf.Variable(canonical_embed_norm(model.embed_norm), dtype=tf.string, trainable=False)
+    return config
+
+
+def make_checkpoint(model, global_step, optimizer=None, **extra):
+    """The checkpoint object: model, global_step, model_config, optimizer and extras."""
+    objects = dict(model=model, global_step=global_step, model_config=model_config(model), **extra)
+    if optimizer is not None:
+        objects["optimizer"] = optimizer
+    return tf.train.Checkpoint(**objects)
+
+
+def latest_checkpoint(checkpoint_dir):
+    """The newest checkpoint prefix in `checkpoint_dir`, or None."""
+    if not checkpoint_dir or not os.path.isdir(checkpoint_dir):
+        return None
+    return tf.train.latest_checkpoint(checkpoint_dir)
+
+
+def read_config(checkpoint_path):
+    """Reads (img_dim, num_ref, embed_norm) stored in a checkpoint; None for absent entries."""
+    try:
+        reader = tf.train.load_checkpoint(checkpoint_path)
+    except (tf.errors.OpError, ValueError) as err:
+        raise InputError("unreadable checkpoint (%s)" % str(err).splitlines()[0], path=checkpoint_path) from None
+    values = {}
+    for name, key in _CONFIG_KEYS.items():
+        if reader.has_tensor(key):
+            value = reader.get_tensor(key)
+            values[name] = value.decode() if isinstance(value, bytes) else int(value)
+        else:
+            values[name] = None
+    return values
+
+
+def check_config(checkpoint_path, img_dim, num_ref, embed_norm):
+    """Raises InputError if the checkpoint was made for another img_dim, num_ref or embed_norm."""
+    stored = read_config(checkpoint_path)
+    wanted = {"img_dim": img_dim, "num_ref": num_ref, "embed_norm": canonical_embed_norm(embed_norm)}
+    for name, value in wanted.items():
+        if stored[name] is not None and stored[name] != value:
+            raise InputError("the checkpoint was made with %s=%s but --%s=%s; pass --%s=%s or use "
+                             "another checkpoint" % (name, stored[name], name, value, name, stored[name]),
+                             path=checkpoint_path, field="--%s" % name)
+
+
+def restore(checkpoint, checkpoint_path, img_dim, num_ref, embed_norm, partial=False):
+    """Restores `checkpoint` (from make_checkpoint) from `checkpoint_path` after checking the config.
+
+    Args:
+      partial: accept a checkpoint lacking some objects (e.g. no optimizer slots).
+
+    Returns:
+      The restore status.
+    """
+    check_config(checkpoint_path, img_dim, num_ref, embed_norm)
+    try:
+        status = checkpoint.restore(checkpoint_path)
+        if partial:
+            status.expect_partial()
+        else:
+            status.assert_existing_objects_matched()
+    except (ValueError, AssertionError, tf.errors.OpError) as err:
+        raise InputError("cannot restore the model from this checkpoint (%s)" % str(err).splitlines()[0],
+                         path=checkpoint_path) from None
+    return status
+
+
+def require_checkpoint(checkpoint_dir):
+    """The latest checkpoint in `checkpoint_dir`, or an InputError saying none was found."""
+    if not os.path.isdir(checkpoint_dir):
+        raise InputError("checkpoint directory not found", path=checkpoint_dir, field="--checkpoint_dir")
+    path = latest_checkpoint(checkpoint_dir)
+    if path is None:
+        raise InputError("no checkpoint found (expected a 'checkpoint' state file and ckpt-N.index)",
+                         path=checkpoint_dir, field="--checkpoint_dir")
+    return path

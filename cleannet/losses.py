@@ -1,0 +1,47 @@
+"""CleanNet's losses (SPEC.md 1.3), with the original functions' signatures.
+
+Every function accepts NumPy arrays or tensors and returns a per-sample float32 tensor [B];
+the training objective is the batch mean of `total_loss`.
+"""
+
+import tensorflow as tf
+
+PSEUDO_LABEL_THRESHOLD = 0.1
+
+
+def _float(x):
+    return tf.cast(tf.convert_to_tensor(x), tf.float32)
+
+
+def reconst_loss(x, r_x):
+    """Σ_features (x − r_x)²: [B, h], [B, h] → [B]."""
+    return tf.reduce_sum(tf.square(_float(x) - _float(r_x)), axis=1)
+
+
+def cos_sim_loss(vlabel, cos_sim, neg_weight, margin=0.1):
+    """vlabel·(1 − cos) + neg_weight·(1 − vlabel)·max(0, cos − margin): [B], [B] → [B]."""
+    vlabel = _float(vlabel)
+    cos_sim = _float(cos_sim)
+    positive = vlabel * (1.0 - cos_sim)
+    negative = neg_weight * (1.0 - vlabel) * tf.maximum(0.0, cos_sim - margin)
+    return positive + negative
+
+
+def unsup_cos_sim_loss(cos_sim, neg_weight, margin=0.1):
+    """`cos_sim_loss` with the pseudo-label 1[cos ≥ 0.1], a constant (no gradient through it)."""
+    cos_sim = _float(cos_sim)
+    pseudo_label = tf.stop_gradient(tf.cast(cos_sim >= PSEUDO_LABEL_THRESHOLD, tf.float32))
+    return cos_sim_loss(pseudo_label, cos_sim, neg_weight, margin)
+
+
+def total_loss(vlabel, cos_sim, phi_s, v_q, phi_q, v_qr, vflag, neg_weight, beta=0.1, gamma=0.1):
+    """Per sample: vflag·supervised + β·reconstruction + γ·(1 − vflag)·unsupervised → [B].
+
+    phi_s and phi_q are accepted for the original signature; the loss uses cos_sim.
+    """
+    del phi_s, phi_q
+    vflag = _float(vflag)
+    supervised = cos_sim_loss(vlabel, cos_sim, neg_weight)
+    unsupervised = unsup_cos_sim_loss(cos_sim, neg_weight)
+    reconstruction = reconst_loss(v_q, v_qr)
+    return vflag * supervised + beta * reconstruction + gamma * (1.0 - vflag) * unsupervised

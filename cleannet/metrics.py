@@ -1,0 +1,22 @@
+"""Similarity and verification accuracy (the original metrics.py)."""
+
+import tensorflow as tf
+
+
+def similarity(x1, x2):
+    """Per-row cosine similarity of [B, d] and [B, d] → [B] (rows L2-normalised, epsilon 1e-12)."""
+    x1 = tf.math.l2_normalize(tf.cast(tf.convert_to_tensor(x1), tf.float32), axis=1)
+    x2 = tf.math.l2_normalize(tf.cast(tf.convert_to_tensor(x2), tf.float32), axis=1)
+    return tf.reduce_sum(x1 * x2, axis=1)
+
+
+def predict_label_correct(cos_sim, threshold=0.1):
+    """The verdict: 1.0 where cos ≥ threshold (label judged correct), else 0.0. [B] → [B]."""
+    return tf.cast(tf.convert_to_tensor(cos_sim) >= threshold, tf.float32)
+
+
+def accuracy(vlabel, cos_sim, threshold=0.1):
+    """mean(vlabel == 1[cos ≥ threshold]) → scalar float32."""
+    vlabel = tf.cast(tf.convert_to_tensor(vlabel), tf.float32)
+    correct = tf.cast(tf.equal(vlabel, predict_label_correct(cos_sim, threshold)), tf.float32)
+    return tf.reduce_mean(correct)

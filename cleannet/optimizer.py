@@ -1,0 +1,52 @@
+"""TF1's MomentumOptimizer as a Keras optimizer, and the staircase learning-rate schedule.
+
+The original trained with `tf.train.MomentumOptimizer(lr, momentum)`:
+
+    accumulation ← momentum · accumulation + gradient
+    variable     ← variable − lr · accumulation
+
+Keras' SGD keeps lr inside its velocity (v ← m·v − lr·g), which differs from TF1 after a
+learning-rate drop; this class keeps TF1's rule. Being a `keras.optimizers.Optimizer`, it
+checkpoints with `tf.train.Checkpoint` and works under `tf.distribute` strategies.
+"""
+
+import keras
+import tensorflow as tf
+
+
+def staircase_learning_rate(step, learning_rate, lr_update, lr_decay):
+    """learning_rate · lr_decay^⌊step / lr_update⌋ (tf.train.exponential_decay, staircase)."""
+    step = tf.cast(step, tf.int64)
+    exponent = tf.cast(step // tf.cast(lr_update, tf.int64), tf.float32)
+    return tf.constant(learning_rate, tf.float32) * tf.pow(tf.constant(lr_decay, tf.float32), exponent)
+
+
+class TF1Momentum(keras.optimizers.Optimizer):
+    """Momentum SGD with TF1's update rule (see module docstring).
+
+    Args:
+      learning_rate: a float or a zero-argument callable giving the current rate.
+      momentum: the momentum factor in [0, 1].
+    """
+
+    def __init__(self, learning_rate, momentum=0.9, name="momentum", **kwargs):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.momentum = float(momentum)
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self.accumulations = self.add_optimizer_variables(variables, "accumulation")
+
+    def update_step(self, gradient, variable, learning_rate):
+        accumulation = self.accumulations[self._get_variable_index(variable)]
+        gradient = tf.cast(gradient, variable.dtype)
+        learning_rate = tf.cast(learning_rate, variable.dtype)
+        self.assign(accumulation, tf.cast(self.momentum, variable.dtype) * accumulation + gradient)
+        self.assign_sub(variable, learning_rate * accumulation)
+
+    def get_config(self):
+        config = super().get_config()
+        config["momentum"] = self.momentum
+        return config

@@ -1,0 +1,1 @@
+"""Data tools shared by CleanNet and the noisy-label model (TSV → .npy, references, checks)."""

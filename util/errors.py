@@ -1,0 +1,64 @@
+"""The project's one error type for bad input, and the CLI wrapper that prints it as one line.
+
+Every tool raises `InputError` for anything the user can fix (a malformed TSV row, a
+wrong-shaped `.npy`, a flag out of range). Command-line entry points wrap their `main`
+with `cli_main`, so the user sees a single line on stderr and a non-zero exit status
+instead of a Python traceback.
+"""
+
+import sys
+
+
+class InputError(Exception):
+    """Bad user input. `str()` is one line: "PATH:LINE: FIELD: MESSAGE" (known parts only).
+
+    Args:
+      message: what is wrong, in words a user can act on.
+      path: the file the problem is in (or None for flags).
+      line: 1-based line number in a text file (or None).
+      field: the column, flag or array the problem is in (or None).
+    """
+
+    def __init__(self, message, path=None, line=None, field=None):
+        self.message = message
+        self.path = path
+        self.line = line
+        self.field = field
+        super().__init__(self._format())
+
+    def _format(self):
+        where = ""
+        if self.path is not None:
+            where = str(self.path)
+            if self.line is not None:
+                where += ":%d" % self.line
+            where += ": "
+        elif self.line is not None:
+            where = "line %d: " % self.line
+        field = "%s: " % self.field if self.field else ""
+        return (where + field + str(self.message)).replace("\n", " ")
+
+
+EXIT_INPUT_ERROR = 2
+
+
+def cli_main(main):
+    """Wraps an absl `main(argv)` so that `InputError` becomes one stderr line and exit 2."""
+
+    def wrapped(argv):
+        try:
+            return main(argv)
+        except InputError as err:
+            sys.stderr.write("error: %s\n" % err)
+            sys.stderr.flush()
+            sys.exit(EXIT_INPUT_ERROR)
+
+    wrapped.__name__ = getattr(main, "__name__", "main")
+    wrapped.__doc__ = main.__doc__
+    return wrapped
+
+
+def check_flag(condition, flag, message):
+    """Raises InputError naming `--flag` unless `condition` holds."""
+    if not condition:
+        raise InputError(message, field="--%s" % flag)
