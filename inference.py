@@ -110,7 +110,8 @@ def run_inference(model, reference):
         if FLAGS.output_weights:
             weights = WeightWriter(stack.enter_context(atomic_open(FLAGS.output_weights, "w")), FLAGS.val_sim_thres)
         for chunk in tsv_reader.iter_tsv_chunks(FLAGS.image_feature_list, "all", class_to_id,
-                                                img_dim=FLAGS.img_dim, chunk_rows=FLAGS.chunk_rows):
+                                                img_dim=FLAGS.img_dim, chunk_rows=FLAGS.chunk_rows,
+                                                class_list_path=FLAGS.class_list):
             n = len(chunk.class_ids) if limit is None else min(len(chunk.class_ids), limit - count)
             sims = scorer.score(chunk.features[:n], chunk.class_ids[:n], batch_size=FLAGS.batch_size)
             writer.write(sims, chunk.keys[:n], chunk.urls[:n] if chunk.urls else None, chunk.class_names[:n])

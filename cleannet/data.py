@@ -19,6 +19,8 @@ a checkpoint sees exactly the batches an uninterrupted run sees from step t on.
 import numpy as np
 import tensorflow as tf
 
+from util.datafiles import class_offsets  # noqa: F401  (re-exported: offsets of the grouped all.npy)
+
 
 def verified_indices(num_samples, batch_size, seed, start_step=0):
     """Batches of row indices into train.npy: shuffled per epoch, wrapping around.
@@ -42,12 +44,6 @@ def verified_indices(num_samples, batch_size, seed, start_step=0):
 
     order = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch_order)
     return order.skip(offset).batch(batch_size, drop_remainder=True)
-
-
-def class_offsets(class_ids, num_classes):
-    """Start offsets of each class's rows in a class-grouped table: int64 [C + 1]."""
-    counts = np.bincount(np.asarray(class_ids, dtype=np.int64), minlength=num_classes)
-    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
 
 def unverified_indices(offsets, batch_size, seed, start_step=0):

@@ -1,0 +1,213 @@
+"""Finds each class's reference feature vectors by k-means (SPEC.md 1.1).
+
+    python util/find_reference.py --class_list=classes.txt --input_npy=data/all.npy \\
+        --output_dir=data/ --num_ref=32 --img_dim=2048        # -> data/ref.npy
+
+For every class c of the class list, k-means (OpenCV `cv2.kmeans`, as the original) runs
+on that class's float32 feature vectors from all.npy with K = num_ref, k-means++ seeding,
+10 attempts and termination after 50 iterations or a centre shift below 1e-4; the K
+centres are ref[c]. Output: ref.npy, float32 [num_class, num_ref, img_dim], written
+atomically.
+
+Determinism: OpenCV's random generator is seeded with `seed + class_id` right before each
+class's k-means, so a run with --num_workers=1 (serial) and one with many worker
+processes give identical centres.
+
+Classes with fewer than num_ref samples (k-means needs at least K points; the original
+crashed on them):
+  --small_class=error (default): an error naming the class and its sample count.
+  --small_class=repeat: the fallback. The class's references are its own samples in
+    all.npy order, cycled until num_ref rows are filled (sample i % n for row i); no
+    k-means. A class with no samples at all is still an error.
+
+all.npy is read with util.datafiles.load_all (our grouped layout, or the original's
+pickled layout only with --allow_pickle).
+"""
+
+import os
+import sys
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import multiprocessing
+
+import cv2
+import numpy as np
+from absl import app
+from absl import flags
+from absl import logging
+
+from util import datafiles
+from util import fileio
+from util import tsv_reader
+from util.errors import InputError, check_flag, cli_main
+
+KMEANS_CRITERIA = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 50, 1e-4)
+KMEANS_ATTEMPTS = 10
+SMALL_CLASS_CHOICES = ("error", "repeat")
+
+
+def kmeans_centres(features, num_ref, seed):
+    """k-means centres of one class.
+
+    Args:
+      features: float32 [n, h] with n >= num_ref.
+      num_ref: K, the number of centres.
+      seed: OpenCV RNG seed set right before the call.
+
+    Returns:
+      float32 [num_ref, h].
+    """
+    features = np.ascontiguousarray(features, dtype=np.float32)
+    cv2.setRNGSeed(int(seed))
+    _, _, centres = cv2.kmeans(features, num_ref, None, KMEANS_CRITERIA, KMEANS_ATTEMPTS,
+                               cv2.KMEANS_PP_CENTERS)
+    return centres
+
+
+def repeat_samples(features, num_ref):
+    """The --small_class=repeat fallback: rows i = features[i % n], float32 [num_ref, h]."""
+    return np.asarray(features, dtype=np.float32)[np.arange(num_ref) % len(features)]
+
+
+# Per-process state of the k-means workers (set by _init_worker; with the fork start
+# method the arrays are shared with the parent, not copied).
+_WORKER_STATE = {}
+
+
+def _init_worker(features, offsets, num_ref, seed, num_threads):
+    cv2.setNumThreads(num_threads)
+    _WORKER_STATE.update(features=features, offsets=offsets, num_ref=num_ref, seed=seed)
+
+
+def _class_centres(class_id):
+    state = _WORKER_STATE
+    start, end = state["offsets"][class_id], state["offsets"][class_id + 1]
+    return class_id, kmeans_centres(state["features"][start:end], state["num_ref"],
+                                    state["seed"] + class_id)
+
+
+def find_references(features, class_ids, num_classes, num_ref, seed=0, num_workers=1,
+                    small_class="error", class_names=None, path=None):
+    """Reference vectors of every class.
+
+    Args:
+      features: float32 [N, h], rows grouped by class (the all.npy layout).
+      class_ids: int [N], non-decreasing, in [0, num_classes).
+      num_classes: C.
+      num_ref: references per class (K of k-means).
+      seed: base seed; class c uses seed + c.
+      num_workers: processes for k-means; 1 runs serially in this process.
+      small_class: "error" or "repeat" (module docstring).
+      class_names: names for messages (default: the ids).
+      path: the input file, for messages.
+
+    Returns:
+      float32 [num_classes, num_ref, h].
+    """
+    if small_class not in SMALL_CLASS_CHOICES:
+        raise InputError("must be one of %s, got %r" % (", ".join(SMALL_CLASS_CHOICES),
+                                                         small_class), field="--small_class")
+    if num_ref < 1:
+        raise InputError("must be positive, got %d" % num_ref, field="--num_ref")
+    if class_names is None:
+        class_names = [str(c) for c in range(num_classes)]
+    offsets = datafiles.class_offsets(class_ids, num_classes)
+    counts = np.diff(offsets)
+    small = np.flatnonzero(counts < num_ref)
+    if small_class == "error" and small.size:
+        c = small[0]
+        raise InputError(
+            "class %r (id %d) has %d samples, fewer than --num_ref=%d%s; k-means needs at "
+            "least num_ref samples (--small_class=repeat fills such a class's references "
+            "with its samples, repeated)"
+            % (class_names[c], c, counts[c], num_ref,
+               " (%d more classes too)" % (small.size - 1) if small.size > 1 else ""),
+            path=path, field="class_name")
+    empty = np.flatnonzero(counts == 0)
+    if empty.size:
+        c = empty[0]
+        raise InputError("class %r (id %d) has no samples; --small_class=repeat needs at "
+                         "least one" % (class_names[c], c), path=path, field="class_name")
+
+    h = features.shape[1]
+    ref = np.empty((num_classes, num_ref, h), dtype=np.float32)
+    for c in small:
+        ref[c] = repeat_samples(features[offsets[c]:offsets[c + 1]], num_ref)
+        logging.info("class %d/%d %r: %d samples < %d, references repeat its samples",
+                     c + 1, num_classes, class_names[c], counts[c], num_ref)
+
+    todo = [c for c in range(num_classes) if counts[c] >= num_ref]
+    num_workers = max(1, min(num_workers, len(todo)))
+    if num_workers == 1:
+        pool = None
+        results = ((c, kmeans_centres(features[offsets[c]:offsets[c + 1]], num_ref, seed + c))
+                   for c in todo)
+    else:
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else None)
+        pool = context.Pool(num_workers, initializer=_init_worker,
+                            initargs=(features, offsets, num_ref, seed, 1))
+        results = pool.imap(_class_centres, todo)
+    try:
+        for done, (c, centres) in enumerate(results, 1):
+            ref[c] = centres
+            logging.info("class %d/%d %r: %d samples -> %d centres (%d/%d classes done)",
+                         c + 1, num_classes, class_names[c], counts[c], num_ref, done,
+                         len(todo))
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    return ref
+
+
+def define_flags():
+    flags.DEFINE_string("class_list", None, "Class list: one class name per line.")
+    flags.DEFINE_string("input_npy", None, "all.npy from util/convert_data.py --split=all.")
+    flags.DEFINE_string("output_dir", None, "Directory for ref.npy.")
+    flags.DEFINE_integer("num_ref", 32, "References (k-means centres) per class.")
+    flags.DEFINE_integer("img_dim", 2048, "Feature dimension.")
+    flags.DEFINE_integer("num_workers", os.cpu_count() or 1,
+                         "Processes running k-means in parallel over classes; 1: serial.")
+    flags.DEFINE_integer("seed", 0, "Base seed: class c's k-means uses seed + c.")
+    flags.DEFINE_bool("allow_pickle", False, "Read a legacy all.npy written by the original "
+                      "(a pickled object array). Pickles can run code: trusted files only.")
+    flags.DEFINE_string("small_class", "error", "A class with fewer samples than num_ref: "
+                        "'error' stops with its name; 'repeat' fills its references with "
+                        "its samples, cycled.")
+
+
+def main(argv):
+    FLAGS = flags.FLAGS
+    check_flag(len(argv) == 1, "input_npy", "unexpected arguments %s" % argv[1:])
+    for name in ("class_list", "input_npy", "output_dir"):
+        check_flag(bool(getattr(FLAGS, name)), name, "is required")
+    check_flag(FLAGS.num_ref > 0, "num_ref", "must be positive, got %d" % FLAGS.num_ref)
+    check_flag(FLAGS.img_dim > 0, "img_dim", "must be positive, got %d" % FLAGS.img_dim)
+    check_flag(FLAGS.num_workers > 0, "num_workers",
+               "must be positive, got %d" % FLAGS.num_workers)
+    check_flag(FLAGS.seed >= 0, "seed", "must be non-negative, got %d" % FLAGS.seed)
+    check_flag(FLAGS.small_class in SMALL_CLASS_CHOICES, "small_class", "must be one of %s, "
+               "got %r" % (", ".join(SMALL_CLASS_CHOICES), FLAGS.small_class))
+
+    class_names = tsv_reader.read_class_list(FLAGS.class_list)
+    features, class_ids = datafiles.load_all(FLAGS.input_npy, FLAGS.img_dim,
+                                             allow_pickle=FLAGS.allow_pickle)
+    datafiles.check_class_ids(class_ids, len(class_names), FLAGS.input_npy)
+    logging.info("%s: %d samples of %d classes; k-means with %d centres per class, %d "
+                 "workers", FLAGS.input_npy, len(class_ids), len(class_names), FLAGS.num_ref,
+                 FLAGS.num_workers)
+    ref = find_references(features, class_ids, len(class_names), FLAGS.num_ref,
+                          seed=FLAGS.seed, num_workers=FLAGS.num_workers,
+                          small_class=FLAGS.small_class, class_names=class_names,
+                          path=FLAGS.input_npy)
+    output_path = os.path.join(FLAGS.output_dir, "ref.npy")
+    fileio.save_npy(output_path, ref)
+    logging.info("wrote %s: %s float32", output_path, ref.shape)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(cli_main(main))
