@@ -1,0 +1,308 @@
+"""Input pipelines over the prepared data sets (the one data entry point of train.py).
+
+A prepared directory is written by `cifar10.py`, `digits.py` or `clothing1m.py`:
+- cifar10 / digits: `{split}_images.npy` uint8 [n, 32, 32, 3] and `{split}_labels.npy`
+  int64 [n, 3], held in memory;
+- clothing1m: `{split}.txt` lines "relative/image/path.jpg clean noisy ntype", images read
+  from the dataset root recorded in metadata.json.
+Both have `metadata.json`, `mean_image.npy` and `matrix_c.npy`.
+
+`make_dataset` yields `(images float32 [B, H, W, 3], labels int64 [B, 3])`: images with
+the mean image subtracted (RGB, 0..255 scale), label columns (clean label, noisy label,
+noise type), -1 where unknown.
+- cifar10 / digits: H = W = 32, no augmentation (as the Caffe CIFAR10-quick setup).
+- clothing1m: decode (JPEG, PNG, GIF, BMP, WebP; 3 channels), resize to 256×256
+  (bilinear), subtract the 256×256 mean image, then a random 227×227 crop and a random
+  horizontal mirror for training (seeded, stateless: the same seed gives the same
+  crops), the centre crop for testing. With `on_bad_image = "skip"` in metadata.json,
+  images that still fail to decode at training time are dropped (the prepare step has
+  already dropped the ones it found); with "stop" the prepare step has checked every
+  image, and a failure here is TensorFlow's error.
+"""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from noise_model import clothing1m
+from util.errors import InputError
+from util.fileio import load_npy
+
+ARRAY_DATASETS = ("cifar10", "digits")
+DATASETS = ARRAY_DATASETS + ("clothing1m",)
+SPLITS = {
+    "cifar10": ("clean_train", "mixed_train", "ntype_train", "ntype_test", "test"),
+    "digits": ("clean_train", "mixed_train", "ntype_train", "ntype_test", "test"),
+    "clothing1m": ("clean_train", "clean_val", "mixed_train", "ntype_train", "ntype_val",
+                   "ntype_test", "test"),
+}
+NUM_NOISE_TYPES = 3
+RESIZE_SIZE = clothing1m.RESIZE_SIZE
+CROP_SIZE = clothing1m.CROP_SIZE
+METADATA_FILE = "metadata.json"
+
+
+# ---------------------------------------------------------------------------------------
+# Metadata, C and split sizes.
+
+
+def read_metadata(prepared_dir):
+    """Reads `prepared_dir/metadata.json`.
+
+    Returns:
+      dict with at least "dataset" (str), "num_classes" (int ≥ 2) and "image_size"
+      (int: 32 or 227); clothing1m also has "dataset_root" and "on_bad_image".
+    """
+    path = os.path.join(prepared_dir, METADATA_FILE)
+    if not os.path.isfile(path):
+        raise InputError("file not found: not a prepared data directory (run "
+                         "noise_model.cifar10, .digits or .clothing1m first)", path=path)
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            metadata = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError("not readable JSON (%s)" % err, path=path) from None
+    if not isinstance(metadata, dict):
+        raise InputError("expected a JSON object", path=path)
+    if metadata.get("dataset") not in DATASETS:
+        raise InputError("unknown dataset %r, expected one of %s"
+                         % (metadata.get("dataset"), ", ".join(DATASETS)), path=path, field="dataset")
+    for key in ("num_classes", "image_size"):
+        value = metadata.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 2:
+            raise InputError("expected an integer ≥ 2, found %r" % (value,), path=path, field=key)
+    if metadata["dataset"] == "clothing1m":
+        if not isinstance(metadata.get("dataset_root"), str):
+            raise InputError("missing the dataset root", path=path, field="dataset_root")
+        metadata.setdefault("on_bad_image", "stop")
+        if metadata["on_bad_image"] not in clothing1m.ON_BAD_IMAGE_CHOICES:
+            raise InputError("must be 'stop' or 'skip', found %r" % metadata["on_bad_image"],
+                             path=path, field="on_bad_image")
+    return metadata
+
+
+def load_matrix_c(prepared_dir, num_classes):
+    """Loads C ([noisy, clean], columns p(noisy | clean)) as float32 [L, L].
+
+    Raises:
+      InputError: missing file, not L×L, non-finite or negative entries.
+    """
+    path = os.path.join(prepared_dir, "matrix_c.npy")
+    matrix = load_npy(path, field="matrix_c", ndim=2)
+    if matrix.shape != (num_classes, num_classes):
+        raise InputError("has shape %s, expected [%d, %d]" % (list(matrix.shape), num_classes,
+                                                            num_classes), path=path, field="matrix_c")
+    matrix = matrix.astype(np.float64)
+    if not np.all(np.isfinite(matrix)):
+        raise InputError("has non-finite entries", path=path, field="matrix_c")
+    if np.any(matrix < 0):
+        raise InputError("has negative entries", path=path, field="matrix_c")
+    return matrix.astype(np.float32)
+
+
+def _check_split(dataset, prepared_dir, split):
+    """Checks `dataset` and `split` against the contract and the metadata; returns metadata."""
+    if dataset not in DATASETS:
+        raise InputError("unknown dataset %r, expected one of %s" % (dataset, ", ".join(DATASETS)),
+                         field="dataset")
+    if split not in SPLITS[dataset]:
+        raise InputError("unknown %s split %r, expected one of %s"
+                         % (dataset, split, ", ".join(SPLITS[dataset])), field="split")
+    metadata = read_metadata(prepared_dir)
+    if metadata["dataset"] != dataset:
+        raise InputError("holds prepared %s data, not %s" % (metadata["dataset"], dataset),
+                         path=os.path.join(prepared_dir, METADATA_FILE), field="dataset")
+    return metadata
+
+
+def split_size(dataset, prepared_dir, split):
+    """The number of samples in a split (int)."""
+    _check_split(dataset, prepared_dir, split)
+    if dataset in ARRAY_DATASETS:
+        labels = load_npy(os.path.join(prepared_dir, "%s_labels.npy" % split), ndim=2, mmap_mode="r")
+        return int(labels.shape[0])
+    path = os.path.join(prepared_dir, "%s.txt" % split)
+    if not os.path.isfile(path):
+        raise InputError("file not found", path=path)
+    with open(path, "r", encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip())
+
+
+# ---------------------------------------------------------------------------------------
+# Reading a split.
+
+
+def _check_labels(labels, num_classes, path):
+    """InputError unless int labels [n, 3] with clean/noisy in [-1, L) and ntype in [-1, 3)."""
+    if labels.ndim != 2 or labels.shape[1] != 3 or not np.issubdtype(labels.dtype, np.integer):
+        raise InputError("expected integer labels [n, 3], found %s %s"
+                         % (labels.dtype, list(labels.shape)), path=path)
+    limits = (num_classes, num_classes, NUM_NOISE_TYPES)
+    names = ("clean label", "noisy label", "noise type")
+    for column, (limit, name) in enumerate(zip(limits, names)):
+        bad = np.flatnonzero((labels[:, column] < -1) | (labels[:, column] >= limit))
+        if bad.size:
+            raise InputError("row %d: %s %d outside [-1, %d)"
+                             % (bad[0], name, labels[bad[0], column], limit), path=path)
+
+
+def load_array_split(prepared_dir, split, num_classes, image_size):
+    """Loads a cifar10/digits split → (images uint8 [n, s, s, 3], labels int64 [n, 3])."""
+    images_path = os.path.join(prepared_dir, "%s_images.npy" % split)
+    labels_path = os.path.join(prepared_dir, "%s_labels.npy" % split)
+    images = load_npy(images_path, ndim=4)
+    labels = load_npy(labels_path, ndim=2)
+    if images.dtype != np.uint8 or images.shape[1:] != (image_size, image_size, 3):
+        raise InputError("expected uint8 [n, %d, %d, 3], found %s %s"
+                         % (image_size, image_size, images.dtype, list(images.shape)), path=images_path)
+    _check_labels(labels, num_classes, labels_path)
+    if len(images) != len(labels):
+        raise InputError("%d labels for %d images in %s" % (len(labels), len(images), images_path),
+                         path=labels_path)
+    return images, labels.astype(np.int64)
+
+
+def read_split_list(path, dataset_root, num_classes):
+    """Reads a clothing1m `{split}.txt`.
+
+    Returns:
+      (paths: list of str, the keys joined to `dataset_root`; labels int64 [n, 3]).
+
+    Raises:
+      InputError (file:line): malformed line, label out of range, key leaving the root.
+    """
+    if not os.path.isfile(path):
+        raise InputError("file not found", path=path)
+    paths, labels = [], []
+    with open(path, "r", encoding="utf-8", newline=None) as f:
+        for number, text in enumerate(f, start=1):
+            fields = text.split()
+            if not fields:
+                continue
+            if len(fields) != 4:
+                raise InputError("expected 'key clean noisy ntype', found %d fields" % len(fields),
+                                 path=path, line=number)
+            clothing1m.check_key(fields[0], path, number)
+            try:
+                values = [int(v) for v in fields[1:]]
+            except ValueError:
+                raise InputError("labels must be integers", path=path, line=number) from None
+            limits = (num_classes, num_classes, NUM_NOISE_TYPES)
+            if any(not -1 <= v < limit for v, limit in zip(values, limits)):
+                raise InputError("labels %s outside [-1, %d), [-1, %d), [-1, %d)"
+                                 % (values, *limits), path=path, line=number)
+            paths.append(os.path.join(dataset_root, fields[0]))
+            labels.append(values)
+    return paths, np.asarray(labels, dtype=np.int64).reshape(-1, 3)
+
+
+def load_mean_image(prepared_dir, size):
+    """Loads `mean_image.npy` as float32 [size, size, 3] (InputError otherwise)."""
+    path = os.path.join(prepared_dir, "mean_image.npy")
+    mean = load_npy(path, field="mean_image", ndim=3)
+    if mean.shape != (size, size, 3) or not np.all(np.isfinite(mean)):
+        raise InputError("expected finite float [%d, %d, 3], found %s" % (size, size, list(mean.shape)),
+                         path=path, field="mean_image")
+    return mean.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------
+# The pipelines.
+
+
+def _check_not_empty(count, training, path):
+    if training and count == 0:
+        raise InputError("the split is empty: nothing to train on", path=path)
+
+
+def _array_dataset(prepared_dir, split, metadata, batch_size, training, seed, drop_remainder):
+    size = metadata["image_size"]
+    images, labels = load_array_split(prepared_dir, split, metadata["num_classes"], size)
+    _check_not_empty(len(labels), training, os.path.join(prepared_dir, "%s_labels.npy" % split))
+    mean = tf.constant(load_mean_image(prepared_dir, size))
+    data = tf.data.Dataset.from_tensor_slices((images, labels))
+    if training:
+        data = data.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True).repeat()
+    data = data.batch(batch_size, drop_remainder=drop_remainder)
+    data = data.map(lambda x, y: (tf.cast(x, tf.float32) - mean, y),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    return data.prefetch(tf.data.AUTOTUNE)
+
+
+def _decode_resized(path, mean):
+    """Reads an image file → float32 [256, 256, 3], RGB, resized, mean subtracted."""
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image = tf.image.resize(image, [RESIZE_SIZE, RESIZE_SIZE], method="bilinear")
+    return image - mean
+
+
+def _file_dataset(prepared_dir, split, metadata, batch_size, training, seed, drop_remainder):
+    root = metadata["dataset_root"]
+    if not os.path.isdir(root):
+        raise InputError("dataset root %s not found" % root,
+                         path=os.path.join(prepared_dir, METADATA_FILE), field="dataset_root")
+    paths, labels = read_split_list(os.path.join(prepared_dir, "%s.txt" % split), root,
+                                    metadata["num_classes"])
+    mean = tf.constant(load_mean_image(prepared_dir, RESIZE_SIZE))
+    paths = tf.constant(paths, dtype=tf.string)
+    labels = tf.constant(labels, dtype=tf.int64)
+    count = int(labels.shape[0])
+    _check_not_empty(count, training, os.path.join(prepared_dir, "%s.txt" % split))
+    # Shuffle indices rather than (path, label) elements: a buffer of a million int64
+    # scalars is far lighter than one of a million string tensors.
+    data = tf.data.Dataset.range(count)
+    if training:
+        data = data.shuffle(count, seed=seed, reshuffle_each_iteration=True).repeat()
+        # Each element's augmentation seed is (seed, position in the stream).
+        data = tf.data.Dataset.zip((data, tf.data.Dataset.counter()))
+
+        def load(index, position):
+            image = _decode_resized(paths[index], mean)
+            crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(
+                tf.stack([tf.constant(seed, tf.int64), position]), num=2))
+            image = tf.image.stateless_random_crop(image, [CROP_SIZE, CROP_SIZE, 3], seed=crop_seed)
+            image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+            return image, labels[index]
+    else:
+        offset = (RESIZE_SIZE - CROP_SIZE) // 2
+
+        def load(index):
+            image = _decode_resized(paths[index], mean)
+            image = image[offset:offset + CROP_SIZE, offset:offset + CROP_SIZE, :]
+            return image, labels[index]
+
+    data = data.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    if metadata["on_bad_image"] == "skip":
+        data = data.ignore_errors(log_warning=True)
+    data = data.batch(batch_size, drop_remainder=drop_remainder)
+    return data.prefetch(tf.data.AUTOTUNE)
+
+
+def make_dataset(dataset, prepared_dir, split, batch_size, training, seed=0, drop_remainder=None):
+    """A tf.data pipeline over one prepared split.
+
+    Args:
+      dataset: "cifar10", "digits" or "clothing1m" (must match metadata.json).
+      prepared_dir: the prepared directory.
+      split: a split name of SPLITS[dataset].
+      batch_size: samples per batch (> 0).
+      training: True: shuffle (seeded, reshuffled every epoch), repeat forever, augment
+        (clothing1m: random 227 crop + mirror); False: one pass in file order, centre crop
+        for clothing1m.
+      seed: seeds the shuffle and the augmentation.
+      drop_remainder: drop the last partial batch; default True for training (every batch
+        full), False otherwise.
+
+    Returns:
+      tf.data.Dataset of (images float32 [B, H, W, 3] mean-subtracted, labels int64 [B, 3]).
+    """
+    metadata = _check_split(dataset, prepared_dir, split)
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise InputError("must be a positive integer, got %r" % (batch_size,), field="batch_size")
+    if drop_remainder is None:
+        drop_remainder = bool(training)
+    build = _array_dataset if dataset in ARRAY_DATASETS else _file_dataset
+    return build(prepared_dir, split, metadata, int(batch_size), bool(training), int(seed),
+                 bool(drop_remainder))
