@@ -48,6 +48,16 @@ flags.DEFINE_bool("allow_pickle", False,
                   "use only for files you trust.")
 flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
 flags.DEFINE_integer("max_checkpoints", 5, "How many recent checkpoints to keep.")
+flags.DEFINE_enum("distribution", "none", ["none", "mirrored", "multi_worker"],
+                  "none: one device; mirrored: tf.distribute.MirroredStrategy over the local GPUs "
+                  "(or CPU devices); multi_worker: MultiWorkerMirroredStrategy, cluster from TF_CONFIG. "
+                  "Batch sizes stay global (the original per-step meaning).")
+flags.DEFINE_integer("num_cpu_replicas", 0,
+                     "With no GPU: split the CPU into this many logical devices and mirror across them "
+                     "(to try --distribution=mirrored on a CPU-only machine). 0: leave the CPU as one device.")
+flags.DEFINE_bool("mixed_precision", False,
+                  "Compute in float16 with float32 variables and loss (Keras mixed_float16 policy with "
+                  "dynamic loss scaling); for GPUs with tensor cores.")
 
 FLAGS = flags.FLAGS
 

@@ -34,6 +34,7 @@ from util import datafiles
 from util.errors import InputError, check_flag
 from util.fileio import atomic_open
 
+DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
 TRAIN_ACCURACY_THRESHOLD = 0.1  # the original's train accuracy ignores --val_sim_thres
 BEST_MODEL_INFO = "best_model.json"
 
@@ -66,6 +67,9 @@ class TrainConfig:
     allow_pickle: bool = False
     jit_compile: bool = False
     max_checkpoints: int = 5
+    distribution: str = "none"
+    num_cpu_replicas: int = 0
+    mixed_precision: bool = False
 
 
 def validate_config(config):
@@ -90,6 +94,11 @@ def validate_config(config):
     check_flag(config.embed_norm in EMBED_NORMS, "embed_norm",
                "must be one of %s, got %r" % ("|".join(EMBED_NORMS), config.embed_norm))
     check_flag(config.max_checkpoints > 0, "max_checkpoints", "must be positive")
+    check_flag(config.distribution in DISTRIBUTIONS, "distribution",
+               "must be one of %s, got %r" % ("|".join(DISTRIBUTIONS), config.distribution))
+    check_flag(config.num_cpu_replicas >= 0, "num_cpu_replicas", "must be 0 or more")
+    check_flag(not (config.jit_compile and config.distribution != "none"), "jit_compile",
+               "is supported with --distribution=none only")
 
 
 def check_log_normalisable(array, path, embed_norm):
@@ -150,18 +159,30 @@ def load_tables(config):
 class Trainer:
     """Holds the model, optimizer, checkpoints and the compiled train/validation steps."""
 
-    def __init__(self, config, tables):
+    def __init__(self, config, tables, strategy=None):
         self.config = config
         self.tables = tables
-        self.model = CleanNet(config.num_ref, config.img_dim, config.embed_norm,
-                              config.dropout_rate, config.weight_decay).build_variables()
-        self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        self.optimizer = TF1Momentum(learning_rate=self.current_learning_rate, momentum=config.momentum)
-        self.optimizer.build(self.model.trainable_variables)
+        self.strategy = strategy or tf.distribute.get_strategy()
+        replicas = self.strategy.num_replicas_in_sync
+        for flag in ("batch_size_sup", "batch_size_unsup"):
+            check_flag(getattr(config, flag) % replicas == 0, flag,
+                       "%d is not divisible by the %d replicas (batch sizes are global)"
+                       % (getattr(config, flag), replicas))
+        with self.strategy.scope():
+            self.model = CleanNet(config.num_ref, config.img_dim, config.embed_norm,
+                                  config.dropout_rate, config.weight_decay).build_variables()
+            self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
+                                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            self.optimizer = TF1Momentum(learning_rate=self.current_learning_rate, momentum=config.momentum)
+            if config.mixed_precision:
+                self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
+            self.optimizer.build(self.model.trainable_variables)
         self.checkpoint = checkpoints.make_checkpoint(self.model, self.global_step, self.optimizer)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, config.checkpoint_dir,
+        self.is_chief = _is_chief(self.strategy)
+        directory = config.checkpoint_dir if self.is_chief else _worker_temp_dir(config.checkpoint_dir, self.strategy)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, directory,
                                                   max_to_keep=config.max_checkpoints, checkpoint_name="ckpt")
-        self.best_dir = os.path.join(config.checkpoint_dir, checkpoints.BEST_SUBDIR)
+        self.best_dir = os.path.join(directory, checkpoints.BEST_SUBDIR)
         self.best_manager = tf.train.CheckpointManager(self.checkpoint, self.best_dir, max_to_keep=1,
                                                        checkpoint_name="ckpt")
         self._tensors = {
@@ -183,41 +204,63 @@ class Trainer:
         c = self.config
         return staircase_learning_rate(self.global_step, c.learning_rate, c.lr_update, c.lr_decay)
 
-    def _train_step(self, sup_indices, unsup_indices):
-        """One update on batch_size_sup verified + batch_size_unsup unverified samples.
+    def _replica_step(self, sup_indices, unsup_indices):
+        """One replica's share of the update; the index batches are global, each replica
+        takes its contiguous slice, so any number of replicas sees the same global batch.
 
         Returns:
-          dict of scalars: loss, objective_loss, regularization_loss, accuracy, lr, finite.
+          (objective share [], regularisation [], correct verified predictions []).
         """
         t = self._tensors
         c = self.config
-        num_sup = tf.shape(sup_indices)[0]
-        num_unsup = tf.shape(unsup_indices)[0]
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync
+        replica = context.replica_id_in_sync_group
+        local_sup = c.batch_size_sup // replicas
+        local_unsup = c.batch_size_unsup // replicas
+        sup_indices = sup_indices[replica * local_sup:(replica + 1) * local_sup]
+        unsup_indices = unsup_indices[replica * local_unsup:(replica + 1) * local_unsup]
         query = tf.concat([tf.gather(t["train_features"], sup_indices),
                            tf.gather(t["all_features"], unsup_indices)], axis=0)
         class_ids = tf.concat([tf.gather(t["train_class_ids"], sup_indices),
                                tf.gather(t["all_class_ids"], unsup_indices)], axis=0)
-        vlabel = tf.concat([tf.gather(t["train_vlabels"], sup_indices), tf.zeros([num_unsup])], axis=0)
-        vflag = tf.concat([tf.ones([num_sup]), tf.zeros([num_unsup])], axis=0)
+        vlabel = tf.concat([tf.gather(t["train_vlabels"], sup_indices), tf.zeros([local_unsup])], axis=0)
+        vflag = tf.concat([tf.ones([local_sup]), tf.zeros([local_unsup])], axis=0)
         reference = tf.gather(t["reference"], class_ids)
-        lr = self.current_learning_rate()
+        global_batch = float(c.batch_size_sup + c.batch_size_unsup)
         with tf.GradientTape() as tape:
             phi_s, v_q, phi_q, v_qr = self.model((query, reference), training=True)
             cos_sim = similarity(phi_s, phi_q)
-            objective = tf.reduce_mean(total_loss(vlabel, cos_sim, phi_s, v_q, phi_q, v_qr, vflag, c.neg_weight))
+            per_sample = total_loss(vlabel, cos_sim, phi_s, v_q, phi_q, v_qr, vflag, c.neg_weight)
+            # Summed over replicas, these shares give the global batch mean + regularisation.
+            objective_share = tf.reduce_sum(per_sample) / global_batch
             regularization = self.model.regularization_loss()
-            loss = objective + regularization
-        finite = tf.math.is_finite(loss)
+            loss_share = objective_share + regularization / replicas
+            if c.mixed_precision:
+                loss_share = self.optimizer.scale_loss(loss_share)
         variables = self.model.trainable_variables
-        gradients = tape.gradient(loss, variables)
-        # A non-finite loss must not reach the weights: the update is skipped and the
-        # caller stops the run with a message.
-        if finite:
-            self.optimizer.apply_gradients(zip(gradients, variables))
-            self.global_step.assign_add(1)
-        train_accuracy = accuracy(vlabel[:num_sup], cos_sim[:num_sup], TRAIN_ACCURACY_THRESHOLD)
+        gradients = tape.gradient(loss_share, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        correct = tf.reduce_sum(tf.cast(tf.equal(
+            vlabel[:local_sup], tf.cast(cos_sim[:local_sup] >= TRAIN_ACCURACY_THRESHOLD, tf.float32)), tf.float32))
+        return objective_share, regularization, correct
+
+    def _train_step(self, sup_indices, unsup_indices):
+        """One update on batch_size_sup verified + batch_size_unsup unverified samples (global).
+
+        Returns:
+          dict of scalars: loss, objective_loss, regularization_loss, accuracy, lr, finite.
+          A non-finite loss is reported through `finite`; the caller stops before saving.
+        """
+        lr = self.current_learning_rate()
+        objective, regularization, correct = self.strategy.run(self._replica_step, args=(sup_indices, unsup_indices))
+        objective = self.strategy.reduce(tf.distribute.ReduceOp.SUM, objective, axis=None)
+        regularization = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, regularization, axis=None)
+        correct = self.strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None)
+        self.global_step.assign_add(1)
+        loss = objective + regularization
         return {"loss": loss, "objective_loss": objective, "regularization_loss": regularization,
-                "accuracy": train_accuracy, "lr": lr, "finite": finite}
+                "accuracy": correct / self.config.batch_size_sup, "lr": lr, "finite": tf.math.is_finite(loss)}
 
     def _validation_step(self, features, class_ids, vlabels, class_embeddings):
         """Loss and accuracy of one validation batch, in inference mode (no dropout)."""
@@ -243,6 +286,43 @@ class Trainer:
             accuracies.append(float(acc))
             similarities.append(cos_sim.numpy())
         return float(np.mean(losses)), float(np.mean(accuracies)), np.concatenate(similarities)
+
+
+def split_cpu(num_cpu_replicas):
+    """Splits the CPU into logical devices (before TensorFlow initialises its devices)."""
+    if num_cpu_replicas > 1 and not tf.config.list_physical_devices("GPU"):
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(num_cpu_replicas)])
+
+
+def make_strategy(distribution):
+    """The tf.distribute strategy for --distribution (multi_worker reads TF_CONFIG)."""
+    if distribution == "mirrored":
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or \
+                  [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if distribution == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _task(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return None, None
+    return resolver.task_type, resolver.task_id
+
+
+def _is_chief(strategy):
+    """Worker 0 (or the chief) writes the real checkpoints and TensorBoard logs."""
+    task_type, task_id = _task(strategy)
+    return task_type is None or task_type == "chief" or (task_type == "worker" and task_id == 0)
+
+
+def _worker_temp_dir(checkpoint_dir, strategy):
+    task_type, task_id = _task(strategy)
+    return os.path.join(checkpoint_dir, ".worker_%s_%s" % (task_type, task_id))
 
 
 def _read_best_accuracy(best_dir):
@@ -280,11 +360,18 @@ class _TerminationFlag:
 def train(config):
     """Runs training to config.n_step; returns a dict with the final step and best accuracy."""
     validate_config(config)
+    split_cpu(config.num_cpu_replicas)
     keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    strategy = make_strategy(config.distribution)
     tables = load_tables(config)
-    trainer = Trainer(config, tables)
-    train_writer = tf.summary.create_file_writer(os.path.join(config.log_dir, "train"))
-    val_writer = tf.summary.create_file_writer(os.path.join(config.log_dir, "val"))
+    trainer = Trainer(config, tables, strategy)
+    if trainer.is_chief:
+        train_writer = tf.summary.create_file_writer(os.path.join(config.log_dir, "train"))
+        val_writer = tf.summary.create_file_writer(os.path.join(config.log_dir, "val"))
+    else:
+        train_writer = val_writer = tf.summary.create_noop_writer()
 
     def run_validation():
         step = int(trainer.global_step.numpy())
