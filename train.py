@@ -48,6 +48,8 @@ flags.DEFINE_bool("allow_pickle", False,
                   "use only for files you trust.")
 flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
 flags.DEFINE_integer("max_checkpoints", 5, "How many recent checkpoints to keep.")
+flags.DEFINE_string("class_list", None,
+                    "Optional class list (one name per line) for the per-class validation table in TensorBoard.")
 flags.DEFINE_enum("distribution", "none", ["none", "mirrored", "multi_worker"],
                   "none: one device; mirrored: tf.distribute.MirroredStrategy over the local GPUs "
                   "(or CPU devices); multi_worker: MultiWorkerMirroredStrategy, cluster from TF_CONFIG. "

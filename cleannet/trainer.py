@@ -26,11 +26,13 @@ from absl import logging
 
 from cleannet import checkpoints
 from cleannet import data
+from cleannet import summaries
 from cleannet.losses import total_loss
 from cleannet.metrics import accuracy, similarity
 from cleannet.model import EMBED_NORMS, CleanNet
 from cleannet.optimizer import TF1Momentum, staircase_learning_rate
 from util import datafiles
+from util import tsv_reader
 from util.errors import InputError, check_flag
 from util.fileio import atomic_open
 
@@ -67,6 +69,7 @@ class TrainConfig:
     allow_pickle: bool = False
     jit_compile: bool = False
     max_checkpoints: int = 5
+    class_list: str = None
     distribution: str = "none"
     num_cpu_replicas: int = 0
     mixed_precision: bool = False
@@ -373,12 +376,17 @@ def train(config):
     else:
         train_writer = val_writer = tf.summary.create_noop_writer()
 
+    class_names = tsv_reader.read_class_list(config.class_list) if config.class_list else None
+
     def run_validation():
         step = int(trainer.global_step.numpy())
-        val_loss, val_acc, _ = trainer.validate()
+        val_loss, val_acc, similarities = trainer.validate()
+        scored = len(similarities)
         with val_writer.as_default(step=step):
             tf.summary.scalar("val/loss", val_loss)
             tf.summary.scalar("val/acc", val_acc)
+            summaries.write_validation_summaries(step, similarities, tables.val_vlabels[:scored],
+                                                 tables.val_class_ids[:scored], config.val_sim_thres, class_names)
         val_writer.flush()
         logging.info("step %d: val/loss = %.6f, val/acc = %.6f", step, val_loss, val_acc)
         return val_acc

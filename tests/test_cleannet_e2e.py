@@ -16,7 +16,8 @@ import tensorflow as tf
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMG_DIM, NUM_CLASSES, NUM_REF = 16, 4, 4
 TRAIN_TAGS = {"train/accuracy", "train/objective_loss", "train/regularization_loss", "train/loss", "train/lr"}
-VAL_TAGS = {"val/loss", "val/acc"}
+VAL_TAGS = {"val/loss", "val/acc", "val/pr_label_noise", "val/similarity_correct_label",
+            "val/similarity_wrong_label", "val/per_class_accuracy"}
 
 
 def run(args, expect_ok=True):
@@ -89,7 +90,7 @@ def train_args(ws, n_step):
     return ["train.py", "--data_dir=%s" % ws["data"], "--checkpoint_dir=%s" % (model / "checkpoints"),
             "--log_dir=%s" % (model / "log"), "--img_dim=%d" % IMG_DIM, "--num_ref=%d" % NUM_REF,
             "--n_step=%d" % n_step, "--val_interval=100", "--log_interval=50", "--val_batch_size=32",
-            "--lr_update=1000"]
+            "--lr_update=1000", "--class_list=%s" % (ws["tsv"] / "classes.txt")]
 
 
 def test_train_resume_and_infer(workspace):
