@@ -1,0 +1,409 @@
+"""Tests of noise_model/stages.py and the stage logic of noise_model/train.py.
+
+The expected values are written out here from SPEC.md 2.3 / 2.4 (and our digits schedule)
+or computed with NumPy, never taken from the code under test.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from noise_model import models
+from noise_model import stages
+from noise_model import train
+from util.errors import InputError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN_SCRIPT = os.path.join(ROOT, "noise_model", "train.py")
+
+
+# ---------------------------------------------------------------------------------------
+# The stage defaults table.
+
+# SPEC.md 2.3: (base_lr, stepsize, max_iter) per stage.
+CIFAR_SCHEDULES = {"clean": (0.001, 4000, 5000), "noisy_gt": (0.001, 4000, 6000),
+                   "ntype": (0.0001, 1000, 1500), "joint": (0.001, 4000, 6000)}
+# SPEC.md 2.4.
+CLOTHING_SCHEDULES = {"clean": (0.001, 10000, 15000), "ntype": (0.001, 3000, 5000),
+                      "joint": (0.001, 50000, 100000), "joint_stage2": (0.001, 50000, 160000)}
+
+
+@pytest.mark.parametrize("stage", sorted(CIFAR_SCHEDULES))
+def test_cifar10_defaults_are_spec_2_3(stage):
+    s = stages.default_settings("cifar10", stage)
+    assert (s["base_lr"], s["stepsize"], s["max_iter"]) == CIFAR_SCHEDULES[stage]
+    assert s["momentum"] == 0.9 and s["gamma"] == 0.1
+    assert s["weight_decay"] == 0.004
+    assert s["bias_lr_mult"] == 2 and s["bias_decay_mult"] == 1
+    assert s["batch_size"] == 100 and s["test_batch_size"] == 100
+    assert s["test_interval"] == 500
+
+
+@pytest.mark.parametrize("stage", sorted(CLOTHING_SCHEDULES))
+def test_clothing1m_defaults_are_spec_2_4(stage):
+    s = stages.default_settings("clothing1m", stage)
+    assert (s["base_lr"], s["stepsize"], s["max_iter"]) == CLOTHING_SCHEDULES[stage]
+    assert s["momentum"] == 0.9 and s["gamma"] == 0.1
+    assert s["weight_decay"] == 0.0005
+    assert s["bias_lr_mult"] == 2 and s["bias_decay_mult"] == 0
+    assert s["batch_size"] == 128 and s["test_batch_size"] == 100
+
+
+@pytest.mark.parametrize("dataset,stage,weights", [
+    # (clean CE, noise-type CE, noisy-label loss, update_noise_lr)
+    ("cifar10", "clean", (1, 0, 0, None)),
+    ("cifar10", "noisy_gt", (1, 0, 0, None)),
+    ("cifar10", "ntype", (0, 1, 0, None)),
+    ("cifar10", "joint", (1, 1, 1, 1)),        # SPEC.md 2.3 step 4
+    ("digits", "joint", (1, 1, 1, 1)),
+    ("clothing1m", "joint", (0.1, 0, 1, 0)),   # SPEC.md 2.4 stage 1
+    ("clothing1m", "joint_stage2", (1, 0.1, 1, 0.1)),  # stage 2
+])
+def test_default_loss_weights(dataset, stage, weights):
+    s = stages.default_settings(dataset, stage)
+    assert (s["clean_loss_weight"], s["ntype_loss_weight"], s["noisy_loss_weight"]) == weights[:3]
+    if weights[3] is not None:
+        assert s["update_noise_lr"] == weights[3]
+
+
+def test_digits_keeps_cifar_learning_rates():
+    for stage, (lr, _, _) in CIFAR_SCHEDULES.items():
+        s = stages.default_settings("digits", stage)
+        assert s["base_lr"] == lr
+        assert 0 < s["stepsize"] <= s["max_iter"]
+
+
+def test_resolve_settings_overrides_and_validation():
+    s = stages.resolve_settings("cifar10", "clean", {"base_lr": 0.01, "max_iter": None,
+                                                     "batch_size": 7})
+    assert s["base_lr"] == 0.01 and s["max_iter"] == 5000 and s["batch_size"] == 7
+    bad = [("cifar10", "clean", {"base_lr": -1.0}),
+           ("cifar10", "clean", {"batch_size": 0}),
+           ("cifar10", "clean", {"momentum": 1.0}),
+           ("cifar10", "clean", {"max_iter": -5}),
+           ("cifar10", "clean", {"ntype_loss_weight": 1.0}),  # clean trains no ntype net
+           ("cifar10", "ntype", {"noisy_loss_weight": 1.0}),
+           ("cifar10", "joint", {"clean_loss_weight": 0.0, "ntype_loss_weight": 0.0,
+                                 "noisy_loss_weight": 0.0}),
+           ("cifar10", "joint_stage2", {}),  # a Clothing1M stage only
+           ("clothing1m", "noisy_gt", {}),
+           ("mnist", "clean", {})]
+    for dataset, stage, overrides in bad:
+        with pytest.raises(InputError):
+            stages.resolve_settings(dataset, stage, overrides)
+
+
+# ---------------------------------------------------------------------------------------
+# Loss weighting per stage.
+
+
+def _np_log_softmax(x):
+    x = x - x.max(axis=1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+
+def _np_masked_ce(labels, logits):
+    logp = _np_log_softmax(logits.astype(np.float64))
+    return sum(-logp[i, y] for i, y in enumerate(labels) if y >= 0) / len(labels)
+
+
+def _np_noisy_label_loss(clean_logits, ntype_logits, noisy, matrix_c):
+    """SPEC.md 2.1 value, sample by sample."""
+    m, num_classes = clean_logits.shape
+    p_y = np.exp(_np_log_softmax(clean_logits.astype(np.float64)))
+    p_z = np.exp(_np_log_softmax(ntype_logits.astype(np.float64)))
+    total = 0.0
+    for i in range(m):
+        if noisy[i] < 0:
+            continue
+        lik = np.zeros((num_classes, 3))
+        for y in range(num_classes):
+            lik[y, 0] = 1.0 if y == noisy[i] else 0.0
+            lik[y, 1] = 0.0 if y == noisy[i] else 1.0 / (num_classes - 1)
+            lik[y, 2] = matrix_c[noisy[i], y]
+        joint = p_y[i][:, None] * p_z[i][None, :] * lik
+        s = joint.sum()
+        q = joint / s
+        total += -np.sum(q[q > 0] * np.log(q[q > 0])) - np.log(s)
+    return total / m
+
+
+def _batch():
+    rng = np.random.default_rng(3)
+    clean_logits = rng.normal(size=(6, 4)).astype(np.float32)
+    ntype_logits = rng.normal(size=(6, 3)).astype(np.float32)
+    # columns: clean label, noisy label, noise type (−1 = unknown), as in the mixed set.
+    labels = np.array([[2, -1, 0], [-1, 1, -1], [0, -1, 2], [-1, 3, -1], [1, -1, 1],
+                       [-1, 0, -1]], np.int64)
+    matrix_c = np.array([[0, .5, .2, 0], [.6, 0, .8, .3], [.4, .5, 0, .7], [0, 0, 0, 0]],
+                        np.float32)
+    return clean_logits, ntype_logits, labels, matrix_c
+
+
+def test_stage_loss_terms_and_weights():
+    from noise_model.layers import NoisyLabelLoss
+
+    clean_logits, ntype_logits, labels, matrix_c = _batch()
+    ce_clean = _np_masked_ce(labels[:, 0], clean_logits)
+    # noisy_gt: the clean label where there is one, else the noisy label.
+    ce_noisy_gt = _np_masked_ce(np.array([2, 1, 0, 3, 1, 0]), clean_logits)
+    ce_ntype = _np_masked_ce(labels[:, 2], ntype_logits)
+    nll = _np_noisy_label_loss(clean_logits, ntype_logits, labels[:, 1], matrix_c)
+    loss_layer = NoisyLabelLoss(matrix_c)
+
+    cases = [("cifar10", "clean", clean_logits, None, ce_clean),
+             ("cifar10", "noisy_gt", clean_logits, None, ce_noisy_gt),
+             ("cifar10", "ntype", None, ntype_logits, ce_ntype),
+             ("cifar10", "joint", clean_logits, ntype_logits, ce_clean + ce_ntype + nll),
+             ("clothing1m", "joint", clean_logits, ntype_logits, 0.1 * ce_clean + nll),
+             ("clothing1m", "joint_stage2", clean_logits, ntype_logits,
+              ce_clean + 0.1 * ce_ntype + nll)]
+    for dataset, stage, cl, nl, expected in cases:
+        settings = stages.default_settings(dataset, stage)
+        terms = train.loss_terms(stage, cl, nl, labels, loss_layer)
+        total = float(train.weighted_loss(terms, settings))
+        np.testing.assert_allclose(total, expected, rtol=1e-5, err_msg=stage)
+    joint_terms = train.loss_terms("joint", clean_logits, ntype_logits, labels, loss_layer)
+    assert set(joint_terms) == {"clean_loss", "ntype_loss", "noisy_label_loss"}
+    np.testing.assert_allclose(float(joint_terms["noisy_label_loss"]), nll, rtol=1e-5)
+    # An overridden weight is used as given.
+    settings = stages.resolve_settings("cifar10", "joint", {"noisy_loss_weight": 2.5})
+    np.testing.assert_allclose(float(train.weighted_loss(joint_terms, settings)),
+                               ce_clean + ce_ntype + 2.5 * nll, rtol=1e-5)
+
+
+def test_test_splits_per_stage():
+    assert train.test_splits("cifar10", "joint") == [("test", "test", 0)]
+    assert train.test_splits("cifar10", "ntype") == [("test", "ntype_test", 2)]
+    assert train.test_splits("clothing1m", "clean") == [("val", "clean_val", 0),
+                                                        ("test", "test", 0)]
+
+
+def test_data_seed_depends_on_seed_and_start_iteration():
+    seeds = {train.derive_data_seed(s, i) for s in (0, 1) for i in (0, 100)}
+    assert len(seeds) == 4
+    assert train.derive_data_seed(3, 500) == train.derive_data_seed(3, 500)
+
+
+# ---------------------------------------------------------------------------------------
+# Weight copying between stages.
+
+
+def _save_stage(train_dir, dataset, stage, model, num_classes, image_size):
+    """Writes a finished-looking stage directory holding `model` (as train.py does)."""
+    stages.write_stage_info(train_dir, {"dataset": dataset, "stage": stage,
+                                        "net": stages.STAGE_NET[stage],
+                                        "num_classes": num_classes, "image_size": image_size})
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), train_dir, 2,
+                                         checkpoint_name=stages.CHECKPOINT_PREFIX)
+    path = manager.save(checkpoint_number=10)
+    stages.write_final(train_dir, path, 10, {"test/accuracy": 0.5})
+    return {layer.name: [w.numpy().copy() for w in layer.weights] for layer in model.layers}
+
+
+def _weights(model):
+    return {layer.name: [w.numpy().copy() for w in layer.weights] for layer in model.layers
+            if layer.weights}
+
+
+def _same(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_cifar_stage_initialisation_copies_the_right_layers(tmp_path):
+    tf.random.set_seed(1)
+    clean_dir, ntype_dir = str(tmp_path / "clean"), str(tmp_path / "ntype")
+    clean_saved = _save_stage(clean_dir, "cifar10", "clean",
+                              stages.build_net("cifar10", "clean", 10, 32), 10, 32)
+    ntype_saved = _save_stage(ntype_dir, "cifar10", "ntype",
+                              stages.build_net("cifar10", "ntype", 10, 32), 10, 32)
+
+    # ntype from clean: the conv layers only (SPEC.md 2.3 step 3).
+    ntype = stages.build_net("cifar10", "ntype", 10, 32)
+    fresh = _weights(ntype)
+    copied = stages.initialize_stage("ntype", "cifar10", ntype, 10, 32,
+                                     clean_model_dir=clean_dir, log=lambda msg: None)
+    assert copied["clean"] == ["conv1", "conv2", "conv3"]
+    now = _weights(ntype)
+    for name in ("conv1", "conv2", "conv3"):
+        assert _same(now[name], clean_saved[name])
+    for name in ("ip1", "ip2"):
+        assert _same(now[name], fresh[name]) and not _same(now[name], clean_saved[name][:1])
+
+    # noisy_gt from clean: every layer.
+    baseline = stages.build_net("cifar10", "clean", 10, 32)
+    stages.initialize_stage("noisy_gt", "cifar10", baseline, 10, 32,
+                            clean_model_dir=clean_dir, log=lambda msg: None)
+    for name, values in _weights(baseline).items():
+        assert _same(values, clean_saved[name])
+
+    # joint: clean branch from clean, noise-type branch from ntype, every layer.
+    joint = stages.build_net("cifar10", "joint", 10, 32)
+    copied = stages.initialize_stage("joint", "cifar10", joint, 10, 32, clean_model_dir=clean_dir,
+                                     ntype_model_dir=ntype_dir, log=lambda msg: None)
+    assert copied == {"clean": ["conv1", "conv2", "conv3", "ip1", "ip2"],
+                      "ntype": ["conv1", "conv2", "conv3", "ip1", "ip2"]}
+    for name, values in _weights(joint.clean_net).items():
+        assert _same(values, clean_saved[name])
+    for name, values in _weights(joint.ntype_net).items():
+        assert _same(values, ntype_saved[name])
+        assert not _same(values, clean_saved[name])
+
+    # A joint run's directory serves as a clean-model source too (its clean branch).
+    _save_stage(str(tmp_path / "joint"), "cifar10", "joint", joint, 10, 32)
+    net, _, finished = stages.load_stage_net(str(tmp_path / "joint"), "clean", "cifar10", 10,
+                                             32, "clean_model_dir")
+    assert finished
+    for name, values in _weights(net).items():
+        assert _same(values, clean_saved[name])
+
+
+def test_stage_initialisation_errors(tmp_path):
+    clean_dir = str(tmp_path / "clean")
+    _save_stage(clean_dir, "cifar10", "clean", stages.build_net("cifar10", "clean", 10, 32), 10, 32)
+    net = stages.build_net("cifar10", "clean", 10, 32)
+    noop = lambda msg: None  # noqa: E731
+    with pytest.raises(InputError, match="clean_model_dir"):
+        stages.initialize_stage("noisy_gt", "cifar10", net, 10, 32, log=noop)
+    with pytest.raises(InputError, match="no checkpoint|no stage run"):
+        stages.initialize_stage("noisy_gt", "cifar10", net, 10, 32,
+                                clean_model_dir=str(tmp_path / "empty"), log=noop)
+    with pytest.raises(InputError, match="digits"):  # a cifar10 run given to digits
+        stages.initialize_stage("noisy_gt", "digits", net, 10, 32, clean_model_dir=clean_dir,
+                                log=noop)
+    joint = stages.build_net("cifar10", "joint", 10, 32)
+    with pytest.raises(InputError, match="expected a ntype net"):
+        stages.initialize_stage("joint", "cifar10", joint, 10, 32, clean_model_dir=clean_dir,
+                                ntype_model_dir=clean_dir, log=noop)
+
+
+def test_clothing1m_ntype_starts_from_every_matching_clean_layer(tmp_path):
+    clean_dir = str(tmp_path / "clean")
+    clean_saved = _save_stage(clean_dir, "clothing1m", "clean",
+                              stages.build_net("clothing1m", "clean", 14, 227), 14, 227)
+    ntype = models.build_ntype_model("clothing1m")
+    fresh = _weights(ntype)
+    copied = stages.initialize_stage("ntype", "clothing1m", ntype, 14, 227,
+                                     clean_model_dir=clean_dir, log=lambda msg: None)
+    # "from 1": the convs and fc6 match CaffeNet by name and shape; the new head does not.
+    assert copied["clean"] == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6"]
+    now = _weights(ntype)
+    for name in copied["clean"]:
+        assert _same(now[name], clean_saved[name])
+    for name in ("fc7_ntype", "fc8_ntype"):
+        assert _same(now[name], fresh[name])
+
+
+def test_pretrained_weights_file_is_loaded_by_name_and_shape(tmp_path):
+    source = models.build_clean_model("cifar10", 7)  # a different number of outputs
+    path = str(tmp_path / "pre.weights.h5")
+    source.save_weights(path)
+    target = models.build_clean_model("cifar10", 10)
+    fresh = _weights(target)
+    loaded = stages.load_pretrained_weights(target, path)
+    assert loaded == ["conv1", "conv2", "conv3", "ip1"]
+    now = _weights(target)
+    for name in loaded:
+        assert _same(now[name], [w.numpy() for w in source.get_layer(name).weights])
+    assert _same(now["ip2"], fresh["ip2"])
+    with pytest.raises(InputError):
+        stages.load_pretrained_weights(target, str(tmp_path / "missing.weights.h5"))
+
+
+# ---------------------------------------------------------------------------------------
+# Training runs on the digits data (a few iterations).
+
+
+@pytest.fixture(scope="module")
+def digits_dir(tmp_path_factory):
+    from noise_model import digits
+
+    out = str(tmp_path_factory.mktemp("digits") / "prepared")
+    digits.prepare_digits(out, seed=0)
+    return out
+
+
+def _config(data_dir, train_dir, stage="clean", **overrides):
+    base = {"max_iter": 3, "batch_size": 16, "test_batch_size": 200, "test_interval": 2,
+            "snapshot_interval": 2, "display": 1}
+    base.update(overrides)
+    settings = stages.resolve_settings("digits", stage, base)
+    return train.StageConfig(dataset="digits", stage=stage, data_dir=data_dir,
+                             train_dir=train_dir, settings=settings, seed=0)
+
+
+def test_resume_continues_at_saved_iteration_with_saved_momentum(digits_dir, tmp_path):
+    train_dir = str(tmp_path / "clean")
+    metrics = train.run_stage(_config(digits_dir, train_dir, base_lr=0.01))
+    assert set(metrics) == {"test/accuracy", "test/loss"}
+    assert 0.0 <= metrics["test/accuracy"] <= 1.0
+    assert tf.train.latest_checkpoint(train_dir).endswith("ckpt-3")
+    final = stages.read_final(train_dir)
+    assert final["iteration"] == 3 and final["checkpoint"] == "ckpt-3"
+    saved = tf.train.load_checkpoint(os.path.join(train_dir, "ckpt-3"))
+    names = [n for n, _ in tf.train.list_variables(os.path.join(train_dir, "ckpt-3"))]
+    assert saved.get_tensor("optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE") == 3
+    kernel_key = [n for n in names if n.startswith("model/ip2/") and "kernel" in n][0]
+    slot_keys = [n for n in names if n.startswith("optimizer/momentum_slots/")]
+    w3 = saved.get_tensor(kernel_key)
+    slot_values = [saved.get_tensor(k) for k in slot_keys]
+    v3 = [v for v in slot_values if v.shape == w3.shape]
+    assert len(v3) == 1 and np.abs(v3[0]).max() > 0
+
+    # Continue to iteration 4 with a negligible lr: Caffe's update is then
+    # V4 = momentum · V3, W4 = W3 − V4, which holds only if weights and slots were restored.
+    train.run_stage(_config(digits_dir, train_dir, base_lr=1e-30, max_iter=4))
+    resumed = tf.train.load_checkpoint(os.path.join(train_dir, "ckpt-4"))
+    assert resumed.get_tensor("optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE") == 4
+    np.testing.assert_allclose(resumed.get_tensor(kernel_key), w3 - 0.9 * v3[0],
+                               rtol=1e-6, atol=1e-9)
+    assert stages.read_final(train_dir)["iteration"] == 4
+
+    # A finished stage run again returns its stored metrics without training.
+    again = train.run_stage(_config(digits_dir, train_dir, base_lr=1e-30, max_iter=4))
+    assert again == stages.read_final(train_dir)["metrics"]
+
+    # The directory now belongs to stage clean: another stage may not reuse it.
+    with pytest.raises(InputError, match="train_dir"):
+        train.run_stage(_config(digits_dir, train_dir, stage="ntype"))
+
+
+def test_non_finite_loss_stops_with_one_line(digits_dir, tmp_path):
+    train_dir = str(tmp_path / "clean")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, TRAIN_SCRIPT, "--dataset=digits", "--stage=clean",
+         "--data_dir=" + digits_dir, "--train_dir=" + train_dir, "--base_lr=1e30",
+         "--max_iter=20", "--snapshot_interval=1", "--test_interval=100", "--batch_size=16"],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 1, result.stderr[-2000:]
+    error_lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    assert len(error_lines) == 1
+    line = error_lines[0]
+    assert "non-finite" in line and "at iteration" in line and "last good checkpoint" in line
+    # Every checkpoint that was written holds finite weights.
+    latest = tf.train.latest_checkpoint(train_dir)
+    if latest is not None:
+        reader = tf.train.load_checkpoint(latest)
+        for name, _ in tf.train.list_variables(latest):
+            if name.startswith("model/"):
+                assert np.all(np.isfinite(reader.get_tensor(name))), name
+        assert latest in line or os.path.basename(latest) in line
+    assert stages.read_final(train_dir) is None
+
+
+def test_cli_rejects_bad_flags_with_one_line(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    cases = [["--dataset=mnist", "--stage=clean"],
+             ["--dataset=cifar10", "--stage=clean", "--base_lr=-1"]]
+    for extra in cases:
+        result = subprocess.run(
+            [sys.executable, "-m", "noise_model.train", "--data_dir=" + str(tmp_path),
+             "--train_dir=" + str(tmp_path / "t")] + extra,
+            capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+        assert result.returncode == 2, (extra, result.stderr[-2000:])
+        assert len([l for l in result.stderr.splitlines() if l.startswith("error:")]) == 1
