@@ -18,7 +18,6 @@ best/ subdirectory (best model by validation accuracy).
 
 import os
 import sys
-import time
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -92,6 +91,7 @@ def run_inference(model, reference):
     from cleannet.scoring import ClassEmbeddingScorer
     from util import tsv_reader
     from util.fileio import atomic_open
+    from util.progress import Progress
 
     class_names = tsv_reader.read_class_list(FLAGS.class_list)
     if len(class_names) != reference.shape[0]:
@@ -102,8 +102,8 @@ def run_inference(model, reference):
     scorer = ClassEmbeddingScorer(model, reference)
     limit = None if FLAGS.num_samples == -1 else FLAGS.num_samples
     count = 0
-    started = time.time()
     with contextlib.ExitStack() as stack:
+        progress = stack.enter_context(Progress(total=limit, unit="samples", desc="inference"))
         out = stack.enter_context(atomic_open(FLAGS.output_file, "w"))
         writer = ResultWriter(out, FLAGS.output_format, FLAGS.val_sim_thres)
         weights = None
@@ -118,7 +118,7 @@ def run_inference(model, reference):
             if weights is not None:
                 weights.write(sims, chunk.keys[:n], chunk.class_names[:n])
             count += n
-            logging.info(">> Predicted %d samples (%.0f samples/s).", count, count / max(time.time() - started, 1e-9))
+            progress.update(n)
             if limit is not None and count >= limit:
                 break
     return count

@@ -35,6 +35,7 @@ from util import datafiles
 from util import tsv_reader
 from util.errors import InputError, check_flag
 from util.fileio import atomic_open
+from util.progress import Progress
 
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
 TRAIN_ACCURACY_THRESHOLD = 0.1  # the original's train accuracy ignores --val_sim_thres
@@ -281,13 +282,16 @@ class Trainer:
         tb = self.tables
         class_embeddings = self.model.encode_classes(tf.constant(tb.reference))
         losses, accuracies, similarities = [], [], []
-        for indices in data.validation_batches(len(tb.val_features), self.config.val_batch_size):
-            loss, acc, cos_sim = self.validation_step(
-                tf.constant(tb.val_features[indices]), tf.constant(tb.val_class_ids[indices], tf.int32),
-                tf.constant(tb.val_vlabels[indices], tf.float32), class_embeddings)
-            losses.append(float(loss))
-            accuracies.append(float(acc))
-            similarities.append(cos_sim.numpy())
+        batches = data.validation_batches(len(tb.val_features), self.config.val_batch_size)
+        with Progress(total=len(batches), unit="batches", desc="validation") as progress:
+            for indices in batches:
+                loss, acc, cos_sim = self.validation_step(
+                    tf.constant(tb.val_features[indices]), tf.constant(tb.val_class_ids[indices], tf.int32),
+                    tf.constant(tb.val_vlabels[indices], tf.float32), class_embeddings)
+                losses.append(float(loss))
+                accuracies.append(float(acc))
+                similarities.append(cos_sim.numpy())
+                progress.update(1)
         return float(np.mean(losses)), float(np.mean(accuracies)), np.concatenate(similarities)
 
 
