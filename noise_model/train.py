@@ -56,6 +56,9 @@ def define_flags():
     """Defines the command-line flags; called only when run as a script, so that
     importing this module (tests, other tools) defines none."""
     flags.DEFINE_string("dataset", None, "cifar10, clothing1m or digits.")
+    flags.DEFINE_float("noise_level", 0.5,
+                       "digits only: the synthetic noise level used when --data_dir holds no prepared "
+                       "data yet and is prepared by this command (other data sets: see the prepare tools).")
     flags.DEFINE_string("stage", None, "clean, noisy_gt, ntype, joint, joint_stage2 (Clothing1M) "
                         "or all (every stage of the dataset's protocol in one process).")
     flags.DEFINE_string("data_dir", None, "The prepared data directory (written by "
@@ -562,6 +565,13 @@ def main(argv):
     check_flag(FLAGS.stage in stages.STAGES + ("all",), "stage",
                "expected one of %s, got %r" % (", ".join(stages.STAGES + ("all",)), FLAGS.stage))
     check_flag(FLAGS.data_dir, "data_dir", "required: the prepared data directory")
+    if FLAGS.dataset == "digits" and not os.path.exists(os.path.join(FLAGS.data_dir, "metadata.json")):
+        # The demo runs from one command: the digits ship with scikit-learn, so the data
+        # directory is prepared here when it holds no prepared data yet.
+        check_flag(0.0 <= FLAGS.noise_level <= 1.0, "noise_level", "must be in [0, 1]")
+        from noise_model.digits import prepare_digits
+        logging.info("Preparing the digits data in %s (noise level %g).", FLAGS.data_dir, FLAGS.noise_level)
+        prepare_digits(FLAGS.data_dir, noise_level=FLAGS.noise_level, seed=FLAGS.seed)
     check_flag(os.path.isdir(FLAGS.data_dir), "data_dir",
                "not a directory: %s" % FLAGS.data_dir)
     check_flag(FLAGS.train_dir, "train_dir", "required: where this stage writes checkpoints")
