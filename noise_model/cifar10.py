@@ -52,6 +52,7 @@ from absl import app, flags, logging
 from noise_model import noise
 from util.errors import InputError, check_flag, cli_main
 from util.fileio import atomic_open, save_npy
+from util.progress import Progress
 
 NUM_CLASSES = 10
 IMAGE_SIZE = 32
@@ -246,10 +247,15 @@ def load_cifar10(data_dir):
     else:
         read, suffix = read_binary_batch, ".bin"
     logging.info("Reading the CIFAR-10 %s version from %s", version, batch_dir)
-    parts = [read(os.path.join(batch_dir, name + suffix)) for name in TRAIN_BATCHES]
+    parts = []
+    with Progress(total=len(TRAIN_BATCHES) + 1, unit="batches", desc="reading CIFAR-10") as progress:
+        for name in TRAIN_BATCHES:
+            parts.append(read(os.path.join(batch_dir, name + suffix)))
+            progress.update(1)
+        test_images, test_labels = read(os.path.join(batch_dir, TEST_BATCH + suffix))
+        progress.update(1)
     train_images = np.concatenate([p[0] for p in parts])
     train_labels = np.concatenate([p[1] for p in parts])
-    test_images, test_labels = read(os.path.join(batch_dir, TEST_BATCH + suffix))
     return train_images, train_labels, test_images, test_labels
 
 
@@ -342,9 +348,12 @@ def write_prepared(output_dir, dataset, protocol, metadata):
       metadata: extra JSON-ready entries for metadata.json (flags, source).
     """
     os.makedirs(output_dir, exist_ok=True)
-    for split, (images, labels) in protocol["splits"].items():
-        save_npy(os.path.join(output_dir, "%s_images.npy" % split), np.asarray(images, np.uint8))
-        save_npy(os.path.join(output_dir, "%s_labels.npy" % split), np.asarray(labels, np.int64))
+    total = sum(len(labels) for _, labels in protocol["splits"].values())
+    with Progress(total=total, unit="images", desc="writing %s" % dataset) as progress:
+        for split, (images, labels) in protocol["splits"].items():
+            save_npy(os.path.join(output_dir, "%s_images.npy" % split), np.asarray(images, np.uint8))
+            save_npy(os.path.join(output_dir, "%s_labels.npy" % split), np.asarray(labels, np.int64))
+            progress.update(len(labels))
     save_npy(os.path.join(output_dir, "mean_image.npy"), protocol["mean_image"].astype(np.float32))
     for name in ("matrix_q", "matrix_c"):
         save_npy(os.path.join(output_dir, name + ".npy"), np.asarray(protocol[name], np.float64))
@@ -410,6 +419,11 @@ def main(argv):
     logging.info("Wrote the prepared CIFAR-10 data to %s", FLAGS.output_dir)
 
 
-if __name__ == "__main__":
+def run():
+    """Console entry point (noise-model-prepare-cifar10)."""
     define_flags()
     app.run(cli_main(main))
+
+
+if __name__ == "__main__":
+    run()

@@ -54,6 +54,7 @@ from absl import app, flags, logging
 from noise_model import noise
 from util.errors import InputError, check_flag, cli_main
 from util.fileio import atomic_open, save_npy
+from util.progress import Progress
 
 NUM_CLASSES = 14
 RESIZE_SIZE = 256
@@ -70,7 +71,6 @@ SPLITS = ("clean_train", "clean_val", "mixed_train", "ntype_train", "ntype_val",
           "test")
 ON_BAD_IMAGE_CHOICES = ("stop", "skip")
 _CHUNK = 2048
-_LOG_EVERY = 20000
 
 
 # ---------------------------------------------------------------------------------------
@@ -276,17 +276,17 @@ def check_images(data_root, keys, skip_missing, on_bad_image, num_workers, where
     def check(key):
         return image_problem(os.path.join(data_root, key))
 
-    for done, (key, problem) in enumerate(_in_chunks(present, check, num_workers), start=1):
-        if problem is None:
-            usable.add(key)
-        elif on_bad_image == "skip":
-            bad += 1
-            logging.warning("Skipping %s: %s", os.path.join(data_root, key), problem)
-        else:
-            raise InputError("image %s (pass --on_bad_image=skip to drop such images)" % problem,
-                             path=os.path.join(data_root, key))
-        if done % _LOG_EVERY == 0:
-            logging.info("Checked %d / %d images", done, len(present))
+    with Progress(total=len(present), unit="images", desc="checking images") as progress:
+        for key, problem in _in_chunks(present, check, num_workers):
+            if problem is None:
+                usable.add(key)
+            elif on_bad_image == "skip":
+                bad += 1
+                logging.warning("Skipping %s: %s", os.path.join(data_root, key), problem)
+            else:
+                raise InputError("image %s (pass --on_bad_image=skip to drop such images)" % problem,
+                                 path=os.path.join(data_root, key))
+            progress.update(1)
     if bad:
         logging.warning("Skipped %d images that cannot be decoded", bad)
     return usable, missing, bad
@@ -302,10 +302,10 @@ def compute_mean_image(data_root, keys, num_workers, size=RESIZE_SIZE):
     def load(key):
         return load_resized_rgb(os.path.join(data_root, key), size)
 
-    for done, (_, image) in enumerate(_in_chunks(list(keys), load, num_workers), start=1):
-        total += image
-        if done % _LOG_EVERY == 0:
-            logging.info("Mean image: %d / %d images", done, len(keys))
+    with Progress(total=len(keys), unit="images", desc="mean image") as progress:
+        for _, image in _in_chunks(list(keys), load, num_workers):
+            total += image
+            progress.update(1)
     logging.info("Mean image over %d clean training images", len(keys))
     return (total / len(keys)).astype(np.float32)
 
@@ -474,6 +474,11 @@ def main(argv):
     logging.info("Wrote the prepared Clothing1M lists to %s", FLAGS.output_dir)
 
 
-if __name__ == "__main__":
+def run():
+    """Console entry point (noise-model-prepare-clothing1m)."""
     define_flags()
     app.run(cli_main(main))
+
+
+if __name__ == "__main__":
+    run()

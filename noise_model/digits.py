@@ -113,6 +113,11 @@ def main(argv):
     logging.info("Wrote the prepared digits data to %s", FLAGS.output_dir)
 
 
-if __name__ == "__main__":
+def run():
+    """Console entry point (noise-model-prepare-digits)."""
     define_flags()
     app.run(cli_main(main))
+
+
+if __name__ == "__main__":
+    run()

@@ -40,6 +40,7 @@ from absl import logging
 
 from util import fileio
 from util import tsv_reader
+from util.progress import Progress
 from util.errors import InputError, check_flag, cli_main
 
 SPLITS = ("train", "val", "all", "ref")
@@ -101,15 +102,21 @@ class NpyRowWriter:
         self._f.seek(end)
 
 
+def _progress(tsv_path):
+    """Progress in rows read (the total is unknown: count and rate, no ETA)."""
+    return Progress(total=None, unit="rows", desc="reading %s" % os.path.basename(os.fspath(tsv_path)))
+
+
 def convert_verified(tsv_path, class_names, output_path, img_dim=None,
                      chunk_rows=DEFAULT_CHUNK_ROWS, class_list_path=None):
     """Verified TSV -> [N, h+2] float32 .npy (feature, class id, vlabel); drops vlabel -1."""
     class_to_id = tsv_reader.make_class_to_id(class_names)
     positives = negatives = invalid = 0
-    with fileio.atomic_open(output_path, "wb") as f:
+    with fileio.atomic_open(output_path, "wb") as f, _progress(tsv_path) as progress:
         writer = None
         for chunk in tsv_reader.iter_tsv_chunks(tsv_path, "verified", class_to_id, img_dim,
                                                 chunk_rows, class_list_path):
+            progress.update(len(chunk))
             h = chunk.features.shape[1]
             if writer is None:
                 writer = NpyRowWriter(f, h + 2)
@@ -145,10 +152,11 @@ def convert_all(tsv_path, class_names, output_path, img_dim=None,
         scratch = output_tmp + ".input_order"
         try:
             class_id_blocks = []
-            with open(scratch, "wb") as f:
+            with open(scratch, "wb") as f, _progress(tsv_path) as progress:
                 writer = None
                 for chunk in tsv_reader.iter_tsv_chunks(tsv_path, "all", class_to_id, img_dim,
                                                         chunk_rows, class_list_path):
+                    progress.update(len(chunk))
                     h = chunk.features.shape[1]
                     if writer is None:
                         writer = NpyRowWriter(f, h + 1)
@@ -192,10 +200,11 @@ def convert_ref(tsv_path, class_names, output_path, num_ref, img_dim=None,
     num_classes = len(class_names)
     tsv_path = os.fspath(tsv_path)
     first_seen = np.zeros((num_classes, num_ref), dtype=np.int64)  # line number; 0 = unseen
-    with fileio.atomic_path(output_path) as output_tmp:
+    with fileio.atomic_path(output_path) as output_tmp, _progress(tsv_path) as progress:
         ref = None
         for chunk in tsv_reader.iter_tsv_chunks(tsv_path, "ref", class_to_id, img_dim,
                                                 chunk_rows, class_list_path):
+            progress.update(len(chunk))
             if ref is None:
                 ref = np.lib.format.open_memmap(output_tmp, mode="w+", dtype=np.float32,
                                                 shape=(num_classes, num_ref,
@@ -289,6 +298,11 @@ def main(argv):
             chunk_rows=FLAGS.chunk_rows)
 
 
-if __name__ == "__main__":
+def run():
+    """Console entry point (cleannet-convert-data)."""
     define_flags()
     app.run(cli_main(main))
+
+
+if __name__ == "__main__":
+    run()

@@ -41,6 +41,7 @@ from absl import logging
 from util import datafiles
 from util import fileio
 from util import tsv_reader
+from util.progress import Progress
 from util.errors import InputError, check_flag, cli_main
 
 KMEANS_CRITERIA = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 50, 1e-4)
@@ -151,11 +152,12 @@ def find_references(features, class_ids, num_classes, num_ref, seed=0, num_worke
                             initargs=(features, offsets, num_ref, seed, 1))
         results = pool.imap(_class_centres, todo)
     try:
-        for done, (c, centres) in enumerate(results, 1):
-            ref[c] = centres
-            logging.info("class %d/%d %r: %d samples -> %d centres (%d/%d classes done)",
-                         c + 1, num_classes, class_names[c], counts[c], num_ref, done,
-                         len(todo))
+        with Progress(total=len(todo), unit="classes", desc="k-means") as progress:
+            for c, centres in results:
+                ref[c] = centres
+                logging.vlog(1, "class %d/%d %r: %d samples -> %d centres", c + 1, num_classes,
+                             class_names[c], counts[c], num_ref)
+                progress.update(1)
     finally:
         if pool is not None:
             pool.terminate()
@@ -208,6 +210,11 @@ def main(argv):
     logging.info("wrote %s: %s float32", output_path, ref.shape)
 
 
-if __name__ == "__main__":
+def run():
+    """Console entry point (cleannet-find-reference)."""
     define_flags()
     app.run(cli_main(main))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,102 @@
+"""Tests for util/export_saved_model.py: the SavedModel scores exactly as inference.py does."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "util", "export_saved_model.py")
+IMG_DIM, NUM_REF, NUM_CLASSES = 12, 3, 4
+CLASS_NAMES = ["cat", "dog", "bird", "fish"]
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A randomly initialised CleanNet saved as a train.py checkpoint, ref.npy, a TSV."""
+    import tensorflow as tf
+
+    from cleannet import checkpoints
+    from cleannet.model import CleanNet
+
+    root = tmp_path_factory.mktemp("export")
+    data_dir, ckpt_dir = root / "data", root / "ckpt"
+    data_dir.mkdir()
+    rng = np.random.default_rng(0)
+    np.save(data_dir / "ref.npy", rng.random((NUM_CLASSES, NUM_REF, IMG_DIM)).astype(np.float32) * 3)
+    (root / "classes.txt").write_text("".join(n + "\n" for n in CLASS_NAMES))
+    tf.keras.utils.set_random_seed(1)
+    model = CleanNet(NUM_REF, IMG_DIM, "log").build_variables()
+    step = tf.Variable(7, dtype=tf.int64)
+    tf.train.CheckpointManager(checkpoints.make_checkpoint(model, step), str(ckpt_dir), 3).save(checkpoint_number=7)
+    features = (rng.random((9, IMG_DIM)) * 3).astype(np.float32)
+    ids = rng.integers(0, NUM_CLASSES, size=9)
+    with open(root / "input.tsv", "w") as f:
+        for i, (row, c) in enumerate(zip(features, ids)):
+            f.write("k%d\t%s\t%s\n" % (i, CLASS_NAMES[c], ",".join("%.9g" % v for v in row)))
+    export_dir = root / "exported"
+    args = [sys.executable, SCRIPT, "--checkpoint_dir=%s" % ckpt_dir, "--data_dir=%s" % data_dir,
+            "--class_list=%s" % (root / "classes.txt"), "--img_dim=%d" % IMG_DIM, "--num_ref=%d" % NUM_REF,
+            "--embed_norm=log", "--export_dir=%s" % export_dir]
+    result = subprocess.run(args, capture_output=True, text=True, env=ENV)
+    assert result.returncode == 0, result.stderr
+    pred = root / "pred.txt"
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "inference.py"), "--mode=inference",
+                             "--checkpoint_dir=%s" % ckpt_dir, "--data_dir=%s" % data_dir,
+                             "--class_list=%s" % (root / "classes.txt"), "--image_feature_list=%s" % (root / "input.tsv"),
+                             "--output_file=%s" % pred, "--img_dim=%d" % IMG_DIM, "--num_ref=%d" % NUM_REF,
+                             "--batch_size=4"], capture_output=True, text=True, env=ENV)
+    assert result.returncode == 0, result.stderr
+    return dict(root=root, export_dir=export_dir, features=features, ids=ids, args=args,
+                expected=np.loadtxt(pred, ndmin=1))
+
+
+def test_signatures_match_inference_py(trained):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(trained["export_dir"]))
+    assert set(loaded.signatures) == {"serving_default", "score_by_name"}
+    features = tf.constant(trained["features"])
+    by_id = loaded.signatures["serving_default"](features=features,
+                                                 class_ids=tf.constant(trained["ids"], tf.int64))
+    names = tf.constant([CLASS_NAMES[c] for c in trained["ids"]])
+    by_name = loaded.signatures["score_by_name"](features=features, class_names=names)
+    assert by_id["similarity"].dtype == tf.float32 and by_id["similarity"].shape == (9,)
+    np.testing.assert_allclose(by_id["similarity"].numpy(), trained["expected"], atol=1e-5)
+    np.testing.assert_allclose(by_name["similarity"].numpy(), trained["expected"], atol=1e-5)
+    # The scores are not trivially equal (a real comparison): they spread over classes.
+    assert np.ptp(trained["expected"]) > 1e-3
+
+
+def test_unknown_class_gives_nan(trained):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(trained["export_dir"]))
+    features = tf.constant(trained["features"][:3])
+    out = loaded.signatures["score_by_name"](features=features,
+                                             class_names=tf.constant(["dog", "zebra", CLASS_NAMES[trained["ids"][2]]]))
+    sims = out["similarity"].numpy()
+    assert np.isnan(sims[1]) and not np.isnan(sims[0])
+    np.testing.assert_allclose(sims[2], trained["expected"][2], atol=1e-5)
+    out = loaded.signatures["serving_default"](features=features, class_ids=tf.constant([0, 4, -1], tf.int64))
+    assert np.isnan(out["similarity"].numpy()[1:]).all()
+
+
+def test_reexport_replaces_atomically_and_leaves_no_temp(trained):
+    result = subprocess.run(trained["args"], capture_output=True, text=True, env=ENV)
+    assert result.returncode == 0, result.stderr
+    leftovers = [n for n in os.listdir(trained["root"]) if n.startswith(".exported")]
+    assert leftovers == []
+    assert os.path.exists(trained["export_dir"] / "saved_model.pb")
+
+
+def test_wrong_config_is_one_line_error(trained, tmp_path):
+    args = [a if not a.startswith("--img_dim") else "--img_dim=13" for a in trained["args"]]
+    args = [a if not a.startswith("--export_dir") else "--export_dir=%s" % (tmp_path / "x") for a in args]
+    result = subprocess.run(args, capture_output=True, text=True, env=ENV)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert not (tmp_path / "x").exists()

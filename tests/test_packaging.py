@@ -1,0 +1,117 @@
+"""Packaging: pip install works and installs the console commands; train.py's flags and --flagfile."""
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+
+# SPEC.md 1.4's flags of train.py.
+SPEC_TRAIN_FLAGS = ["data_dir", "checkpoint_dir", "log_dir", "log_interval", "val_interval", "img_dim", "num_ref",
+                    "batch_size_sup", "batch_size_unsup", "val_batch_size", "learning_rate", "n_step", "lr_update",
+                    "lr_decay", "dropout_rate", "weight_decay", "neg_weight", "val_sim_thres", "momentum",
+                    "embed_norm"]
+
+SCRIPTS = ["cleannet-train", "cleannet-inference", "cleannet-convert-data", "cleannet-find-reference",
+           "cleannet-heldout-train-data", "cleannet-import-tf1-checkpoint", "cleannet-export-saved-model",
+           "cleannet-train-classifier", "noise-model-train", "noise-model-prepare-cifar10",
+           "noise-model-prepare-clothing1m", "noise-model-prepare-digits", "noise-model-import-caffemodel",
+           "noise-model-noise"]
+
+
+def entry_points():
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        return tomllib.load(f)["project"]["scripts"]
+
+
+def test_pyproject_metadata():
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        project = tomllib.load(f)["project"]
+    assert project["name"] == "cleannet-tf2" and project["version"] == "0.1.0"
+    assert project["requires-python"] == ">=3.10"
+    with open(os.path.join(ROOT, "requirements.txt")) as f:
+        lines = [line.strip() for line in f]
+    runtime = lines[:lines.index("# Tests")] if "# Tests" in lines else lines
+    runtime = [line for line in runtime if line and not line.startswith("#")]
+    assert sorted(project["dependencies"]) == sorted(runtime)
+    assert sorted(project["scripts"]) == sorted(SCRIPTS)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_entry_point_is_a_zero_argument_function(name):
+    """Each console command names a module-level `def NAME():` (checked in the source, no import)."""
+    module, function = entry_points()[name].split(":")
+    path = os.path.join(ROOT, *module.split(".")) + ".py"
+    tree = ast.parse(open(path).read())
+    found = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == function]
+    if not found:
+        pytest.xfail("%s has no %s() yet (its owner is to add one calling define_flags() and app.run)"
+                     % (module, function))
+    args = found[0].args
+    assert not (args.args or args.posonlyargs or args.kwonlyargs or args.vararg or args.kwarg)
+
+
+def test_pip_install_creates_console_scripts(tmp_path):
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", "__pycache__", "build", "*.egg-info", "data", "train", "runs", ".hypothesis", "bench"))
+    target = tmp_path / "site"
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
+                             "--no-cache-dir", "--disable-pip-version-check", "--target", str(target), str(source)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in SCRIPTS:
+        script = target / "bin" / name
+        assert script.exists(), name
+        module, function = entry_points()[name].split(":")
+        assert "from %s import %s" % (module, function) in script.read_text()
+    for module in ("train.py", "inference.py", "train_classifier.py", "cleannet/model.py",
+                   "noise_model/layers.py", "util/progress.py"):
+        assert (target / module).exists(), module
+
+
+def test_train_helpfull_lists_every_spec_flag_with_help():
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--helpfull"],
+                            capture_output=True, text=True, env=ENV)
+    text = result.stdout + result.stderr
+    for name in SPEC_TRAIN_FLAGS:
+        match = re.search(r"^\s+--%s: (.*)$" % re.escape(name), text, re.MULTILINE)
+        assert match, name
+        assert len(match.group(1).strip()) > 3, (name, match.group(1))
+
+
+def test_train_flagfile(tmp_path):
+    """absl's --flagfile: the flags in the file are used (data dir, log dir, n_step=0)."""
+    img_dim, num_ref, num_classes = 4, 2, 2
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+
+    def verified(n):
+        table = np.zeros((n, img_dim + 2), np.float32)
+        table[:, :img_dim] = rng.random((n, img_dim))
+        table[:, img_dim] = np.arange(n) % num_classes
+        table[:, img_dim + 1] = np.arange(n) % 2
+        return table
+
+    np.save(data / "train.npy", verified(8))
+    np.save(data / "val.npy", verified(8))
+    np.save(data / "ref.npy", rng.random((num_classes, num_ref, img_dim)).astype(np.float32))
+    flagfile = tmp_path / "train.flags"
+    flagfile.write_text("\n".join([
+        "--data_dir=%s" % data, "--checkpoint_dir=%s" % (tmp_path / "ckpt"), "--log_dir=%s" % (tmp_path / "log"),
+        "--img_dim=%d" % img_dim, "--num_ref=%d" % num_ref, "--n_step=0", "--batch_size_sup=4",
+        "--batch_size_unsup=0", "--val_batch_size=4", ""]))
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--flagfile=%s" % flagfile],
+                            capture_output=True, text=True, env=ENV, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "log" / "train").is_dir()  # --log_dir came from the file
+    assert not (tmp_path / "train").exists()  # not the default ./train/log/
