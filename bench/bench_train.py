@@ -1,0 +1,213 @@
+"""Benchmark: CleanNet training steps/s, our Trainer.train_step against the original's loop.
+
+    python bench/bench_train.py                     # default: 20 classes, 2048 dims, 32 refs
+    python bench/bench_train.py --preset=medium     # 101 classes, 20k verified / 20k all rows
+    python bench/bench_train.py --preset=food101n   # 101 classes, 310k rows (tables ~5 GB)
+
+Ours: `cleannet.trainer.Trainer.train_step` (a tf.function) fed by the index pipeline
+of cleannet.data; the features and each sample's reference set ref[class_id] are
+gathered inside the graph. Run with --jit_compile off and (with --compare_jit) on.
+
+Baseline (the original's data path): each step draws the verified and class-balanced
+unverified rows on the host, builds the [B, R, h] reference tensor in NumPy with a
+Python loop over the samples, and runs an eager (un-compiled) forward/backward pass and
+update of the same model, loss and optimizer.
+
+Both use batch_size_sup + batch_size_unsup samples per step (default 32 + 32). The
+variants are timed in alternation (5 rounds of steps/5 steps each, after
+`--warmup_steps` untimed steps), so that each sees the same load on a shared machine.
+Prints steps/s (1 / median step time) and the ratio ours / baseline.
+"""
+
+import os
+import sys
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app
+from absl import flags
+
+from bench import common
+from util.errors import check_flag, cli_main
+
+PRESETS = {
+    "default": dict(num_classes=20, img_dim=2048, num_ref=32, num_samples=2000, steps=20),
+    "medium": dict(num_classes=101, img_dim=2048, num_ref=32, num_samples=20000, steps=30),
+    "food101n": dict(num_classes=101, img_dim=2048, num_ref=32, num_samples=common.FOOD101N["num_samples"],
+                     steps=50),
+}
+
+
+def make_config(data_dir, num_classes, img_dim, num_ref, batch_size_sup, batch_size_unsup, jit_compile):
+    from cleannet.trainer import TrainConfig
+
+    del num_classes
+    return TrainConfig(data_dir=data_dir, checkpoint_dir=os.path.join(data_dir, "ckpt"),
+                       log_dir=os.path.join(data_dir, "log"), img_dim=img_dim, num_ref=num_ref,
+                       batch_size_sup=batch_size_sup, batch_size_unsup=batch_size_unsup,
+                       val_batch_size=16, jit_compile=jit_compile)
+
+
+def make_ours_step(config, tables):
+    """A zero-argument function running one Trainer.train_step on the index pipeline."""
+    from cleannet import data
+    from cleannet.trainer import Trainer
+
+    trainer = Trainer(config, tables)
+    batches = iter(data.training_indices(len(tables.train_features), tables.all_offsets, config.batch_size_sup,
+                                         config.batch_size_unsup, config.seed))
+
+    def step():
+        sup, unsup = next(batches)
+        out = trainer.train_step(sup, unsup)
+        return float(out["loss"])  # waits for the step, as a training loop that logs does
+
+    return step
+
+
+class BaselineLoop:
+    """The original's step: host-side batch assembly with a Python loop, eager update."""
+
+    def __init__(self, config, tables, seed=0):
+        import numpy as np
+        from cleannet.model import CleanNet
+        from cleannet.optimizer import TF1Momentum, staircase_learning_rate
+
+        self.np = np
+        self.config = config
+        self.tables = tables
+        self.rng = np.random.default_rng(seed)
+        self.model = CleanNet(config.num_ref, config.img_dim, config.embed_norm, config.dropout_rate,
+                              config.weight_decay).build_variables()
+        self.step_count = 0
+        self.optimizer = TF1Momentum(
+            learning_rate=lambda: staircase_learning_rate(self.step_count, config.learning_rate,
+                                                          config.lr_update, config.lr_decay),
+            momentum=config.momentum)
+        self.optimizer.build(self.model.trainable_variables)
+        self.order = self.rng.permutation(len(tables.train_features))
+        self.position = 0
+        offsets = tables.all_offsets
+        self.present = np.flatnonzero(np.diff(offsets) > 0)
+
+    def next_batch(self):
+        """Host NumPy batch: query [B, h], reference [B, R, h], vlabel [B], vflag [B]."""
+        np = self.np
+        c, tb = self.config, self.tables
+        query, reference, vlabel, vflag = [], [], [], []
+        for _ in range(c.batch_size_sup):
+            if self.position == len(self.order):
+                self.order = self.rng.permutation(len(tb.train_features))
+                self.position = 0
+            i = self.order[self.position]
+            self.position += 1
+            query.append(tb.train_features[i])
+            reference.append(tb.reference[tb.train_class_ids[i]])
+            vlabel.append(tb.train_vlabels[i])
+            vflag.append(1.0)
+        for _ in range(c.batch_size_unsup):
+            cls = self.present[self.rng.integers(len(self.present))]
+            i = self.rng.integers(tb.all_offsets[cls], tb.all_offsets[cls + 1])
+            query.append(tb.all_features[i])
+            reference.append(tb.reference[cls])
+            vlabel.append(0.0)
+            vflag.append(0.0)
+        return (np.array(query, np.float32), np.array(reference, np.float32),
+                np.array(vlabel, np.float32), np.array(vflag, np.float32))
+
+    def step(self):
+        import tensorflow as tf
+        from cleannet.losses import total_loss
+        from cleannet.metrics import similarity
+
+        query, reference, vlabel, vflag = self.next_batch()
+        with tf.GradientTape() as tape:
+            phi_s, v_q, phi_q, v_qr = self.model((query, reference), training=True)
+            cos_sim = similarity(phi_s, phi_q)
+            loss = tf.reduce_mean(total_loss(vlabel, cos_sim, phi_s, v_q, phi_q, v_qr, vflag,
+                                             self.config.neg_weight)) + self.model.regularization_loss()
+        variables = self.model.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.step_count += 1
+        return float(loss)
+
+
+def run_benchmark(num_classes, img_dim, num_ref, num_samples, steps, batch_size_sup=32, batch_size_unsup=32,
+                  warmup_steps=3, compare_jit=True, work_dir=None):
+    """Returns dict: ours, ours_jit (or None), baseline steps/s; ratio, jit_ratio."""
+    import keras
+    from cleannet.trainer import load_tables
+
+    results = {}
+    with common.temp_dir(work_dir) as tmp:
+        num_val = max(16, num_samples // 10)
+        common.write_cleannet_tables(tmp, num_samples, num_val, num_samples, num_classes, img_dim, num_ref)
+        config = make_config(tmp, num_classes, img_dim, num_ref, batch_size_sup, batch_size_unsup, False)
+        keras.utils.set_random_seed(config.seed)
+        tables = load_tables(config)
+        steps_fns = {"baseline": BaselineLoop(config, tables).step, "ours": make_ours_step(config, tables)}
+        results["ours_jit"] = None
+        if compare_jit:
+            jit_config = make_config(tmp, num_classes, img_dim, num_ref, batch_size_sup, batch_size_unsup, True)
+            try:
+                jit_step = make_ours_step(jit_config, tables)
+                jit_step()  # compile here, so that a failure is reported, not raised
+                steps_fns["ours_jit"] = jit_step
+            except Exception as err:  # XLA may be missing on some builds
+                results["jit_error"] = "%s: %s" % (type(err).__name__, str(err).splitlines()[0][:200])
+        seconds = common.interleaved_median_seconds(steps_fns, steps, warmup=warmup_steps)
+        results.update({name: 1.0 / s for name, s in seconds.items()})
+    results["ratio"] = common.ratio(results["ours"], results["baseline"])
+    results["jit_ratio"] = (common.ratio(results["ours_jit"], results["ours"])
+                            if results["ours_jit"] is not None else None)
+    results["peak_rss_mb"] = common.peak_rss_mb()
+    return results
+
+
+def report(results, sizes, batch):
+    rows = [("ours (tf.function, jit off)", results["ours"], "steps/s"),
+            ("baseline (host NumPy batch, eager)", results["baseline"], "steps/s"),
+            ("ratio ours/baseline", results["ratio"], "x")]
+    if results["ours_jit"] is not None:
+        rows += [("ours --jit_compile", results["ours_jit"], "steps/s"),
+                 ("ratio jit on/off", results["jit_ratio"], "x")]
+    elif "jit_error" in results:
+        rows.append(("ours --jit_compile", "failed: " + results["jit_error"], ""))
+    rows.append(("peak RSS (this process)", results["peak_rss_mb"], "MiB"))
+    common.print_table("train steps: %d classes, %d dims, %d refs, %d rows, batch %d+%d"
+                       % (sizes["num_classes"], sizes["img_dim"], sizes["num_ref"], sizes["num_samples"],
+                          batch[0], batch[1]), rows)
+
+
+def define_flags():
+    flags.DEFINE_enum("preset", "default", list(PRESETS), "Size preset; explicit size flags override it.")
+    flags.DEFINE_integer("num_classes", None, "Classes C.")
+    flags.DEFINE_integer("img_dim", None, "Feature dimension h.")
+    flags.DEFINE_integer("num_ref", None, "References per class R.")
+    flags.DEFINE_integer("num_samples", None, "Rows of train.npy and of all.npy.")
+    flags.DEFINE_integer("steps", None, "Timed steps per variant.")
+    flags.DEFINE_integer("warmup_steps", 3, "Untimed steps first (tracing / compilation).")
+    flags.DEFINE_integer("batch_size_sup", 32, "Verified samples per step.")
+    flags.DEFINE_integer("batch_size_unsup", 32, "Unverified samples per step (> 0).")
+    flags.DEFINE_boolean("compare_jit", True, "Also time --jit_compile (XLA).")
+    flags.DEFINE_string("work_dir", None, "Keep the data files here (default: a temporary directory).")
+
+
+def main(argv):
+    FLAGS = flags.FLAGS
+    check_flag(len(argv) == 1, "preset", "unexpected arguments %s" % argv[1:])
+    sizes = common.sizes_from_flags(PRESETS, ("num_classes", "img_dim", "num_ref", "num_samples", "steps"))
+    check_flag(FLAGS.batch_size_sup > 0, "batch_size_sup", "must be positive")
+    check_flag(FLAGS.batch_size_unsup > 0, "batch_size_unsup", "must be positive")
+    check_flag(FLAGS.warmup_steps >= 0, "warmup_steps", "must be 0 or more")
+    results = run_benchmark(batch_size_sup=FLAGS.batch_size_sup, batch_size_unsup=FLAGS.batch_size_unsup,
+                            warmup_steps=FLAGS.warmup_steps, compare_jit=FLAGS.compare_jit,
+                            work_dir=FLAGS.work_dir, **sizes)
+    report(results, sizes, (FLAGS.batch_size_sup, FLAGS.batch_size_unsup))
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(cli_main(main))

@@ -1,0 +1,139 @@
+"""Smoke tests of the benchmarks (bench/): each runs at a tiny size and prints its ratio.
+
+No timing assertions: the figures are only checked to be positive, finite and consistent
+with the printed ratio.
+"""
+
+import math
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+
+
+def _printed(text, label):
+    """The number printed on the line starting with `label` (after the indent)."""
+    match = re.search(r"^\s+%s\s+([-+0-9.einf]+)" % re.escape(label), text, re.MULTILINE)
+    assert match, "no %r line in:\n%s" % (label, text)
+    return float(match.group(1))
+
+
+def _positive(*values):
+    for value in values:
+        assert math.isfinite(value) and value > 0, values
+
+
+def test_convert_cli_tiny(tmp_path):
+    script = os.path.join(ROOT, "bench", "bench_convert.py")
+    result = subprocess.run([sys.executable, script, "--num_rows=30", "--img_dim=16", "--num_classes=4",
+                             "--work_dir=%s" % tmp_path], capture_output=True, text=True, env=ENV, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for split in ("all", "verified"):
+        assert "convert %s TSV: 30 rows x 16 dims" % split in out
+    ours, base, speed = (_printed(out, k) for k in ("ours MB/s", "baseline MB/s", "speed ratio ours/baseline"))
+    _positive(ours, base, speed, _printed(out, "ours peak RSS"), _printed(out, "RSS ratio ours/baseline"))
+    assert math.isclose(speed, ours / base, rel_tol=3e-3)  # 4 significant digits printed
+    # Both conversions wrote real outputs of the right shape (checked against each other inside).
+    import numpy as np
+    assert np.load(tmp_path / "ours" / "train.npy").shape[1] == 16 + 2
+    assert np.load(tmp_path / "ours" / "all.npy").shape == (30, 16 + 1)
+
+
+def test_convert_cli_rejects_bad_size():
+    script = os.path.join(ROOT, "bench", "bench_convert.py")
+    result = subprocess.run([sys.executable, script, "--num_rows=-3"], capture_output=True, text=True,
+                            env=ENV, timeout=60)
+    assert result.returncode == 2
+    assert "--num_rows" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_train_tiny(capsys):
+    from bench import bench_train
+
+    sizes = dict(num_classes=3, img_dim=8, num_ref=2, num_samples=40, steps=2)
+    results = bench_train.run_benchmark(batch_size_sup=4, batch_size_unsup=3, warmup_steps=1, compare_jit=False,
+                                        **sizes)
+    bench_train.report(results, sizes, (4, 3))
+    out = capsys.readouterr().out
+    _positive(results["ours"], results["baseline"])
+    assert math.isclose(_printed(out, "ratio ours/baseline"), results["ours"] / results["baseline"], rel_tol=1e-3)
+
+
+def test_train_baseline_batch_is_the_original_layout():
+    """The baseline's host batch: reference[i] is ref[class of sample i]; vflag 1 then 0."""
+    import numpy as np
+    from bench import bench_train
+    from bench import common
+    from cleannet.trainer import load_tables
+
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        common.write_cleannet_tables(tmp, 12, 16, 20, 3, 8, 2)
+        config = bench_train.make_config(tmp, 3, 8, 2, 4, 3, False)
+        tables = load_tables(config)
+        query, reference, vlabel, vflag = bench_train.BaselineLoop(config, tables).next_batch()
+    assert query.shape == (7, 8) and reference.shape == (7, 2, 8)
+    np.testing.assert_array_equal(vflag, [1, 1, 1, 1, 0, 0, 0])
+    for i in range(4):
+        row = np.flatnonzero((tables.train_features == query[i]).all(axis=1))[0]
+        np.testing.assert_array_equal(reference[i], tables.reference[tables.train_class_ids[row]])
+        assert vlabel[i] == tables.train_vlabels[row]
+    for i in range(4, 7):
+        row = np.flatnonzero((tables.all_features == query[i]).all(axis=1))[0]
+        np.testing.assert_array_equal(reference[i], tables.reference[tables.all_class_ids[row]])
+
+
+def test_inference_tiny(capsys):
+    from bench import bench_inference
+
+    sizes = dict(num_samples=50, num_classes=3, img_dim=8, num_ref=2, tsv_rows=20, baseline_samples=20)
+    results = bench_inference.run_benchmark(batch_size=16, baseline_batch_size=7, **sizes)
+    bench_inference.report(results, sizes)
+    out = capsys.readouterr().out
+    _positive(results["ours"], results["baseline"], results["parse_mb_s"], results["parse_score_mb_s"])
+    assert results["max_abs_diff"] < 1e-5  # the cached and per-sample scores agree
+    assert math.isclose(_printed(out, "ratio ours/baseline"), results["ours"] / results["baseline"], rel_tol=1e-3)
+    assert math.isclose(_printed(out, "ratio parse+score / parse only"),
+                        results["parse_score_mb_s"] / results["parse_mb_s"], rel_tol=1e-3)
+
+
+def test_noise_loss_tiny(capsys):
+    from bench import bench_noise_loss
+
+    results = bench_noise_loss.run_benchmark(steps=1, batch_size=6, warmup_steps=1)
+    bench_noise_loss.report(results, 1, 6)
+    out = capsys.readouterr().out
+    _positive(results["joint_ms"], results["baseline_ms"])
+    assert math.isclose(_printed(out, "ratio joint/baseline"), results["joint_ms"] / results["baseline_ms"],
+                        rel_tol=1e-3)
+
+
+def test_noise_batch_labels_are_mixed_like_the_cifar_protocol():
+    import numpy as np
+    from bench import bench_noise_loss
+
+    images, clean, noisy, ntype = bench_noise_loss.make_batch(500)
+    assert images.shape == (500, 32, 32, 3)
+    np.testing.assert_array_equal(clean >= 0, ntype >= 0)  # noise type known exactly for clean-labelled
+    np.testing.assert_array_equal(clean >= 0, noisy < 0)  # one of clean / noisy label per sample
+    assert clean.max() < 10 and noisy.max() < 10 and ntype.max() < 3
+    c = bench_noise_loss.random_matrix_c(10)
+    np.testing.assert_allclose(c.sum(axis=0), 1.0)
+    assert np.all(np.diag(c) == 0)
+
+
+def test_feature_bytes_parse_back():
+    """The synthetic TSV writer's feature strings hold the values it claims."""
+    import numpy as np
+    from bench import common
+
+    values = np.array([[0.0, 0.5, 0.1234567], [0.999999999, 0.25, 0.000001]])
+    rows = common.feature_bytes(values, digits=6)
+    assert rows[0].tobytes() == b"0.000000,0.500000,0.123456"
+    parsed = np.array([[float(x) for x in r.tobytes().split(b",")] for r in rows])
+    np.testing.assert_array_equal(parsed, common.parse_written(values))
+    np.testing.assert_allclose(parsed, values, atol=1e-6)
