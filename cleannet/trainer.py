@@ -17,6 +17,7 @@ Fixes of the original's defects (SPEC.md 1.4):
 import dataclasses
 import json
 import os
+import shutil
 import signal
 
 import keras
@@ -332,6 +333,16 @@ def _worker_temp_dir(checkpoint_dir, strategy):
     return os.path.join(checkpoint_dir, ".worker_%s_%s" % (task_type, task_id))
 
 
+def remove_interrupted_saves(checkpoint_dir):
+    """Deletes `ckpt-N_temp` directories that a save killed mid-write leaves behind
+    (tf.train.Checkpoint writes there and renames; the checkpoints themselves stay intact)."""
+    for directory in (checkpoint_dir, os.path.join(checkpoint_dir, checkpoints.BEST_SUBDIR)):
+        if os.path.isdir(directory):
+            for name in os.listdir(directory):
+                if name.startswith("ckpt-") and name.endswith("_temp"):
+                    shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+
+
 def _read_best_accuracy(best_dir):
     try:
         with open(os.path.join(best_dir, BEST_MODEL_INFO)) as f:
@@ -372,6 +383,7 @@ def train(config):
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     strategy = make_strategy(config.distribution)
+    remove_interrupted_saves(config.checkpoint_dir)
     tables = load_tables(config)
     trainer = Trainer(config, tables, strategy)
     if trainer.is_chief:

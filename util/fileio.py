@@ -29,6 +29,9 @@ def atomic_path(path):
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an output file gets the usual mode
     try:
         yield tmp
         os.replace(tmp, path)
@@ -69,7 +72,6 @@ def load_npy(path, field=None, ndim=None, allow_pickle=False, mmap_mode=None):
       The array (numeric dtype unless allow_pickle admitted an object array).
     """
     path = os.fspath(path)
-    field = field or os.path.basename(path)
     if not os.path.exists(path):
         raise InputError("file not found", path=path, field=field)
     try:

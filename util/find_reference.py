@@ -72,21 +72,13 @@ def repeat_samples(features, num_ref):
     return np.asarray(features, dtype=np.float32)[np.arange(num_ref) % len(features)]
 
 
-# Per-process state of the k-means workers (set by _init_worker; with the fork start
-# method the arrays are shared with the parent, not copied).
-_WORKER_STATE = {}
-
-
-def _init_worker(features, offsets, num_ref, seed, num_threads):
+def _init_spawned_worker(num_threads):
     cv2.setNumThreads(num_threads)
-    _WORKER_STATE.update(features=features, offsets=offsets, num_ref=num_ref, seed=seed)
 
 
-def _class_centres(class_id):
-    state = _WORKER_STATE
-    start, end = state["offsets"][class_id], state["offsets"][class_id + 1]
-    return class_id, kmeans_centres(state["features"][start:end], state["num_ref"],
-                                    state["seed"] + class_id)
+def _slice_centres(task):
+    class_id, class_features, num_ref, seed = task
+    return class_id, kmeans_centres(class_features, num_ref, seed)
 
 
 def find_references(features, class_ids, num_classes, num_ref, seed=0, num_workers=1,
@@ -146,11 +138,13 @@ def find_references(features, class_ids, num_classes, num_ref, seed=0, num_worke
         results = ((c, kmeans_centres(features[offsets[c]:offsets[c + 1]], num_ref, seed + c))
                    for c in todo)
     else:
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("fork" if "fork" in methods else None)
-        pool = context.Pool(num_workers, initializer=_init_worker,
-                            initargs=(features, offsets, num_ref, seed, 1))
-        results = pool.imap(_class_centres, todo)
+        # Spawned, not forked: a forked child of a process whose libraries run thread pools
+        # (OpenCV after a first kmeans, TensorFlow) can deadlock on a lock held by a thread
+        # that was not copied. Each task carries its class's rows: the features cross once.
+        pool = multiprocessing.get_context("spawn").Pool(num_workers, initializer=_init_spawned_worker,
+                                                         initargs=(1,))
+        tasks = ((c, np.asarray(features[offsets[c]:offsets[c + 1]]), num_ref, seed + c) for c in todo)
+        results = pool.imap(_slice_centres, tasks)
     try:
         with Progress(total=len(todo), unit="classes", desc="k-means") as progress:
             for c, centres in results:

@@ -1,0 +1,374 @@
+"""The bad-input catalogue (docs/errors.md): every row is a test here or an existing test.
+
+Each CLI case builds its bad input in tmp_path, runs the tool in a subprocess and checks:
+non-zero exit (2), the last stderr line starts with "error:" and names the file (and the
+line and field for text files), no traceback, and no output or temporary file left in
+the output directory. train.py's data-file cases run `cleannet.trainer.train` in-process
+(one TensorFlow start-up for all of them) and check the same `InputError` message that
+the CLI prints; two train.py cases also go through the CLI to check the wrapper.
+"""
+
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from util.errors import InputError
+from util.fileio import save_npy
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+CLASSES = ["apple", "banana", "cherry"]
+IMG_DIM, NUM_REF = 4, 2
+
+
+def run_tool(script, args, timeout=120):
+    return subprocess.run([sys.executable, os.path.join(ROOT, script)] + list(args), cwd=ROOT,
+                          capture_output=True, text=True, env=ENV, timeout=timeout)
+
+
+def assert_one_line_error(proc, *expected_parts):
+    """Exit 2, last stderr line 'error: ...' containing every part, no traceback."""
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:"), last
+    for part in expected_parts:
+        assert part in last, (part, last)
+    return last
+
+
+def write_text(path, text, newline="\n"):
+    with open(path, "w", newline="") as f:
+        f.write(text.replace("\n", newline))
+    return str(path)
+
+
+def features_text(values):
+    return ",".join(repr(float(v)) for v in values)
+
+
+GOOD = "k1\tapple\t1\t1.0,2.0,3.0,4.0\n"
+
+
+# ---------------------------------------------------------------------------------------
+# convert_data.py: one subprocess per case (no TensorFlow, about a second each).
+
+CONVERT_CASES = [
+    # id, split, tsv text, class list text, extra flags, expected parts ("{tsv}" / "{classes}")
+    ("wrong_column_count", "train", GOOD + "k2\t1\t1,2,3,4\n", None, [],
+     ["{tsv}:2:", "expected 4 or 5 tab-separated columns, found 3"]),
+    ("not_a_number", "train", GOOD + "k2\tapple\t1\t1,x,3,4\n", None, [],
+     ["{tsv}:2:", "feature:", "value 2 ('x') is not a number"]),
+    ("nan", "train", GOOD + "k2\tapple\t1\t1,nan,3,4\n", None, [],
+     ["{tsv}:2:", "feature:", "nan/inf at value 2"]),
+    ("inf", "val", GOOD + "k2\tapple\t0\t1,2,3,-inf\n", None, [],
+     ["{tsv}:2:", "feature:", "nan/inf at value 4"]),
+    ("dim_vs_img_dim", "train", GOOD, None, ["--img_dim=5"],
+     ["{tsv}:1:", "feature:", "4 values, expected 5 (from --img_dim)"]),
+    ("dim_vs_first_row", "train", GOOD + "k2\tapple\t1\t1,2,3\n", None, [],
+     ["{tsv}:2:", "feature:", "3 values, expected 4 (from line 1)"]),
+    ("unknown_class", "all", "k1\tapple\t1,2,3,4\nk2\tdurian\t1,2,3,4\n", None, [],
+     ["{tsv}:2:", "class_name:", "unknown class 'durian'", "{classes}"]),
+    ("empty_tsv", "train", "", None, [], ["{tsv}:", "no rows"]),
+    ("empty_class_list", "train", GOOD, "\n", [], ["{classes}:", "empty class list"]),
+    ("duplicate_class", "train", GOOD, "apple\nbanana\napple\n", [],
+     ["{classes}:3:", "duplicate class name 'apple' (first on line 1)"]),
+    ("bad_vlabel", "train", GOOD + "k2\tapple\t2\t1,2,3,4\n", None, [],
+     ["{tsv}:2:", "vlabel:", "expected 1, 0 or -1, found '2'"]),
+    ("bad_vlabel_text", "val", GOOD + "k2\tapple\tyes\t1,2,3,4\n", None, [],
+     ["{tsv}:2:", "vlabel:", "found 'yes'"]),
+    ("ref_id_out_of_range", "ref", "apple\t0\t1,2\napple\t5\t1,2\n", None, ["--num_ref=2"],
+     ["{tsv}:2:", "ref_id:", "out of range"]),
+]
+
+
+@pytest.mark.parametrize("case", CONVERT_CASES, ids=[c[0] for c in CONVERT_CASES])
+def test_convert_data_bad_input(tmp_path, case):
+    _, split, tsv_text, classes_text, flags, expected = case
+    classes = write_text(tmp_path / "classes.txt",
+                         classes_text if classes_text is not None else "\n".join(CLASSES) + "\n")
+    tsv = write_text(tmp_path / "in.tsv", tsv_text)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = run_tool("util/convert_data.py", ["--split=" + split, "--class_list=" + classes,
+                                             "--data_path=" + tsv, "--output_dir=" + str(out)] + flags)
+    assert_one_line_error(proc, *[p.format(tsv=tsv, classes=classes) for p in expected])
+    assert os.listdir(out) == []  # no output, no temporary file
+
+
+@pytest.mark.parametrize("with_url", [False, True])
+def test_convert_data_crlf_and_trailing_newline_work(tmp_path, with_url):
+    """Positive case: CRLF line ends, a trailing newline and trailing empty lines parse."""
+    rng = np.random.default_rng(0)
+    feats = rng.random((5, IMG_DIM)).astype(np.float32)
+    class_ids = [0, 2, 1, 2, 0]
+    vlabels = [1, 0, -1, 1, 0]
+    url = "\thttp://h/x,y.jpg" if with_url else ""
+    text = "".join("k%d%s\t%s\t%d\t%s\n" % (i, url, CLASSES[c], v, features_text(f))
+                   for i, (f, c, v) in enumerate(zip(feats, class_ids, vlabels)))
+    classes = write_text(tmp_path / "classes.txt", "\n".join(CLASSES) + "\n\n", newline="\r\n")
+    tsv = write_text(tmp_path / "in.tsv", text + "\n", newline="\r\n")
+    proc = run_tool("util/convert_data.py", ["--split=train", "--class_list=" + classes,
+                                             "--data_path=" + tsv, "--output_dir=" + str(tmp_path)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    array = np.load(tmp_path / "train.npy")
+    keep = [i for i, v in enumerate(vlabels) if v != -1]
+    expected = np.concatenate([feats[keep], np.array([[class_ids[i], vlabels[i]] for i in keep])], axis=1)
+    np.testing.assert_array_equal(array, expected.astype(np.float32))
+
+
+# ---------------------------------------------------------------------------------------
+# find_reference.py and noise_model/noise.py: fast CLIs.
+
+def _write_all_npy(path, counts, rng):
+    rows = []
+    for c, n in enumerate(counts):
+        block = np.concatenate([rng.random((n, IMG_DIM)), np.full((n, 1), c)], axis=1)
+        rows.append(block)
+    save_npy(path, np.concatenate(rows).astype(np.float32))
+
+
+def test_find_reference_num_ref_larger_than_class(tmp_path):
+    classes = write_text(tmp_path / "classes.txt", "\n".join(CLASSES) + "\n")
+    _write_all_npy(tmp_path / "all.npy", [6, 2, 6], np.random.default_rng(0))
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = run_tool("util/find_reference.py", ["--class_list=" + classes, "--input_npy=%s" % (tmp_path / "all.npy"),
+                                               "--output_dir=%s" % out, "--num_ref=3", "--img_dim=4",
+                                               "--num_workers=1"])
+    assert_one_line_error(proc, str(tmp_path / "all.npy"), "class 'banana' (id 1) has 2 samples",
+                          "fewer than --num_ref=3")
+    assert os.listdir(out) == []
+
+
+def test_find_reference_pickle_needs_flag(tmp_path):
+    classes = write_text(tmp_path / "classes.txt", "\n".join(CLASSES) + "\n")
+    legacy = np.empty(3, dtype=object)
+    for c in range(3):
+        legacy[c] = [np.ones(IMG_DIM, np.float32) * c] * 3
+    np.save(tmp_path / "all.npy", legacy, allow_pickle=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = run_tool("util/find_reference.py", ["--class_list=" + classes, "--input_npy=%s" % (tmp_path / "all.npy"),
+                                               "--output_dir=%s" % out, "--num_ref=2", "--img_dim=4",
+                                               "--num_workers=1"])
+    assert_one_line_error(proc, str(tmp_path / "all.npy"), "pickled", "--allow_pickle")
+    assert os.listdir(out) == []
+
+
+NOISE_CASES = [
+    ("labels_out_of_range", ["--action=estimate_c", "--num_classes=3", "--clean_labels={clean}",
+                             "--noisy_labels={bad}"], ["noisy_labels", "label 3 at index 1 out of range 0..2"]),
+    ("matrix_c_not_square", ["--action=noise_types", "--clean_labels={clean}", "--noisy_labels={clean}",
+                             "--matrix_c={c_rect}"], ["matrix_c", "expected L×L"]),
+    ("matrix_c_negative", ["--action=noise_types", "--clean_labels={clean}", "--noisy_labels={clean}",
+                           "--matrix_c={c_neg}"], ["matrix_c", "negative entries"]),
+]
+
+
+@pytest.mark.parametrize("case", NOISE_CASES, ids=[c[0] for c in NOISE_CASES])
+def test_noise_cli_bad_input(tmp_path, case):
+    _, args, expected = case
+    paths = {"clean": write_text(tmp_path / "clean.txt", "0\n1\n2\n"),
+             "bad": write_text(tmp_path / "bad.txt", "0\n3\n2\n"),
+             "c_rect": str(tmp_path / "c_rect.npy"), "c_neg": str(tmp_path / "c_neg.npy")}
+    np.save(paths["c_rect"], np.ones((3, 2)) / 3)
+    c_neg = np.full((3, 3), 0.5)
+    c_neg[0, 1] = -0.1
+    np.save(paths["c_neg"], c_neg)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = run_tool("noise_model/noise.py", [a.format(**paths) for a in args] + ["--output=%s" % (out / "r")])
+    assert_one_line_error(proc, *expected)
+    assert os.listdir(out) == []
+
+
+@pytest.mark.parametrize("shape, negative, expected", [
+    ((3, 2), False, "has shape [3, 2], expected [3, 3]"),
+    ((3, 3), True, "has negative entries"),
+], ids=["not_square", "negative"])
+def test_load_matrix_c_refuses_bad_matrix(tmp_path, shape, negative, expected):
+    from noise_model import datasets
+
+    matrix = np.full(shape, 1.0 / 3)
+    if negative:
+        matrix[1, 0] = -0.5
+    np.save(tmp_path / "matrix_c.npy", matrix)
+    with pytest.raises(InputError) as err:
+        datasets.load_matrix_c(str(tmp_path), 3)
+    assert str(err.value).startswith(str(tmp_path / "matrix_c.npy") + ": matrix_c: " + expected)
+
+
+# ---------------------------------------------------------------------------------------
+# train.py and inference.py.
+
+def make_data_dir(directory, rng, n_train=12, n_val=8, n_all=9):
+    """Tiny valid CleanNet data (img_dim 4, num_ref 2, 3 classes) in util/datafiles.py layouts."""
+    os.makedirs(directory, exist_ok=True)
+    num_classes = len(CLASSES)
+
+    def verified(n):
+        return np.concatenate([rng.random((n, IMG_DIM)), rng.integers(0, num_classes, (n, 1)),
+                               rng.integers(0, 2, (n, 1))], axis=1).astype(np.float32)
+
+    save_npy(os.path.join(directory, "train.npy"), verified(n_train))
+    save_npy(os.path.join(directory, "val.npy"), verified(n_val))
+    all_ids = np.sort(np.arange(n_all) % num_classes)
+    save_npy(os.path.join(directory, "all.npy"),
+             np.concatenate([rng.random((n_all, IMG_DIM)), all_ids[:, None]], axis=1).astype(np.float32))
+    save_npy(os.path.join(directory, "ref.npy"), rng.random((num_classes, NUM_REF, IMG_DIM)).astype(np.float32))
+    return str(directory)
+
+
+def _truncate(path):
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data[:len(data) - 10])
+
+
+def _pickle_all(path):
+    legacy = np.empty(len(CLASSES), dtype=object)
+    for c in range(len(CLASSES)):
+        legacy[c] = [np.full(IMG_DIM, 0.5, np.float32)] * 3
+    os.remove(path)
+    np.save(path, legacy, allow_pickle=True)
+
+
+def _negate_feature(path):
+    array = np.load(path)
+    array[3, 1] = -0.25
+    save_npy(path, array)
+
+
+# id, file, how to damage it, expected parts of the message
+TRAIN_DATA_CASES = [
+    ("ref_wrong_shape", "ref.npy", lambda p: save_npy(p, np.ones((3, 3, IMG_DIM), np.float32)),
+     ["shape:", "has shape (3, 3, 4), expected [num_class, 2, 4]"]),
+    ("ref_wrong_ndim", "ref.npy", lambda p: save_npy(p, np.ones((3, 8), np.float32)),
+     ["has shape (3, 8), expected 3 dimensions"]),
+    ("train_wrong_width", "train.npy", lambda p: save_npy(p, np.ones((12, 5), np.float32)),
+     ["shape:", "expected [N, 6] (img_dim 4 + class id + vlabel)"]),
+    ("train_wrong_dtype", "train.npy", lambda p: save_npy(p, np.array([["a"] * 6] * 12)),
+     ["has dtype <U1, expected numbers"]),
+    ("train_complex_dtype", "train.npy", lambda p: save_npy(p, np.ones((12, 6), np.complex64)),
+     ["dtype:", "expected real numbers"]),
+    ("val_bad_vlabel", "val.npy", lambda p: save_npy(p, np.c_[np.ones((8, 5)), np.full(8, 2.0)].astype(np.float32)),
+     ["vlabel (column 5):", "row 0 has vlabel 2, expected 0 or 1"]),
+    ("train_class_id_beyond_ref", "train.npy",
+     lambda p: save_npy(p, np.c_[np.ones((12, 4)), np.full(12, 7.0), np.ones(12)].astype(np.float32)),
+     ["class id:", "row 0 has class id 7, but there are only 3 classes"]),
+    ("all_wrong_shape", "all.npy", lambda p: save_npy(p, np.ones((9, 7), np.float32)),
+     ["shape:", "expected [N, 5] (img_dim 4 + class id)"]),
+    ("train_truncated", "train.npy", _truncate, ["not a readable .npy file", "could only read"]),
+    ("all_pickled", "all.npy", _pickle_all, ["pickled object array", "--allow_pickle"]),
+    ("log_of_negative_feature", "train.npy", _negate_feature,
+     ["feature:", "has negative features (min -0.25)", "--embed_norm=log"]),
+]
+
+
+def _config(tmp_path, data_dir, **overrides):
+    from cleannet.trainer import TrainConfig
+
+    values = dict(data_dir=data_dir, checkpoint_dir=str(tmp_path / "ckpt"), log_dir=str(tmp_path / "log"),
+                  img_dim=IMG_DIM, num_ref=NUM_REF, batch_size_sup=4, batch_size_unsup=2, val_batch_size=4,
+                  n_step=2, val_interval=1, log_interval=1)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+@pytest.mark.parametrize("case", TRAIN_DATA_CASES, ids=[c[0] for c in TRAIN_DATA_CASES])
+def test_train_refuses_bad_data_file(tmp_path, case):
+    from cleannet.trainer import train
+
+    _, name, damage, expected = case
+    data_dir = make_data_dir(tmp_path / "data", np.random.default_rng(1))
+    path = os.path.join(data_dir, name)
+    damage(path)
+    with pytest.raises(InputError) as err:
+        train(_config(tmp_path, data_dir))
+    message = str(err.value)
+    assert message.startswith(path + ": "), message
+    for part in expected:
+        assert part in message, (part, message)
+    assert not (tmp_path / "ckpt").exists() and not (tmp_path / "log").exists()
+    assert sorted(os.listdir(data_dir)) == ["all.npy", "ref.npy", "train.npy", "val.npy"]
+
+
+TRAIN_FLAG_CASES = [
+    ("negative_batch_size_sup", {"batch_size_sup": -4}, "--batch_size_sup: must be positive, got -4"),
+    ("negative_batch_size_unsup", {"batch_size_unsup": -1}, "--batch_size_unsup: must be 0 or more, got -1"),
+    ("zero_val_batch_size", {"val_batch_size": 0}, "--val_batch_size: must be positive, got 0"),
+    ("dropout_one", {"dropout_rate": 1.0}, "--dropout_rate: must be in [0, 1), got 1"),
+    ("dropout_negative", {"dropout_rate": -0.1}, "--dropout_rate: must be in [0, 1), got -0.1"),
+    ("zero_val_interval", {"val_interval": 0}, "--val_interval: must be positive, got 0"),
+    ("unknown_embed_norm", {"embed_norm": "l1"}, "--embed_norm: must be one of"),
+]
+
+
+@pytest.mark.parametrize("case", TRAIN_FLAG_CASES, ids=[c[0] for c in TRAIN_FLAG_CASES])
+def test_train_refuses_flag_out_of_range(tmp_path, case):
+    from cleannet.trainer import train
+
+    _, overrides, expected = case
+    with pytest.raises(InputError) as err:
+        train(_config(tmp_path, str(tmp_path / "no_data"), **overrides))
+    assert str(err.value).startswith(expected), str(err.value)
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_train_cli_pickle_error(tmp_path):
+    """Through the CLI wrapper: one line on stderr, exit 2, no checkpoint written."""
+    data_dir = make_data_dir(tmp_path / "data", np.random.default_rng(2))
+    common = ["--data_dir=" + data_dir, "--checkpoint_dir=%s" % (tmp_path / "ckpt"),
+              "--log_dir=%s" % (tmp_path / "log"), "--img_dim=4", "--num_ref=2", "--batch_size_sup=4",
+              "--batch_size_unsup=2", "--val_batch_size=4", "--n_step=2", "--val_interval=1"]
+    _pickle_all(os.path.join(data_dir, "all.npy"))
+    proc = run_tool("train.py", common)
+    assert_one_line_error(proc, os.path.join(data_dir, "all.npy"), "pickled object array", "--allow_pickle")
+    assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.fixture(scope="module")
+def checkpoint_img_dim4(tmp_path_factory):
+    """A checkpoint of a CleanNet with img_dim 4, num_ref 2 (made in-process)."""
+    import tensorflow as tf
+
+    from cleannet import checkpoints
+    from cleannet.model import CleanNet
+
+    directory = str(tmp_path_factory.mktemp("ckpt"))
+    model = CleanNet(NUM_REF, IMG_DIM, "log", 0.0, 0.0).build_variables()
+    step = tf.Variable(3, dtype=tf.int64)
+    tf.train.CheckpointManager(checkpoints.make_checkpoint(model, step), directory, max_to_keep=1,
+                               checkpoint_name="ckpt").save(checkpoint_number=3)
+    return directory
+
+
+@pytest.mark.parametrize("img_dim, num_ref, expected", [
+    (5, NUM_REF, "--img_dim: the checkpoint was made with img_dim=4 but --img_dim=5"),
+    (IMG_DIM, 3, "--num_ref: the checkpoint was made with num_ref=2 but --num_ref=3"),
+    (IMG_DIM, NUM_REF, "--checkpoint_dir: checkpoint directory not found"),
+], ids=["other_img_dim", "other_num_ref", "missing_dir"])
+def test_inference_refuses_mismatched_or_missing_checkpoint(tmp_path, checkpoint_img_dim4, img_dim, num_ref,
+                                                            expected):
+    rng = np.random.default_rng(3)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    save_npy(data_dir / "ref.npy", rng.random((3, num_ref, img_dim)).astype(np.float32))
+    classes = write_text(tmp_path / "classes.txt", "\n".join(CLASSES) + "\n")
+    tsv = write_text(tmp_path / "in.tsv", "k\tapple\t%s\n" % features_text(rng.random(img_dim)))
+    missing = expected.startswith("--checkpoint_dir")
+    ckpt = str(tmp_path / "no_such_dir") if missing else checkpoint_img_dim4
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = run_tool("inference.py", ["--data_dir=%s" % data_dir, "--class_list=" + classes,
+                                     "--image_feature_list=" + tsv, "--checkpoint_dir=" + ckpt,
+                                     "--output_file=%s" % (out / "pred.txt"), "--img_dim=%d" % img_dim,
+                                     "--num_ref=%d" % num_ref])
+    last = assert_one_line_error(proc, expected)
+    assert (ckpt in last) if missing else (os.path.join(ckpt, "ckpt-3") in last)
+    assert os.listdir(out) == []
