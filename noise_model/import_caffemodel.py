@@ -334,6 +334,11 @@ def main(argv):
     logging.info("Wrote %s (%d layers imported)", FLAGS.output, len(copied))
 
 
-if __name__ == "__main__":
+def run():
+    """Console entry point."""
     define_flags()
     app.run(cli_main(main))
+
+
+if __name__ == "__main__":
+    run()

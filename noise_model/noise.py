@@ -368,6 +368,11 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def run():
+    """Console entry point."""
     define_flags()
     app.run(cli_main(main), flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+    run()

@@ -146,6 +146,11 @@ def main(argv):
     filter_heldout(FLAGS.heldout_class_list, FLAGS.input_file, FLAGS.output_file)
 
 
-if __name__ == "__main__":
+def run():
+    """Console entry point."""
     define_flags()
     app.run(cli_main(main))
+
+
+if __name__ == "__main__":
+    run()

@@ -255,6 +255,11 @@ def main(argv):
     print(saved)
 
 
-if __name__ == "__main__":
+def run():
+    """Console entry point."""
     define_flags()
     app.run(cli_main(main))
+
+
+if __name__ == "__main__":
+    run()
