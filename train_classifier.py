@@ -1,4 +1,4 @@
-"""Trains a classifier on image features with CleanNet's per-sample weights (the paper's use).
+"""Trains a classifier on features or on images (CNN backbone) with CleanNet's per-sample weights.
 
     python inference.py --mode=inference --image_feature_list=all.tsv --output_weights=W.tsv ...
     python train_classifier.py --train_tsv=all.tsv --test_tsv=test.tsv --class_list=classes.txt \\
@@ -22,9 +22,27 @@ cross-entropy Σ_i w_i·CE_i / batch size (Keras' sample-weight convention), Ada
 TensorBoard (--train_dir/log): train/loss, train/accuracy (weighted share of training
 samples predicted as their label) per epoch, test/accuracy per epoch. Checkpoints:
 --train_dir/checkpoints (tf.train.CheckpointManager); a run restarts from the last one.
-An image-list mode with a CNN backbone is not provided: extract features first.
 
-From Python: `train_classifier(...)` returns the final test accuracy.
+Image-list mode (instead of --train_tsv / --test_tsv): a CNN backbone and the same head,
+trained end to end on the images (or only the head with --freeze_backbone):
+
+    python train_classifier.py --train_images=train_list.txt --test_images=test_list.txt \
+        --image_root=images/ --class_list=classes.txt --weights_file=W.tsv --weighting=hard \
+        --backbone=resnet50 --backbone_weights=resnet50_notop.h5 --train_dir=classifier/
+
+  --train_images, --test_images  lines key<TAB>image path<TAB>class_name (format and
+                pipeline: cleannet/image_input.py); weights joined by key as above.
+  --image_root  relative paths are joined to it and must stay inside it (default: the
+                list file's directory); a missing image or a path leaving the root is an
+                error naming the list file and line; an undecodable image too, unless
+                --skip_bad_images (dropped and counted).
+  --backbone    resnet50 | mobilenet_v2 (keras.applications, weights=None: nothing is
+                downloaded) | small_cnn; --backbone_weights loads a Keras weights file of
+                the backbone without its top (e.g. ImageNet weights you have).
+  --image_size  images resized to this square (default 224, at least 32).
+
+From Python: `train_classifier(...)` (features) and `train_image_classifier(...)` (image
+lists) return the final test accuracy.
 """
 
 import os
@@ -38,6 +56,7 @@ from absl import app, flags, logging
 from util.errors import InputError, check_flag, cli_main
 
 WEIGHTINGS = ("none", "soft", "hard")
+BACKBONES = ("resnet50", "mobilenet_v2", "small_cnn")  # as cleannet.image_input.BACKBONES
 LAYOUTS = ("all", "verified")
 WEIGHTS_HEADER = ["key", "class_name", "soft_weight", "hard_weight"]
 
@@ -153,37 +172,93 @@ def build_classifier(img_dim, num_classes, hidden_units, train_features):
     return keras.Sequential(layers, name="classifier")
 
 
-def train_classifier(train_tsv, class_list, test_tsv=None, weights_file=None, weighting="none", img_dim=None,
-                     epochs=20, batch_size=64, learning_rate=0.001, hidden_units=0, train_dir=None, seed=0,
-                     train_layout="all"):
-    """Trains the classifier and returns the test accuracy (NaN without test_tsv).
+def build_image_classifier(backbone, num_classes, image_size, hidden_units=0, backbone_weights=None,
+                           freeze_backbone=False):
+    """Keras model: backbone (global average pooling) → [dense hidden_units ReLU] → dense logits.
 
-    Args: as the command-line flags of the same names (module docstring). train_dir None:
-    no checkpoints and no TensorBoard logs.
+    Args:
+      backbone: "resnet50" or "mobilenet_v2" (keras.applications, built with weights=None:
+        nothing is downloaded) or "small_cnn" (3 conv 3×3 ReLU layers of 32, 64, 64 filters,
+        2×2 max-pooling after the first two).
+      num_classes: outputs.
+      image_size: input side in pixels (≥ 32).
+      hidden_units: units of the ReLU layer of the head; 0: none.
+      backbone_weights: a Keras weights file for the backbone alone (e.g. the ImageNet
+        "notop" weights of keras.applications), loaded as keras.applications loads its own;
+        None: random initialisation.
+      freeze_backbone: the backbone is not trained and runs in inference mode (batch
+        normalisation statistics frozen); only the head learns.
+
+    Returns:
+      keras.Model: float32 [B, image_size, image_size, 3] preprocessed images → logits
+      [B, num_classes].
     """
     import keras
-    import numpy as np
-    import tensorflow as tf
 
-    from util import tsv_reader
+    from cleannet.image_input import BACKBONES
 
+    if backbone not in BACKBONES:
+        raise InputError("must be one of %s, got %r" % ("|".join(BACKBONES), backbone), field="--backbone")
+    if backbone_weights is not None and not os.path.isfile(backbone_weights):
+        raise InputError("file not found", path=backbone_weights, field="--backbone_weights")
+    shape = (image_size, image_size, 3)
+    try:
+        if backbone == "resnet50":
+            base = keras.applications.ResNet50(include_top=False, weights=backbone_weights, input_shape=shape,
+                                               pooling="avg")
+        elif backbone == "mobilenet_v2":
+            base = keras.applications.MobileNetV2(include_top=False, weights=backbone_weights,
+                                                  input_shape=shape, pooling="avg")
+        else:
+            base = keras.Sequential([
+                keras.Input(shape),
+                keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+                keras.layers.MaxPooling2D(2),
+                keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+                keras.layers.MaxPooling2D(2),
+                keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+                keras.layers.GlobalAveragePooling2D(),
+            ], name="small_cnn")
+            if backbone_weights is not None:
+                base.load_weights(backbone_weights)
+    except (ValueError, OSError, KeyError, TypeError) as err:
+        raise InputError("cannot load these weights into a %s backbone at --image_size=%d (%s)"
+                         % (backbone, image_size, str(err).splitlines()[0] if str(err) else type(err).__name__),
+                         path=backbone_weights, field="--backbone_weights") from None
+    base.trainable = not freeze_backbone
+    inputs = keras.Input(shape, name="images")
+    x = base(inputs, training=False) if freeze_backbone else base(inputs)
+    if hidden_units > 0:
+        x = keras.layers.Dense(hidden_units, activation="relu", name="hidden")(x)
+    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, logits, name="image_classifier")
+
+
+def _check_training_flags(epochs, batch_size, learning_rate, hidden_units):
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("learning_rate", learning_rate)):
         check_flag(value > 0, name, "must be positive, got %r" % value)
     check_flag(hidden_units >= 0, "hidden_units", "must be 0 (linear softmax) or more, got %d" % hidden_units)
-    check_flag(img_dim is None or img_dim > 0, "img_dim", "must be positive, got %r" % img_dim)
-    class_names = tsv_reader.read_class_list(class_list)
-    keys, features, labels = load_samples(train_tsv, class_names, train_layout, img_dim)
-    img_dim = features.shape[1]
-    weights = sample_weights(keys, labels, class_names, weighting, weights_file)
-    test = None
-    if test_tsv:
-        _, test_features, test_labels = load_samples(test_tsv, class_names, "all", img_dim)
-        test = (test_features, test_labels)
-    logging.info("%d training samples (%d with weight > 0, weighting %s), %d classes, %d dims",
-                 len(keys), int(np.count_nonzero(weights)), weighting, len(class_names), img_dim)
 
-    keras.utils.set_random_seed(seed)
-    model = build_classifier(img_dim, len(class_names), hidden_units, features)
+
+def fit(model, train_batches, evaluate, epochs, learning_rate, train_dir=None):
+    """The training loop shared by both modes: weighted cross-entropy, Adam.
+
+    Args:
+      model: keras.Model, inputs → logits [B, num_classes].
+      train_batches: function epoch (int, 0-based) → iterable of (x, labels int64 [B],
+        weights float32 [B]) batches: one pass over the training data.
+      evaluate: function () → test accuracy (float; NaN when there is no test set).
+      epochs, learning_rate, train_dir: as the flags.
+
+    Returns:
+      the test accuracy after the last epoch.
+    """
+    import numpy as np
+    import keras
+    import tensorflow as tf
+
+    from util.progress import Progress
+
     optimizer = keras.optimizers.Adam(learning_rate)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     manager = writer = None
@@ -200,10 +275,6 @@ def train_classifier(train_tsv, class_list, test_tsv=None, weights_file=None, we
             logging.info("Restored %s (epoch %d)", manager.latest_checkpoint, int(epoch.numpy()))
         writer = tf.summary.create_file_writer(os.path.join(train_dir, "log"))
 
-    dataset = (tf.data.Dataset.from_tensor_slices((features, labels, weights))
-               .shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-               .batch(batch_size))
-
     @tf.function(reduce_retracing=True)
     def train_step(x, y, w):
         with tf.GradientTape() as tape:
@@ -215,38 +286,131 @@ def train_classifier(train_tsv, class_list, test_tsv=None, weights_file=None, we
         correct = tf.cast(tf.equal(tf.argmax(logits, axis=1), y), tf.float32)
         return loss, tf.reduce_sum(w * correct), tf.reduce_sum(w)
 
-    def test_accuracy():
-        if test is None:
-            return float("nan")
-        logits = model.predict(test[0], batch_size=4096, verbose=0)
-        return float(np.mean(np.argmax(logits, axis=1) == test[1]))
-
-    from util.progress import Progress
-
-    accuracy = test_accuracy() if int(epoch.numpy()) >= epochs else float("nan")
+    accuracy = evaluate() if int(epoch.numpy()) >= epochs else float("nan")
     with Progress(total=epochs, unit="epochs", desc="classifier", log_every_s=0,
                   initial=min(int(epoch.numpy()), epochs)) as progress:
         while int(epoch.numpy()) < epochs:
             losses, hits, mass = [], 0.0, 0.0
-            for x, y, w in dataset:
+            for x, y, w in train_batches(int(epoch.numpy())):
                 loss, h, m = train_step(x, y, w)
                 losses.append(float(loss))
                 hits, mass = hits + float(h), mass + float(m)
             epoch.assign_add(1)
             step = int(epoch.numpy())
             train_loss, train_acc = float(np.mean(losses)), hits / max(mass, 1e-12)
-            accuracy = test_accuracy()
+            accuracy = evaluate()
             if writer is not None:
                 with writer.as_default(step=step):
                     tf.summary.scalar("train/loss", train_loss)
                     tf.summary.scalar("train/accuracy", train_acc)
-                    if test is not None:
+                    if accuracy == accuracy:
                         tf.summary.scalar("test/accuracy", accuracy)
                 writer.flush()
             if manager is not None:
                 manager.save(checkpoint_number=step)
             progress.update(1, postfix="loss %.4f, train acc %.4f, test acc %.4f" % (train_loss, train_acc, accuracy))
     return accuracy
+
+
+def train_classifier(train_tsv, class_list, test_tsv=None, weights_file=None, weighting="none", img_dim=None,
+                     epochs=20, batch_size=64, learning_rate=0.001, hidden_units=0, train_dir=None, seed=0,
+                     train_layout="all"):
+    """Trains the classifier on features and returns the test accuracy (NaN without test_tsv).
+
+    Args: as the command-line flags of the same names (module docstring). train_dir None:
+    no checkpoints and no TensorBoard logs.
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from util import tsv_reader
+
+    _check_training_flags(epochs, batch_size, learning_rate, hidden_units)
+    check_flag(img_dim is None or img_dim > 0, "img_dim", "must be positive, got %r" % img_dim)
+    class_names = tsv_reader.read_class_list(class_list)
+    keys, features, labels = load_samples(train_tsv, class_names, train_layout, img_dim)
+    img_dim = features.shape[1]
+    weights = sample_weights(keys, labels, class_names, weighting, weights_file)
+    test = None
+    if test_tsv:
+        _, test_features, test_labels = load_samples(test_tsv, class_names, "all", img_dim)
+        test = (test_features, test_labels)
+    logging.info("%d training samples (%d with weight > 0, weighting %s), %d classes, %d dims",
+                 len(keys), int(np.count_nonzero(weights)), weighting, len(class_names), img_dim)
+
+    keras.utils.set_random_seed(seed)
+    model = build_classifier(img_dim, len(class_names), hidden_units, features)
+    dataset = (tf.data.Dataset.from_tensor_slices((features, labels, weights))
+               .shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+               .batch(batch_size))
+
+    def test_accuracy():
+        if test is None:
+            return float("nan")
+        logits = model.predict(test[0], batch_size=4096, verbose=0)
+        return float(np.mean(np.argmax(logits, axis=1) == test[1]))
+
+    return fit(model, lambda epoch: dataset, test_accuracy, epochs, learning_rate, train_dir)
+
+
+def train_image_classifier(train_images, class_list, test_images=None, image_root=None, backbone="resnet50",
+                           backbone_weights=None, image_size=224, freeze_backbone=False, skip_bad_images=False,
+                           weights_file=None, weighting="none", epochs=20, batch_size=64, learning_rate=0.001,
+                           hidden_units=0, train_dir=None, seed=0):
+    """Trains a backbone + head on image lists and returns the test accuracy (NaN without test_images).
+
+    Args: as the command-line flags of the same names (module docstring,
+    cleannet/image_input.py for the list format). train_dir None: no checkpoints and no
+    TensorBoard logs.
+    """
+    import keras
+    import numpy as np
+
+    from cleannet import image_input
+    from util import tsv_reader
+
+    _check_training_flags(epochs, batch_size, learning_rate, hidden_units)
+    check_flag(backbone in image_input.BACKBONES, "backbone",
+               "must be one of %s, got %r" % ("|".join(image_input.BACKBONES), backbone))
+    check_flag(image_size >= 32, "image_size", "must be at least 32 pixels, got %r" % image_size)
+    class_names = tsv_reader.read_class_list(class_list)
+    train = image_input.read_image_list(train_images, class_names, image_root)
+    test = image_input.read_image_list(test_images, class_names, image_root) if test_images else None
+    train, skipped = image_input.check_readable(train, skip_bad_images)
+    if test is not None:
+        test, skipped_test = image_input.check_readable(test, skip_bad_images)
+        skipped += skipped_test
+    if skipped:
+        logging.warning("--skip_bad_images: skipped %d unreadable images", skipped)
+    if not len(train):
+        raise InputError("no training images", path=train_images)
+    weights = sample_weights(train.keys, train.labels, class_names, weighting, weights_file)
+    logging.info("%d training images (%d with weight > 0, weighting %s), %d classes, backbone %s at %d px",
+                 len(train), int(np.count_nonzero(weights)), weighting, len(class_names), backbone, image_size)
+
+    keras.utils.set_random_seed(seed)
+    model = build_image_classifier(backbone, len(class_names), image_size, hidden_units, backbone_weights,
+                                   freeze_backbone)
+
+    def train_batches(epoch):
+        return image_input.make_image_dataset(train.paths, train.labels, weights, image_size, backbone,
+                                              batch_size, training=True, seed=seed, epoch=epoch)
+
+    test_data = None
+    if test is not None:
+        test_data = image_input.make_image_dataset(test.paths, test.labels, np.ones(len(test), np.float32),
+                                                   image_size, backbone, batch_size, training=False)
+
+    def test_accuracy():
+        if test_data is None or not len(test):
+            return float("nan")
+        hits = 0
+        for x, y, _ in test_data:
+            hits += int(np.sum(np.argmax(model(x, training=False), axis=1) == y.numpy()))
+        return hits / len(test)
+
+    return fit(model, train_batches, test_accuracy, epochs, learning_rate, train_dir)
 
 
 def define_flags():
@@ -266,20 +430,45 @@ def define_flags():
     flags.DEFINE_integer("hidden_units", 0, "Units of the hidden ReLU layer; 0: a linear softmax classifier.")
     flags.DEFINE_string("train_dir", None, "Checkpoints (train_dir/checkpoints) and TensorBoard logs "
                         "(train_dir/log); none written when empty.")
-    flags.DEFINE_integer("seed", 0, "Seed of the initialisation and the shuffling.")
+    flags.DEFINE_integer("seed", 0, "Seed of the initialisation, the shuffling and the mirroring.")
+    flags.DEFINE_string("train_images", None, "Image-list mode: training images with their (noisy) labels, "
+                        "lines key<TAB>image path<TAB>class_name (instead of --train_tsv).")
+    flags.DEFINE_string("test_images", None, "Image-list mode: test images with their TRUE labels, same format.")
+    flags.DEFINE_string("image_root", None, "Relative image paths are joined to it and must stay inside it; "
+                        "default: the directory of each list file.")
+    flags.DEFINE_enum("backbone", "resnet50", list(BACKBONES),
+                      "Image-list mode: the CNN (keras.applications with weights=None, or a small CNN).")
+    flags.DEFINE_string("backbone_weights", None, "A Keras weights file for the backbone without its top "
+                        "(e.g. ImageNet notop weights you have); default: random initialisation.")
+    flags.DEFINE_integer("image_size", 224, "Images are resized to image_size x image_size pixels.")
+    flags.DEFINE_bool("freeze_backbone", False, "Train only the head; the backbone runs in inference mode.")
+    flags.DEFINE_bool("skip_bad_images", False, "Drop (and count) images that cannot be decoded instead of "
+                      "stopping with an error naming the first.")
 
 
 def main(argv):
     FLAGS = flags.FLAGS
     check_flag(len(argv) == 1, "train_tsv", "unexpected arguments %s" % argv[1:])
-    check_flag(bool(FLAGS.train_tsv), "train_tsv", "is required")
+    check_flag(bool(FLAGS.train_tsv) != bool(FLAGS.train_images), "train_tsv",
+               "give exactly one of --train_tsv (features) and --train_images (image list)")
     check_flag(bool(FLAGS.class_list), "class_list", "is required")
-    accuracy = train_classifier(FLAGS.train_tsv, FLAGS.class_list, test_tsv=FLAGS.test_tsv,
-                                weights_file=FLAGS.weights_file, weighting=FLAGS.weighting, img_dim=FLAGS.img_dim,
-                                epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
-                                learning_rate=FLAGS.learning_rate, hidden_units=FLAGS.hidden_units,
-                                train_dir=FLAGS.train_dir, seed=FLAGS.seed, train_layout=FLAGS.train_layout)
-    if FLAGS.test_tsv:
+    common = dict(weights_file=FLAGS.weights_file, weighting=FLAGS.weighting, epochs=FLAGS.epochs,
+                  batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
+                  hidden_units=FLAGS.hidden_units, train_dir=FLAGS.train_dir, seed=FLAGS.seed)
+    if FLAGS.train_tsv:
+        check_flag(not FLAGS.test_images, "test_images", "goes with --train_images, not --train_tsv")
+        accuracy = train_classifier(FLAGS.train_tsv, FLAGS.class_list, test_tsv=FLAGS.test_tsv,
+                                    img_dim=FLAGS.img_dim, train_layout=FLAGS.train_layout, **common)
+        tested = bool(FLAGS.test_tsv)
+    else:
+        check_flag(not FLAGS.test_tsv, "test_tsv", "goes with --train_tsv, not --train_images")
+        accuracy = train_image_classifier(FLAGS.train_images, FLAGS.class_list, test_images=FLAGS.test_images,
+                                          image_root=FLAGS.image_root, backbone=FLAGS.backbone,
+                                          backbone_weights=FLAGS.backbone_weights, image_size=FLAGS.image_size,
+                                          freeze_backbone=FLAGS.freeze_backbone,
+                                          skip_bad_images=FLAGS.skip_bad_images, **common)
+        tested = bool(FLAGS.test_images)
+    if tested:
         print("test accuracy = %.6f" % accuracy)
 
 

@@ -146,3 +146,182 @@ def test_resume_from_checkpoint(data, tmp_path):
     assert first.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE") == 2
     with pytest.raises(InputError, match="resume"):  # another architecture in the same train_dir
         run_classifier(data, "hard", epochs=4, hidden_units=5, train_dir=str(tmp_path))
+
+
+# ---------------------------------------------------------------------------------------
+# Image-list mode.
+
+IMAGE_CLASSES = ["red", "green", "blue"]
+IMAGE_COLOURS = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200]], np.float64)  # RGB
+
+
+def write_images(root, prefix, truth, rng):
+    """Writes one 32×32 noisy solid-colour image per entry of `truth` (even: PNG, odd: JPEG)."""
+    import cv2
+
+    paths = []
+    for i, label in enumerate(truth):
+        rgb = IMAGE_COLOURS[label] * rng.uniform(0.7, 1.2) + rng.normal(0, 25, (32, 32, 3))
+        name = "%s/%s_%03d.%s" % (IMAGE_CLASSES[label], prefix, i, "png" if i % 2 == 0 else "jpg")
+        os.makedirs(root / IMAGE_CLASSES[label], exist_ok=True)
+        assert cv2.imwrite(str(root / name), np.clip(rgb, 0, 255).astype(np.uint8)[:, :, ::-1])
+        paths.append(name)
+    return paths
+
+
+def write_list(path, keys, paths, labels):
+    with open(path, "w") as f:
+        for key, image, label in zip(keys, paths, labels):
+            f.write("%s\t%s\t%s\n" % (key, image, IMAGE_CLASSES[label]))
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """3 colour classes, 30 training and 10 test images each.
+
+    Training labels: 60% of the red images are labelled green (a majority: without weights a
+    classifier learns red → green), 20% of the green ones blue and 20% of the blue ones red.
+    The hard weight is 0 exactly on the wrong labels.
+    """
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(1)
+    truth = np.repeat(np.arange(3), 30)
+    wrong = np.zeros(len(truth), bool)
+    for label, share in ((0, 0.6), (1, 0.2), (2, 0.2)):
+        members = np.flatnonzero(truth == label)
+        wrong[rng.choice(members, int(round(share * len(members))), replace=False)] = True
+    noisy = np.where(wrong, (truth + 1) % 3, truth)
+    keys = ["img%03d" % i for i in range(len(truth))]
+    write_list(root / "train.txt", keys, write_images(root / "img", "train", truth, rng), noisy)
+    test_truth = np.repeat(np.arange(3), 10)
+    write_list(root / "test.txt", ["t%02d" % i for i in range(len(test_truth))],
+               write_images(root / "img", "test", test_truth, rng), test_truth)
+    (root / "classes.txt").write_text("".join(n + "\n" for n in IMAGE_CLASSES))
+    with open(root / "weights.tsv", "w") as f:
+        f.write("key\tclass_name\tsoft_weight\thard_weight\n")
+        for key, label, bad in zip(keys, noisy, wrong):
+            f.write("%s\t%s\t%s\t%d\n" % (key, IMAGE_CLASSES[label], "0" if bad else "0.8", int(not bad)))
+    return root
+
+
+def run_image_classifier(images, weighting, **kwargs):
+    from train_classifier import train_image_classifier
+
+    args = dict(test_images=str(images / "test.txt"), image_root=str(images / "img"),
+                weights_file=str(images / "weights.tsv"), weighting=weighting, backbone="small_cnn",
+                image_size=32, epochs=12, batch_size=16, learning_rate=0.01, seed=0)
+    args.update(kwargs)
+    return train_image_classifier(str(images / "train.txt"), str(images / "classes.txt"), **args)
+
+
+def test_images_hard_weights_beat_no_weights(images):
+    none = run_image_classifier(images, "none")
+    hard = run_image_classifier(images, "hard")
+    # Unweighted, the red test images (a third) go to green; hard weights drop exactly the
+    # wrong labels, leaving a clean, easily separable training set.
+    assert none < 0.8, none
+    assert hard > none + 0.2, (none, hard)
+
+
+def test_image_list_errors_name_file_and_line(images, tmp_path):
+    from cleannet.image_input import read_image_list
+
+    lines = (images / "train.txt").read_text().splitlines(True)
+    escaping = tmp_path / "escape.txt"
+    escaping.write_text(lines[0] + "x1\t../../outside.png\tred\n")
+    with pytest.raises(InputError, match=r"escape\.txt:2: .*leaves the image root"):
+        read_image_list(str(escaping), IMAGE_CLASSES, image_root=str(images / "img"))
+    missing = tmp_path / "missing.txt"
+    missing.write_text(lines[0] + lines[1] + "x2\tred/nowhere.png\tred\n")
+    with pytest.raises(InputError, match=r"missing\.txt:3: .*nowhere\.png"):
+        read_image_list(str(missing), IMAGE_CLASSES, image_root=str(images / "img"))
+    # Relative paths default to the list's directory; absolute paths are taken as they are.
+    key, image, name = lines[0].rstrip("\n").split("\t")
+    local = images / "img" / "local.txt"
+    local.write_text("a\t%s\t%s\nb\t%s\t%s\n" % (image, name, images / "img" / image, name))
+    read = read_image_list(str(local), IMAGE_CLASSES)
+    assert read.paths == [str(images / "img" / image)] * 2
+    assert read.keys == ["a", "b"] and list(read.labels) == [IMAGE_CLASSES.index(name)] * 2
+
+
+def test_cli_image_errors(images, tmp_path):
+    lines = (images / "train.txt").read_text().splitlines(True)
+    (tmp_path / "escape.txt").write_text("".join(lines[:3]) + "\n" + "x2\tred/../../x.png\tred\n")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    args = [sys.executable, os.path.join(ROOT, "train_classifier.py"), "--class_list=%s" % (images / "classes.txt"),
+            "--image_root=%s" % (images / "img"), "--backbone=small_cnn", "--image_size=32", "--epochs=1"]
+    result = subprocess.run(args + ["--train_images=%s" % (tmp_path / "escape.txt")], capture_output=True,
+                            text=True, env=env)
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "escape.txt:5:" in last and "leaves the image root" in last, last
+    # An undecodable image: named with its list line; --skip_bad_images drops and counts it.
+    (images / "img" / "red" / "broken.png").write_bytes(b"not an image at all")
+    (tmp_path / "broken.txt").write_text("".join(lines[:3]) + "x3\tred/broken.png\tred\n")
+    from cleannet.image_input import check_readable, read_image_list
+
+    listed = read_image_list(str(tmp_path / "broken.txt"), IMAGE_CLASSES, image_root=str(images / "img"))
+    with pytest.raises(InputError, match=r"broken\.txt:4: .*broken\.png"):
+        check_readable(listed)
+    kept, skipped = check_readable(listed, skip_bad_images=True)
+    assert skipped == 1 and kept.keys == listed.keys[:3] and kept.line_numbers == [1, 2, 3]
+    result = subprocess.run(args + ["--train_images=%s" % (tmp_path / "broken.txt"), "--skip_bad_images",
+                                    "--test_images=%s" % (images / "test.txt"), "--train_dir=%s" % (tmp_path / "run")],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "skipped 1 unreadable images" in result.stderr
+    assert 0.0 <= float(result.stdout.strip().split("=")[-1]) <= 1.0
+    assert os.path.exists(tmp_path / "run" / "checkpoints" / "ckpt-1.index")
+    assert os.listdir(tmp_path / "run" / "log")
+
+
+def test_image_pipeline_values(images):
+    """Decoded, resized and preprocessed as computed independently with cv2 and NumPy."""
+    import cv2
+
+    from cleannet.image_input import make_image_dataset, read_image_list
+
+    read = read_image_list(str(images / "test.txt"), IMAGE_CLASSES, image_root=str(images / "img"))
+    png = read.paths[0]
+    expected = cv2.imread(png)[:, :, ::-1].astype(np.float32)  # RGB, already 32×32
+    data = make_image_dataset([png, png], [2, 1], [1.0, 0.5], 32, "small_cnn", batch_size=2, training=False)
+    x, y, w = next(iter(data))
+    np.testing.assert_allclose(x.numpy()[0], expected / 255.0, atol=1e-5)
+    np.testing.assert_array_equal(y.numpy(), [2, 1])
+    np.testing.assert_allclose(w.numpy(), [1.0, 0.5])
+    x, _, _ = next(iter(make_image_dataset([png], [0], [1.0], 32, "resnet50", 1, training=False)))
+    bgr_minus_mean = expected[:, :, ::-1] - np.array([103.939, 116.779, 123.68], np.float32)
+    np.testing.assert_allclose(x.numpy()[0], bgr_minus_mean, atol=1e-3)
+    # Training: every image once per epoch, each either as is or mirrored left-right.
+    paths = read.paths[0::2][:8]  # PNGs (JPEG decoders differ slightly)
+    originals = [cv2.imread(p)[:, :, ::-1].astype(np.float32) / 255.0 for p in paths]
+    x, y, _ = next(iter(make_image_dataset(paths, np.arange(8), np.ones(8), 32, "small_cnn", 8, True, seed=5)))
+    assert sorted(y.numpy().tolist()) == list(range(8))
+    for image, label in zip(x.numpy(), y.numpy()):
+        original = originals[label]
+        assert (np.allclose(image, original, atol=1e-5) or np.allclose(image, original[:, ::-1], atol=1e-5))
+
+
+def test_backbones_build_without_download(tmp_path):
+    import keras
+
+    from cleannet import image_input
+    from train_classifier import BACKBONES, build_image_classifier
+
+    assert BACKBONES == image_input.BACKBONES
+    model = build_image_classifier("mobilenet_v2", 3, 32, hidden_units=4, freeze_backbone=True)
+    assert model(np.zeros((2, 32, 32, 3), np.float32)).shape == (2, 3)
+    assert [v.name for v in model.trainable_variables] == ["kernel", "bias", "kernel", "bias"]
+    # --backbone_weights: a saved small_cnn backbone comes back exactly.
+    keras.utils.set_random_seed(1)
+    source = build_image_classifier("small_cnn", 3, 32).get_layer("small_cnn")
+    source.save_weights(str(tmp_path / "backbone.weights.h5"))
+    keras.utils.set_random_seed(2)
+    loaded = build_image_classifier("small_cnn", 3, 32, backbone_weights=str(tmp_path / "backbone.weights.h5"))
+    for a, b in zip(source.get_weights(), loaded.get_layer("small_cnn").get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(InputError, match="backbone_weights"):
+        build_image_classifier("small_cnn", 3, 32, backbone_weights=str(tmp_path / "none.weights.h5"))
+    (tmp_path / "junk.weights.h5").write_bytes(b"junk")
+    with pytest.raises(InputError, match="junk"):
+        build_image_classifier("small_cnn", 3, 32, backbone_weights=str(tmp_path / "junk.weights.h5"))

@@ -1,0 +1,233 @@
+"""Image lists and the tf.data image pipeline of train_classifier.py's image-list mode.
+
+An image list is a UTF-8 text file, one image per line, three tab-separated columns:
+
+    key<TAB>image/path<TAB>class_name
+
+- key: the sample's key, the one inference.py --output_weights writes (weights are joined
+  to the training images by it); unique within a list.
+- image/path: relative to the image root (`--image_root`; default: the directory of the
+  list file), or absolute. A relative path must stay inside the root: an absolute-looking
+  or `..` path that leaves it is an error naming the list file and line.
+- class_name: a name of the class list (the label, noisy for training, true for testing).
+
+Blank lines are skipped. Images are decoded with `tf.io.decode_image` (JPEG, PNG, GIF,
+BMP, WebP; 3 channels, RGB), resized to `image_size`×`image_size` (bilinear, 0..255
+scale), passed through the backbone's `preprocess_input` (resnet50: caffe mode, BGR minus
+the ImageNet mean; mobilenet_v2: scaled to [-1, 1]; small_cnn: divided by 255) and, for
+training, mirrored left-right at random (seeded, stateless).
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from util.errors import InputError
+
+BACKBONES = ("resnet50", "mobilenet_v2", "small_cnn")
+
+
+class ImageList:
+    """A read image list.
+
+    Attributes:
+      keys: list of N str.
+      paths: list of N str, absolute (or root-joined) image paths.
+      labels: int64 [N] class ids.
+      line_numbers: list of N int, the 1-based line of each image in the list file.
+      path: the list file.
+    """
+
+    def __init__(self, path, keys, paths, labels, line_numbers):
+        self.path = path
+        self.keys = keys
+        self.paths = paths
+        self.labels = np.asarray(labels, np.int64).reshape(-1)
+        self.line_numbers = line_numbers
+
+    def __len__(self):
+        return len(self.keys)
+
+    def subset(self, indices):
+        """The rows `indices` (int sequence), in that order, as a new ImageList."""
+        return ImageList(self.path, [self.keys[i] for i in indices], [self.paths[i] for i in indices],
+                         self.labels[list(indices)], [self.line_numbers[i] for i in indices])
+
+
+def resolve_image_path(image_path, image_root, list_path, line):
+    """Joins a list entry to the root; InputError (list_path:line) if it leaves the root.
+
+    Args:
+      image_path: the list's second column.
+      image_root: the directory relative paths are joined to.
+      list_path, line: where the entry is, for the error.
+
+    Returns:
+      str, the normalised path (absolute entries are returned normalised, unchecked).
+    """
+    if os.path.isabs(image_path):
+        return os.path.normpath(image_path)
+    root = os.path.normpath(os.path.abspath(image_root))
+    joined = os.path.normpath(os.path.join(root, image_path))
+    if os.path.commonpath([root, joined]) != root:
+        raise InputError("image path %r leaves the image root %s" % (image_path, root),
+                         path=list_path, line=line, field="image_path")
+    return joined
+
+
+def read_image_list(path, class_names, image_root=None):
+    """Reads an image list (module docstring).
+
+    Args:
+      path: the list file.
+      class_names: the class list (class id = index).
+      image_root: the directory relative paths are joined to; None: the list's directory.
+
+    Returns:
+      ImageList.
+
+    Raises:
+      InputError (path:line): not 3 columns, empty key, duplicate key, unknown class, a path
+        leaving the root, an image file that does not exist.
+    """
+    if image_root is None:
+        image_root = os.path.dirname(os.path.abspath(path))
+    elif not os.path.isdir(image_root):
+        raise InputError("not a directory: %s" % image_root, field="--image_root")
+    class_to_id = {name: i for i, name in enumerate(class_names)}
+    keys, paths, labels, numbers, seen = [], [], [], [], set()
+    try:
+        f = open(path, "r", encoding="utf-8", newline=None)
+    except OSError as err:
+        raise InputError("cannot read (%s)" % (err.strerror or err), path=path) from None
+    try:
+        with f:
+            for number, text in enumerate(f, start=1):
+                text = text.rstrip("\r\n")
+                if not text.strip():
+                    continue
+                fields = text.split("\t")
+                if len(fields) != 3:
+                    raise InputError("expected 3 tab-separated columns (key, image path, class name), "
+                                     "found %d" % len(fields), path=path, line=number)
+                key, image_path, name = fields
+                if not key:
+                    raise InputError("empty key", path=path, line=number, field="key")
+                if key in seen:
+                    raise InputError("duplicate key %r" % key, path=path, line=number, field="key")
+                if name not in class_to_id:
+                    raise InputError("class %r is not in the class list" % name, path=path, line=number,
+                                     field="class_name")
+                if not image_path:
+                    raise InputError("empty image path", path=path, line=number, field="image_path")
+                full = resolve_image_path(image_path, image_root, path, number)
+                if not os.path.isfile(full):
+                    raise InputError("image file not found: %s" % full, path=path, line=number,
+                                     field="image_path")
+                seen.add(key)
+                keys.append(key)
+                paths.append(full)
+                labels.append(class_to_id[name])
+                numbers.append(number)
+    except UnicodeDecodeError as err:
+        raise InputError("not a UTF-8 text file (%s)" % err, path=path) from None
+    return ImageList(path, keys, paths, labels, numbers)
+
+
+def decode_rgb(path):
+    """Reads and decodes one image file → uint8 [H, W, 3] (first frame of a GIF)."""
+    return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+
+
+def find_unreadable(paths):
+    """Indices (sorted list of int) of the images that cannot be read or decoded.
+
+    Decodes every image once, in parallel, in a tf.data pipeline.
+    """
+    if not paths:
+        return []
+    table = tf.constant(paths, dtype=tf.string)
+    data = tf.data.Dataset.range(len(paths))
+    data = data.map(lambda i: (i, tf.shape(decode_rgb(table[i]))[0]), num_parallel_calls=tf.data.AUTOTUNE)
+    data = data.ignore_errors().batch(1024)
+    readable = np.zeros(len(paths), bool)
+    for indices, _ in data:
+        readable[indices.numpy()] = True
+    return [int(i) for i in np.flatnonzero(~readable)]
+
+
+def check_readable(images, skip_bad_images=False):
+    """Drops or reports the undecodable images of an ImageList.
+
+    Returns:
+      (ImageList of the readable images, number dropped).
+
+    Raises:
+      InputError naming the list file, line and image of the first unreadable image,
+      unless skip_bad_images.
+    """
+    bad = find_unreadable(images.paths)
+    if bad and not skip_bad_images:
+        first = bad[0]
+        raise InputError("cannot decode image %s (%d unreadable in this list; --skip_bad_images drops "
+                         "them)" % (images.paths[first], len(bad)), path=images.path,
+                         line=images.line_numbers[first], field="image_path")
+    if not bad:
+        return images, 0
+    bad_set = set(bad)
+    return images.subset([i for i in range(len(images)) if i not in bad_set]), len(bad)
+
+
+def preprocess_for(backbone):
+    """The backbone's input transform: float32 [..., 3] RGB 0..255 → the backbone's scale."""
+    import keras
+
+    if backbone == "resnet50":
+        return keras.applications.resnet50.preprocess_input
+    if backbone == "mobilenet_v2":
+        return keras.applications.mobilenet_v2.preprocess_input
+    if backbone == "small_cnn":
+        return lambda x: x / 255.0
+    raise InputError("must be one of %s, got %r" % ("|".join(BACKBONES), backbone), field="--backbone")
+
+
+def make_image_dataset(paths, labels, weights, image_size, backbone, batch_size, training, seed=0, epoch=0):
+    """A tf.data pipeline over images.
+
+    Args:
+      paths: list of N image file paths.
+      labels: int64 [N] class ids.
+      weights: float32 [N] sample weights.
+      image_size: side of the square the images are resized to, in pixels.
+      backbone: one of BACKBONES (chooses the preprocessing).
+      batch_size: images per batch; the last batch may be partial.
+      training: True: shuffled and mirrored left-right at random, both drawn from
+        (seed, epoch): another order and other mirrors each epoch, the same ones when an
+        epoch is rerun (after a restart); False: list order, no augmentation.
+      seed, epoch: ints.
+
+    Returns:
+      tf.data.Dataset of (images float32 [B, S, S, 3] preprocessed, labels int64 [B],
+      weights float32 [B]).
+    """
+    preprocess = preprocess_for(backbone)
+    table = tf.constant(paths, dtype=tf.string)
+    labels = tf.constant(np.asarray(labels, np.int64))
+    weights = tf.constant(np.asarray(weights, np.float32))
+    order = np.arange(len(paths), dtype=np.int64)
+    if training:
+        order = np.random.default_rng([seed, epoch]).permutation(order)
+    flip_seed = tf.constant([seed, epoch], tf.int64)
+
+    def load(position, index):
+        image = tf.image.resize(tf.cast(decode_rgb(table[index]), tf.float32), [image_size, image_size],
+                                method="bilinear")
+        if training:
+            image = tf.image.stateless_random_flip_left_right(
+                image, seed=tf.random.experimental.stateless_fold_in(flip_seed, position))
+        return preprocess(image), labels[index], weights[index]
+
+    data = tf.data.Dataset.from_tensor_slices((np.arange(len(order), dtype=np.int64), order))
+    data = data.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
