@@ -54,17 +54,11 @@ FLAGS = flags.FLAGS
 
 def load_model(checkpoint_dir, img_dim, num_ref, embed_norm):
     """Builds CleanNet and restores the latest checkpoint in checkpoint_dir. Returns (model, step)."""
-    import tensorflow as tf
-    from cleannet import checkpoints
-    from cleannet.model import CleanNet
+    from cleannet.checkpoints import load_trained_model
 
-    path = checkpoints.require_checkpoint(checkpoint_dir)
-    model = CleanNet(num_ref, img_dim, embed_norm, dropout_rate=0.0, weight_decay=0.0).build_variables()
-    global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
-    checkpoints.restore(checkpoints.make_checkpoint(model, global_step), path, img_dim, num_ref, embed_norm,
-                        partial=True)
-    logging.info("Successfully loaded %s at global step = %d.", path, int(global_step.numpy()))
-    return model, int(global_step.numpy())
+    model, step, path = load_trained_model(checkpoint_dir, img_dim, num_ref, embed_norm)
+    logging.info("Successfully loaded %s at global step = %d.", path, step)
+    return model, step
 
 
 def check_flags():

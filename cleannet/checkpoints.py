@@ -110,3 +110,18 @@ def require_checkpoint(checkpoint_dir):
         raise InputError("no checkpoint found (expected a 'checkpoint' state file and ckpt-N.index)",
                          path=checkpoint_dir, field="--checkpoint_dir")
     return path
+
+
+def load_trained_model(checkpoint_dir, img_dim, num_ref, embed_norm):
+    """Builds CleanNet for inference and restores the latest checkpoint in checkpoint_dir.
+
+    Returns:
+      (model, global step of the checkpoint, checkpoint path).
+    """
+    from cleannet.model import CleanNet
+
+    path = require_checkpoint(checkpoint_dir)
+    model = CleanNet(num_ref, img_dim, embed_norm, dropout_rate=0.0, weight_decay=0.0).build_variables()
+    global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
+    restore(make_checkpoint(model, global_step), path, img_dim, num_ref, embed_norm, partial=True)
+    return model, int(global_step.numpy()), path

@@ -94,21 +94,11 @@ def build_serving_module(model, class_embeddings, class_names):
 
 
 def load_model(checkpoint_dir, img_dim, num_ref, embed_norm):
-    """Builds CleanNet and restores the latest checkpoint in checkpoint_dir. Returns (model, step).
+    """Builds CleanNet and restores the latest checkpoint in checkpoint_dir. Returns (model, step)."""
+    from cleannet.checkpoints import load_trained_model
 
-    The same as inference.py's load_model (not imported: inference.py defines its flags on import).
-    """
-    import tensorflow as tf
-
-    from cleannet import checkpoints
-    from cleannet.model import CleanNet
-
-    path = checkpoints.require_checkpoint(checkpoint_dir)
-    model = CleanNet(num_ref, img_dim, embed_norm, dropout_rate=0.0, weight_decay=0.0).build_variables()
-    global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
-    checkpoints.restore(checkpoints.make_checkpoint(model, global_step), path, img_dim, num_ref, embed_norm,
-                        partial=True)
-    return model, int(global_step.numpy())
+    model, step, _ = load_trained_model(checkpoint_dir, img_dim, num_ref, embed_norm)
+    return model, step
 
 
 def export_saved_model(checkpoint_dir, data_dir, class_list, export_dir, img_dim, num_ref, embed_norm="log"):
