@@ -18,7 +18,6 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
 
 import keras
 import numpy as np
@@ -33,12 +32,12 @@ from cleannet.metrics import accuracy, similarity
 from cleannet.model import EMBED_NORMS, CleanNet
 from cleannet.optimizer import TF1Momentum, staircase_learning_rate
 from util import datafiles
+from util import distribution
 from util import tsv_reader
 from util.errors import InputError, check_flag
 from util.fileio import atomic_open
 from util.progress import Progress
 
-DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
 TRAIN_ACCURACY_THRESHOLD = 0.1  # the original's train accuracy ignores --val_sim_thres
 BEST_MODEL_INFO = "best_model.json"
 
@@ -99,8 +98,8 @@ def validate_config(config):
     check_flag(config.embed_norm in EMBED_NORMS, "embed_norm",
                "must be one of %s, got %r" % ("|".join(EMBED_NORMS), config.embed_norm))
     check_flag(config.max_checkpoints > 0, "max_checkpoints", "must be positive")
-    check_flag(config.distribution in DISTRIBUTIONS, "distribution",
-               "must be one of %s, got %r" % ("|".join(DISTRIBUTIONS), config.distribution))
+    check_flag(config.distribution in distribution.DISTRIBUTIONS, "distribution",
+               "must be one of %s, got %r" % ("|".join(distribution.DISTRIBUTIONS), config.distribution))
     check_flag(config.num_cpu_replicas >= 0, "num_cpu_replicas", "must be 0 or more")
     check_flag(not (config.jit_compile and config.distribution != "none"), "jit_compile",
                "is supported with --distribution=none only")
@@ -183,8 +182,8 @@ class Trainer:
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(self.model.trainable_variables)
         self.checkpoint = checkpoints.make_checkpoint(self.model, self.global_step, self.optimizer)
-        self.is_chief = _is_chief(self.strategy)
-        directory = config.checkpoint_dir if self.is_chief else _worker_temp_dir(config.checkpoint_dir, self.strategy)
+        self.is_chief = distribution.is_chief(self.strategy)
+        directory = distribution.output_dir(config.checkpoint_dir, self.strategy)
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory,
                                                   max_to_keep=config.max_checkpoints, checkpoint_name="ckpt")
         self.best_dir = os.path.join(directory, checkpoints.BEST_SUBDIR)
@@ -296,43 +295,6 @@ class Trainer:
         return float(np.mean(losses)), float(np.mean(accuracies)), np.concatenate(similarities)
 
 
-def split_cpu(num_cpu_replicas):
-    """Splits the CPU into logical devices (before TensorFlow initialises its devices)."""
-    if num_cpu_replicas > 1 and not tf.config.list_physical_devices("GPU"):
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(num_cpu_replicas)])
-
-
-def make_strategy(distribution):
-    """The tf.distribute strategy for --distribution (multi_worker reads TF_CONFIG)."""
-    if distribution == "mirrored":
-        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or \
-                  [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices=devices)
-    if distribution == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def _task(strategy):
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
-        return None, None
-    return resolver.task_type, resolver.task_id
-
-
-def _is_chief(strategy):
-    """Worker 0 (or the chief) writes the real checkpoints and TensorBoard logs."""
-    task_type, task_id = _task(strategy)
-    return task_type is None or task_type == "chief" or (task_type == "worker" and task_id == 0)
-
-
-def _worker_temp_dir(checkpoint_dir, strategy):
-    task_type, task_id = _task(strategy)
-    return os.path.join(checkpoint_dir, ".worker_%s_%s" % (task_type, task_id))
-
-
 def remove_interrupted_saves(checkpoint_dir):
     """Deletes `ckpt-N_temp` directories that a save killed mid-write leaves behind
     (tf.train.Checkpoint writes there and renames; the checkpoints themselves stay intact)."""
@@ -351,38 +313,14 @@ def _read_best_accuracy(best_dir):
         return None
 
 
-class _TerminationFlag:
-    """Turns SIGTERM into a flag the loop checks, so a checkpoint is written before exit."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread
-            self._previous = None
-        return self
-
-    def _handle(self, signum, frame):
-        del signum, frame
-        self.requested = True
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-        return False
-
-
 def train(config):
     """Runs training to config.n_step; returns a dict with the final step and best accuracy."""
     validate_config(config)
-    split_cpu(config.num_cpu_replicas)
+    distribution.split_cpu(config.num_cpu_replicas)
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    strategy = make_strategy(config.distribution)
+    strategy = distribution.make_strategy(config.distribution)
     remove_interrupted_saves(config.checkpoint_dir)
     tables = load_tables(config)
     trainer = Trainer(config, tables, strategy)
@@ -431,7 +369,7 @@ def train(config):
                                     config.batch_size_unsup, config.seed, start_step)
     step = start_step
     last_saved = start_step if latest else None
-    with _TerminationFlag() as termination, train_writer.as_default():
+    with distribution.TerminationFlag() as termination, train_writer.as_default():
         iterator = iter(indices)
         while step < config.n_step:
             sup_indices, unsup_indices = next(iterator)
