@@ -18,6 +18,17 @@ noise type), -1 where unknown.
   images that still fail to decode at training time are dropped (the prepare step has
   already dropped the ones it found); with "stop" the prepare step has checked every
   image, and a failure here is TensorFlow's error.
+
+Training order (`training_order`): the stream of training batches is a pure function of
+(seed, iteration). Epoch e visits the split's rows in the permutation seeded by (seed, e)
+(a stateless shuffle), a batch that crosses an epoch end wraps into the next epoch, and
+the element at stream position p (= iteration · batch_size + offset in the batch) is
+augmented with the stateless seed (seed, p). A run resumed at iteration t from a
+checkpoint therefore sees exactly the batches an uninterrupted run sees from t on, with
+nothing about the pipeline stored in the checkpoint. (Clothing1M with
+`on_bad_image = "skip"`: a batch that contains an image failing to decode at training
+time is shorter, and the later batches shift by the dropped elements only in the run that
+met the failure; images the prepare step checked never fail.)
 """
 
 import json
@@ -212,20 +223,53 @@ def load_mean_image(prepared_dir, size):
 # The pipelines.
 
 
+def training_order(num_samples, seed, start_position=0):
+    """The training stream's row indices from stream position `start_position` on.
+
+    Epoch e is the permutation of range(num_samples) seeded by (seed, e) (stateless, so
+    the same for any run); epochs follow each other without a break.
+
+    Args:
+      num_samples: rows in the split, N > 0.
+      seed: int, the data-order seed.
+      start_position: the first stream position produced (iteration · batch_size when
+        resuming at an iteration).
+
+    Returns:
+      An endless `tf.data.Dataset` of (row index int64 [], stream position int64 []).
+    """
+    first_epoch, offset = divmod(int(start_position), int(num_samples))
+
+    def epoch_order(epoch):
+        return tf.data.Dataset.from_tensor_slices(tf.random.experimental.stateless_shuffle(
+            tf.range(num_samples, dtype=tf.int64),
+            seed=tf.stack([tf.constant(seed, tf.int64), epoch])))
+
+    order = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch_order)
+    positions = tf.data.Dataset.range(int(start_position), np.iinfo(np.int64).max)
+    return tf.data.Dataset.zip((order.skip(offset), positions))
+
+
 def _check_not_empty(count, training, path):
     if training and count == 0:
         raise InputError("the split is empty: nothing to train on", path=path)
 
 
-def _array_dataset(prepared_dir, split, metadata, batch_size, training, seed, drop_remainder):
+def _array_dataset(prepared_dir, split, metadata, batch_size, training, seed, drop_remainder,
+                   start_iteration):
     size = metadata["image_size"]
     images, labels = load_array_split(prepared_dir, split, metadata["num_classes"], size)
     _check_not_empty(len(labels), training, os.path.join(prepared_dir, "%s_labels.npy" % split))
     mean = tf.constant(load_mean_image(prepared_dir, size))
-    data = tf.data.Dataset.from_tensor_slices((images, labels))
     if training:
-        data = data.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True).repeat()
-    data = data.batch(batch_size, drop_remainder=drop_remainder)
+        # Index batches of the (seed, iteration) order, gathered from the in-memory split.
+        images_t, labels_t = tf.convert_to_tensor(images), tf.convert_to_tensor(labels)
+        data = training_order(len(labels), seed, start_iteration * batch_size)
+        data = data.map(lambda index, position: index).batch(batch_size, drop_remainder=True)
+        data = data.map(lambda index: (tf.gather(images_t, index), tf.gather(labels_t, index)))
+    else:
+        data = tf.data.Dataset.from_tensor_slices((images, labels))
+        data = data.batch(batch_size, drop_remainder=drop_remainder)
     data = data.map(lambda x, y: (tf.cast(x, tf.float32) - mean, y),
                     num_parallel_calls=tf.data.AUTOTUNE)
     return data.prefetch(tf.data.AUTOTUNE)
@@ -238,7 +282,8 @@ def _decode_resized(path, mean):
     return image - mean
 
 
-def _file_dataset(prepared_dir, split, metadata, batch_size, training, seed, drop_remainder):
+def _file_dataset(prepared_dir, split, metadata, batch_size, training, seed, drop_remainder,
+                  start_iteration):
     root = metadata["dataset_root"]
     if not os.path.isdir(root):
         raise InputError("dataset root %s not found" % root,
@@ -250,13 +295,9 @@ def _file_dataset(prepared_dir, split, metadata, batch_size, training, seed, dro
     labels = tf.constant(labels, dtype=tf.int64)
     count = int(labels.shape[0])
     _check_not_empty(count, training, os.path.join(prepared_dir, "%s.txt" % split))
-    # Shuffle indices rather than (path, label) elements: a buffer of a million int64
-    # scalars is far lighter than one of a million string tensors.
-    data = tf.data.Dataset.range(count)
     if training:
-        data = data.shuffle(count, seed=seed, reshuffle_each_iteration=True).repeat()
-        # Each element's augmentation seed is (seed, position in the stream).
-        data = tf.data.Dataset.zip((data, tf.data.Dataset.counter()))
+        # Each element's augmentation seed is (seed, its position in the stream).
+        data = training_order(count, seed, start_iteration * batch_size)
 
         def load(index, position):
             image = _decode_resized(paths[index], mean)
@@ -266,6 +307,7 @@ def _file_dataset(prepared_dir, split, metadata, batch_size, training, seed, dro
             image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
             return image, labels[index]
     else:
+        data = tf.data.Dataset.range(count)
         offset = (RESIZE_SIZE - CROP_SIZE) // 2
 
         def load(index):
@@ -280,7 +322,8 @@ def _file_dataset(prepared_dir, split, metadata, batch_size, training, seed, dro
     return data.prefetch(tf.data.AUTOTUNE)
 
 
-def make_dataset(dataset, prepared_dir, split, batch_size, training, seed=0, drop_remainder=None):
+def make_dataset(dataset, prepared_dir, split, batch_size, training, seed=0, drop_remainder=None,
+                 start_iteration=0):
     """A tf.data pipeline over one prepared split.
 
     Args:
@@ -288,12 +331,14 @@ def make_dataset(dataset, prepared_dir, split, batch_size, training, seed=0, dro
       prepared_dir: the prepared directory.
       split: a split name of SPLITS[dataset].
       batch_size: samples per batch (> 0).
-      training: True: shuffle (seeded, reshuffled every epoch), repeat forever, augment
-        (clothing1m: random 227 crop + mirror); False: one pass in file order, centre crop
-        for clothing1m.
-      seed: seeds the shuffle and the augmentation.
+      training: True: the endless `training_order` stream (a new permutation every
+        epoch, seeded), augmented (clothing1m: random 227 crop + mirror, seeded by the
+        stream position); False: one pass in file order, centre crop for clothing1m.
+      seed: seeds the order and the augmentation.
       drop_remainder: drop the last partial batch; default True for training (every batch
-        full), False otherwise.
+        full, always so: the stream wraps around), False otherwise.
+      start_iteration: training only: the first batch produced is batch number
+        `start_iteration` of the stream (resuming at that iteration).
 
     Returns:
       tf.data.Dataset of (images float32 [B, H, W, 3] mean-subtracted, labels int64 [B, 3]).
@@ -304,5 +349,8 @@ def make_dataset(dataset, prepared_dir, split, batch_size, training, seed=0, dro
     if drop_remainder is None:
         drop_remainder = bool(training)
     build = _array_dataset if dataset in ARRAY_DATASETS else _file_dataset
+    if int(start_iteration) != start_iteration or start_iteration < 0:
+        raise InputError("must be an integer >= 0, got %r" % (start_iteration,),
+                         field="start_iteration")
     return build(prepared_dir, split, metadata, int(batch_size), bool(training), int(seed),
-                 bool(drop_remainder))
+                 bool(drop_remainder), int(start_iteration))

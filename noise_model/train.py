@@ -23,7 +23,16 @@ The solver is Caffe's SGD (solver.CaffeSGD: momentum, weight decay added to the 
 bias lr ×2, "step" lr policy). As in Caffe, the net is tested at iteration 0 and every
 test_interval iterations, and once more at max_iter; a snapshot is written every
 snapshot_interval iterations and at max_iter. A run restarted with the same train_dir
-resumes from its latest checkpoint. TensorBoard summaries go to train_dir.
+resumes from its latest checkpoint and sees exactly the batches an uninterrupted run
+sees (the data order is a pure function of (--seed, iteration): datasets.training_order).
+SIGTERM writes a checkpoint at the current iteration and exits 0. TensorBoard summaries
+(scalars, and the views of noise_model/summaries.py) go to train_dir.
+
+Distribution (--distribution=mirrored over GPUs or --num_cpu_replicas logical CPUs,
+multi_worker from TF_CONFIG): --batch_size stays the global batch; each replica trains
+on its contiguous slice of it and the update equals a single-device run on the same
+batch (see `_replica_step`). Worker 0 (or the chief) writes train_dir; other workers write
+their checkpoints to train_dir/.worker_TYPE_ID and no TensorBoard logs.
 """
 
 import dataclasses
@@ -46,6 +55,8 @@ from noise_model import datasets
 from noise_model import layers
 from noise_model import solver as solver_lib
 from noise_model import stages
+from noise_model import summaries
+from util.distribution import DISTRIBUTIONS, TerminationFlag, is_chief, make_strategy, output_dir, split_cpu
 from util.errors import InputError, check_flag, cli_main
 from util.fileio import atomic_open
 
@@ -76,6 +87,12 @@ def define_flags():
                         "name and shape into the clean net (stage clean) or the noise-type net "
                         "(stage ntype, before the copy from the clean stage).")
     flags.DEFINE_integer("seed", 0, "Seed of the weight initialisation and the data order.")
+    flags.DEFINE_enum("distribution", "none", list(DISTRIBUTIONS),
+                      "none: one device; mirrored: all local GPUs (or --num_cpu_replicas "
+                      "logical CPU devices); multi_worker: MultiWorkerMirroredStrategy, cluster "
+                      "from TF_CONFIG. --batch_size is the global batch.")
+    flags.DEFINE_integer("num_cpu_replicas", 0, "Without a GPU: split the CPU into this many "
+                         "logical devices (for --distribution=mirrored on CPU).")
 
     # Solver flags: None means the stages.py default for this dataset and stage.
     flags.DEFINE_float("base_lr", None, "Base learning rate.")
@@ -229,17 +246,6 @@ def test_splits(dataset, stage):
     return tests
 
 
-def derive_data_seed(seed, start_iteration):
-    """The data-order seed of a run that starts at `start_iteration`.
-
-    The training stream is a deterministic function of (--seed, the iteration the run
-    started or resumed at), so a resumed run's data order is reproducible without storing
-    the input pipeline's state (a Clothing1M shuffle buffer would not fit a checkpoint).
-    """
-    state = np.random.SeedSequence([int(seed), int(start_iteration)]).generate_state(1)
-    return int(state[0] % (2 ** 31 - 1))
-
-
 # ---------------------------------------------------------------------------------------
 # One stage.
 
@@ -287,8 +293,9 @@ def _restore_training_state(checkpoint, path, flag):
                          % str(err).splitlines()[0], path=path, field="--%s" % flag) from None
 
 
-def _make_eval_step(net, label_column, image_size):
-    """tf.function (images, labels) → (Σ CE over labelled, num_correct, num_labelled)."""
+def _make_eval_step(net, label_column, image_size, ntype_net=None):
+    """tf.function (images, labels) → (Σ CE over labelled, num_correct, num_labelled,
+    predictions int64 [B], p(z|x) float32 [B, 3] of `ntype_net` ([B, 0] without one))."""
     spec = [tf.TensorSpec([None, image_size, image_size, 3], tf.float32),
             tf.TensorSpec([None, 3], tf.int64)]
 
@@ -299,21 +306,38 @@ def _make_eval_step(net, label_column, image_size):
         batch = tf.cast(tf.shape(targets)[0], tf.float32)
         ce_sum = layers.masked_cross_entropy(targets, logits) * batch
         correct, count = layers.masked_accuracy(targets, logits)
-        return ce_sum, correct, count
+        predictions = tf.argmax(logits, axis=1)
+        if ntype_net is None:
+            ntype_probs = tf.zeros([tf.shape(images)[0], 0], tf.float32)
+        elif ntype_net is net:
+            ntype_probs = tf.nn.softmax(logits)
+        else:
+            ntype_probs = tf.nn.softmax(ntype_net(images, training=False))
+        return ce_sum, correct, count, predictions, ntype_probs
 
     return eval_step
 
 
-def _evaluate(tests, iteration, writer):
-    """Runs every test split once; logs Caffe-style and writes `PREFIX/accuracy|loss`."""
+def _evaluate(tests, iteration, writer, num_classes):
+    """Runs every test split once; logs Caffe-style and writes `PREFIX/accuracy|loss` and
+    the views of noise_model/summaries.py (confusion matrix; mean p(z|x) where the stage
+    has a noise-type net)."""
     metrics = {}
-    for prefix, split, eval_step, dataset in tests:
+    views = []
+    for prefix, split, eval_step, dataset, column in tests:
         ce_sum, correct, count = 0.0, 0.0, 0.0
+        targets, noisy, predictions, ntype_probs = [], [], [], []
         for images, labels in dataset:
-            batch_ce, batch_correct, batch_count = eval_step(images, labels)
+            batch_ce, batch_correct, batch_count, batch_pred, batch_probs = eval_step(images, labels)
             ce_sum += float(batch_ce)
             correct += float(batch_correct)
             count += float(batch_count)
+            labels = labels.numpy()
+            targets.append(labels[:, column])
+            noisy.append(labels[:, 1])
+            predictions.append(batch_pred.numpy())
+            ntype_probs.append(batch_probs.numpy())
+        views.append((prefix, column, targets, noisy, predictions, ntype_probs))
         if not count:
             logging.warning("Split %s has no labelled sample: accuracy and loss reported as 0",
                             split)
@@ -328,25 +352,43 @@ def _evaluate(tests, iteration, writer):
     with writer.as_default():
         for tag, value in metrics.items():
             write_scalar(tag, value, iteration)
+        for prefix, column, targets, noisy, predictions, ntype_probs in views:
+            if not targets:
+                continue
+            classes = datasets.NUM_NOISE_TYPES if column == 2 else num_classes
+            summaries.write_confusion(prefix, np.concatenate(targets),
+                                      np.concatenate(predictions), classes, iteration)
+            probs = np.concatenate(ntype_probs)
+            if probs.shape[1]:
+                summaries.write_noise_type_posterior(prefix, probs, np.concatenate(noisy),
+                                                     num_classes, iteration)
     writer.flush()
     return metrics
 
 
-def run_stage(cfg):
+def run_stage(cfg, strategy=None):
     """Trains one stage to its max_iter, resuming from train_dir's latest checkpoint.
 
     Args:
       cfg: a StageConfig with resolved settings (stages.resolve_settings).
+      strategy: a tf.distribute strategy (make_strategy); None = the default (one device).
 
     Returns:
       The final test metrics: dict tag ("test/accuracy", "test/loss", and on Clothing1M
-      "val/accuracy", "val/loss") → float.
+      "val/accuracy", "val/loss") → float; None when SIGTERM stopped the run (after a
+      checkpoint at the current iteration).
 
     Raises:
-      InputError: bad data directory, train_dir or model directories.
+      InputError: bad data directory, train_dir, model directories or batch size.
       NonFiniteLossError: the loss became NaN or infinite.
     """
     settings = cfg.settings
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    batch_size = settings["batch_size"]
+    check_flag(batch_size % replicas == 0, "batch_size",
+               "%d is not divisible by the %d replicas (the batch size is global)"
+               % (batch_size, replicas))
     metadata = datasets.read_metadata(cfg.data_dir)
     if metadata["dataset"] != cfg.dataset:
         raise InputError("holds prepared %s data, not %s" % (metadata["dataset"], cfg.dataset),
@@ -358,21 +400,25 @@ def run_stage(cfg):
             "num_classes": num_classes, "image_size": image_size}
     _check_train_dir(cfg, info)
     _log_settings(cfg, num_classes, image_size)
+    chief = is_chief(strategy)
+    out_dir = output_dir(cfg.train_dir, strategy)
 
-    keras.utils.set_random_seed(cfg.seed)
-    model = stages.build_net(cfg.dataset, kind, num_classes, image_size)
-    variables = model.trainable_variables
-    solver = solver_lib.CaffeSGD(
-        base_lr=settings["base_lr"], momentum=settings["momentum"],
-        weight_decay=settings["weight_decay"], gamma=settings["gamma"],
-        stepsize=settings["stepsize"], bias_lr_mult=settings["bias_lr_mult"],
-        bias_decay_mult=settings["bias_decay_mult"])
-    solver.build(variables)
+    with strategy.scope():
+        keras.utils.set_random_seed(cfg.seed)
+        model = stages.build_net(cfg.dataset, kind, num_classes, image_size)
+        variables = model.trainable_variables
+        solver = solver_lib.CaffeSGD(
+            base_lr=settings["base_lr"], momentum=settings["momentum"],
+            weight_decay=settings["weight_decay"], gamma=settings["gamma"],
+            stepsize=settings["stepsize"], bias_lr_mult=settings["bias_lr_mult"],
+            bias_decay_mult=settings["bias_decay_mult"])
+        solver.build(variables)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=solver)
-    manager = tf.train.CheckpointManager(checkpoint, cfg.train_dir,
+    manager = tf.train.CheckpointManager(checkpoint, out_dir,
                                          max_to_keep=MAX_CHECKPOINTS_TO_KEEP,
                                          checkpoint_name=stages.CHECKPOINT_PREFIX)
-    if manager.latest_checkpoint:
+    resumed = bool(manager.latest_checkpoint)
+    if resumed:
         _restore_training_state(checkpoint, manager.latest_checkpoint, "train_dir")
         logging.info("Resuming from %s", manager.latest_checkpoint)
     elif cfg.stage == "joint_stage2":
@@ -382,26 +428,28 @@ def run_stage(cfg):
                                 clean_model_dir=cfg.clean_model_dir,
                                 ntype_model_dir=cfg.ntype_model_dir,
                                 caffemodel_weights=cfg.caffemodel_weights, log=logging.info)
-    stages.write_stage_info(cfg.train_dir, info)
+    stages.write_stage_info(out_dir, info)
 
     step = int(solver.iterations.numpy())
     max_iter = settings["max_iter"]
-    final = stages.read_final(cfg.train_dir)
+    final = stages.read_final(out_dir)
     if final and final.get("iteration") == step and step >= max_iter and final.get("metrics"):
         logging.info("Stage %s already finished at iteration %d (%s)", cfg.stage, step,
-                     os.path.join(cfg.train_dir, stages.FINAL_FILE))
+                     os.path.join(out_dir, stages.FINAL_FILE))
         return final["metrics"]
-    stages.remove_final(cfg.train_dir)
+    stages.remove_final(out_dir)
 
     # Nets, loss and the compiled steps.
     if kind == "joint":
         matrix_c = datasets.load_matrix_c(cfg.data_dir, num_classes)
         noisy_label_loss = layers.NoisyLabelLoss(matrix_c,
                                                  update_noise_lr=settings["update_noise_lr"])
-        eval_net = model.clean_net
+        eval_net, ntype_net = model.clean_net, model.ntype_net
     else:
+        matrix_c = None
         noisy_label_loss = None
         eval_net = model
+        ntype_net = model if kind == "ntype" else None
 
     def forward(images, training):
         if kind == "joint":
@@ -409,8 +457,24 @@ def run_stage(cfg):
         logits = model(images, training=training)
         return (logits, None) if kind == "clean" else (None, logits)
 
-    @tf.function(reduce_retracing=True)
-    def train_step(images, labels):
+    def replica_step(images, labels):
+        """One replica's share of the update on its contiguous slice of the global batch.
+
+        The loss layers divide by the batch they see (Caffe's M): on a replica that is its
+        slice of m = M / R samples, so each replica's loss is Σ_slice / m, a mean over its
+        own slice, and CaffeSGD.apply_gradients averages the replicas' gradients:
+        (1/R) Σ_r ∇(Σ_r / m) = ∇(Σ_batch) / M, the single-device gradient. The reported
+        loss terms are the replicas' shares Σ_slice / M = (m / M) · local mean, summed.
+
+        Returns:
+          (loss share [], dict term → share [], correct [], labelled count [],
+          finite float32 [] 1/0).
+        """
+        context = tf.distribute.get_replica_context()
+        replica = context.replica_id_in_sync_group
+        local = batch_size // context.num_replicas_in_sync
+        images = images[replica * local:(replica + 1) * local]
+        labels = labels[replica * local:(replica + 1) * local]
         with tf.GradientTape() as tape:
             clean_logits, ntype_logits = forward(images, training=True)
             terms = loss_terms(cfg.stage, clean_logits, ntype_logits, labels, noisy_label_loss)
@@ -424,22 +488,35 @@ def run_stage(cfg):
         targets, branch = train_accuracy_target(cfg.stage, labels)
         correct, count = layers.masked_accuracy(
             targets, clean_logits if branch == "clean" else ntype_logits)
-        return loss, terms, correct, count, finite
+        share = float(local) / float(batch_size)
+        return (loss * share, {name: value * share for name, value in terms.items()},
+                correct, count, tf.cast(finite, tf.float32))
+
+    @tf.function(reduce_retracing=True)
+    def train_step(images, labels):
+        loss, terms, correct, count, finite = strategy.run(replica_step, args=(images, labels))
+        total = lambda value: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)  # noqa: E731
+        return (total(loss), {name: total(value) for name, value in terms.items()},
+                total(correct), total(count), total(finite) >= replicas)
 
     tests = []
     for prefix, split, column in test_splits(cfg.dataset, cfg.stage):
         test_data = datasets.make_dataset(cfg.dataset, cfg.data_dir, split,
                                           settings["test_batch_size"], training=False)
-        tests.append((prefix, split, _make_eval_step(eval_net, column, image_size), test_data))
+        eval_step = _make_eval_step(eval_net, column, image_size, ntype_net)
+        tests.append((prefix, split, eval_step, test_data, column))
 
-    data_seed = derive_data_seed(cfg.seed, step)
     train_data = datasets.make_dataset(cfg.dataset, cfg.data_dir, stages.TRAIN_SPLIT[cfg.stage],
-                                       settings["batch_size"], training=True, seed=data_seed)
+                                       batch_size, training=True, seed=cfg.seed,
+                                       start_iteration=step)
     train_iter = iter(train_data)
-    logging.info("Training %s from iteration %d to %d on %s (data seed %d)", cfg.stage, step,
-                 max_iter, stages.TRAIN_SPLIT[cfg.stage], data_seed)
+    logging.info("Training %s from iteration %d to %d on %s (seed %d, %d replica(s))",
+                 cfg.stage, step, max_iter, stages.TRAIN_SPLIT[cfg.stage], cfg.seed, replicas)
 
-    writer = tf.summary.create_file_writer(cfg.train_dir)
+    writer = tf.summary.create_file_writer(out_dir) if chief else tf.summary.create_noop_writer()
+    if matrix_c is not None and not resumed:
+        with writer.as_default():
+            summaries.write_matrix_c(matrix_c, step)
     test_interval = settings["test_interval"]
     display = settings["display"]
     snapshot_interval = settings["snapshot_interval"]
@@ -447,39 +524,46 @@ def run_stage(cfg):
     window = {"loss": 0.0, "correct": 0.0, "count": 0.0, "steps": 0, "start": time.time()}
     window.update({name: 0.0 for name in LOSS_TERMS})
     metrics = {}
-    while step < max_iter:
-        if step % test_interval == 0:
-            test_start = time.time()
-            metrics = _evaluate(tests, step, writer)
-            window["start"] += time.time() - test_start  # iter/s counts training only
-        lr = float(solver.learning_rate(step))
-        images, labels = next(train_iter)
-        loss, terms, correct, count, finite = train_step(images, labels)
-        loss = float(loss)
-        if not bool(finite):
-            raise NonFiniteLossError(
-                "non-finite loss or gradient (loss = %s) at iteration %d; nothing from it "
-                "was saved; last good checkpoint: %s" % (loss, step, last_saved or "none"))
-        window["loss"] += loss
-        window["correct"] += float(correct)
-        window["count"] += float(count)
-        window["steps"] += 1
-        for name, value in terms.items():
-            window[name] += float(value)
-        # Caffe displays the iteration just run when its index is a multiple of display.
-        if step % display == 0 or step == max_iter - 1:
-            _log_train_window(step, lr, window, terms.keys(), settings, writer)
-        step += 1
-        if step % snapshot_interval == 0 or step == max_iter:
-            last_saved = manager.save(checkpoint_number=step)
-            logging.info("Snapshotting to %s", last_saved)
+    with TerminationFlag() as termination:
+        while step < max_iter:
+            if step % test_interval == 0:
+                test_start = time.time()
+                metrics = _evaluate(tests, step, writer, num_classes)
+                window["start"] += time.time() - test_start  # iter/s counts training only
+            lr = float(solver.learning_rate(step))
+            images, labels = next(train_iter)
+            loss, terms, correct, count, finite = train_step(images, labels)
+            loss = float(loss)
+            if not bool(finite):
+                raise NonFiniteLossError(
+                    "non-finite loss or gradient (loss = %s) at iteration %d; nothing from it "
+                    "was saved; last good checkpoint: %s" % (loss, step, last_saved or "none"))
+            window["loss"] += loss
+            window["correct"] += float(correct)
+            window["count"] += float(count)
+            window["steps"] += 1
+            for name, value in terms.items():
+                window[name] += float(value)
+            # Caffe displays the iteration just run when its index is a multiple of display.
+            if step % display == 0 or step == max_iter - 1:
+                _log_train_window(step, lr, window, terms.keys(), settings, writer)
+            step += 1
+            if step % snapshot_interval == 0 or step == max_iter:
+                last_saved = manager.save(checkpoint_number=step)
+                logging.info("Snapshotting to %s", last_saved)
+            if termination.requested and step < max_iter:
+                if last_saved is None or stages.checkpoint_iteration(last_saved) != step:
+                    last_saved = manager.save(checkpoint_number=step)
+                logging.info("SIGTERM: snapshot %s at iteration %d; stopping.", last_saved, step)
+                writer.close()
+                return None
 
     if last_saved is None or stages.checkpoint_iteration(last_saved) != step:
         last_saved = manager.save(checkpoint_number=step)
         logging.info("Snapshotting to %s", last_saved)
-    metrics = _evaluate(tests, step, writer)
+    metrics = _evaluate(tests, step, writer, num_classes)
     writer.close()
-    stages.write_final(cfg.train_dir, last_saved, step, metrics)
+    stages.write_final(out_dir, last_saved, step, metrics)
     logging.info("Optimization done: stage %s, iteration %d, %s", cfg.stage, step,
                  ", ".join("%s = %.4f" % item for item in sorted(metrics.items())))
     return metrics
@@ -527,11 +611,12 @@ JOINT_ONLY_SETTINGS = ("update_noise_lr", "clean_loss_weight", "ntype_loss_weigh
                        "noisy_loss_weight")
 
 
-def run_all(dataset, data_dir, train_dir, overrides, seed=0, caffemodel_weights=None):
+def run_all(dataset, data_dir, train_dir, overrides, seed=0, caffemodel_weights=None,
+            strategy=None):
     """Runs every stage of the dataset's protocol in train_dir/STAGE; prints the table.
 
     Returns:
-      `(metrics_by_stage, table)`.
+      `(metrics_by_stage, table)`; `(metrics so far, None)` when SIGTERM stopped a stage.
     """
     pipeline = stages.PIPELINES[dataset]
     configs = []
@@ -550,16 +635,22 @@ def run_all(dataset, data_dir, train_dir, overrides, seed=0, caffemodel_weights=
             caffemodel_weights=caffemodel_weights if stage == "clean" else None))
     results = {}
     for cfg in configs:
-        results[cfg.stage] = run_stage(cfg)
+        metrics = run_stage(cfg, strategy)
+        if metrics is None:
+            return results, None
+        results[cfg.stage] = metrics
     table = stages.format_results_table(dataset, results)
-    with atomic_open(os.path.join(train_dir, "results.txt")) as f:
-        f.write(table + "\n")
+    if strategy is None or is_chief(strategy):
+        with atomic_open(os.path.join(train_dir, "results.txt")) as f:
+            f.write(table + "\n")
     return results, table
 
 
 def main(argv):
     if len(argv) > 1:
         raise InputError("unexpected arguments: %s" % " ".join(argv[1:]))
+    check_flag(FLAGS.num_cpu_replicas >= 0, "num_cpu_replicas", "must be 0 or more")
+    split_cpu(FLAGS.num_cpu_replicas)  # before TensorFlow initialises its devices
     check_flag(FLAGS.dataset in stages.DATASETS, "dataset",
                "expected one of %s, got %r" % (", ".join(stages.DATASETS), FLAGS.dataset))
     check_flag(FLAGS.stage in stages.STAGES + ("all",), "stage",
@@ -580,12 +671,15 @@ def main(argv):
         check_flag(os.path.isfile(FLAGS.caffemodel_weights), "caffemodel_weights",
                    "file not found: %s" % FLAGS.caffemodel_weights)
     overrides = {name: getattr(FLAGS, name) for name in stages.SETTING_NAMES}
+    strategy = make_strategy(FLAGS.distribution)
     try:
         if FLAGS.stage == "all":
             _, table = run_all(FLAGS.dataset, FLAGS.data_dir, FLAGS.train_dir, overrides,
-                               seed=FLAGS.seed, caffemodel_weights=FLAGS.caffemodel_weights)
-            print(table)
-            sys.stdout.flush()
+                               seed=FLAGS.seed, caffemodel_weights=FLAGS.caffemodel_weights,
+                               strategy=strategy)
+            if table is not None:
+                print(table)
+                sys.stdout.flush()
             return 0
         stages.check_stage(FLAGS.dataset, FLAGS.stage)
         cfg = StageConfig(
@@ -595,7 +689,7 @@ def main(argv):
             seed=FLAGS.seed, clean_model_dir=FLAGS.clean_model_dir,
             ntype_model_dir=FLAGS.ntype_model_dir, init_dir=FLAGS.init_dir,
             caffemodel_weights=FLAGS.caffemodel_weights)
-        run_stage(cfg)
+        run_stage(cfg, strategy)
     except NonFiniteLossError as err:
         sys.stderr.write("error: %s\n" % err)
         sys.stderr.flush()

@@ -183,10 +183,23 @@ def test_test_splits_per_stage():
                                                         ("test", "test", 0)]
 
 
-def test_data_seed_depends_on_seed_and_start_iteration():
-    seeds = {train.derive_data_seed(s, i) for s in (0, 1) for i in (0, 100)}
-    assert len(seeds) == 4
-    assert train.derive_data_seed(3, 500) == train.derive_data_seed(3, 500)
+def test_training_order_is_a_pure_function_of_seed_and_position():
+    from noise_model import datasets
+
+    def take(seed, start, count):
+        pairs = [(int(i), int(p)) for _, (i, p) in
+                 zip(range(count), datasets.training_order(7, seed, start))]
+        return [i for i, _ in pairs], [p for _, p in pairs]
+
+    order, positions = take(3, 0, 21)
+    assert positions == list(range(21))
+    for epoch in range(3):  # every epoch is a permutation of the 7 rows
+        assert sorted(order[7 * epoch:7 * epoch + 7]) == list(range(7))
+    assert order[:7] != order[7:14]  # a new order each epoch
+    # Starting at any position gives the tail of the same stream.
+    for start in (1, 6, 7, 12):
+        assert take(3, start, 21 - start) == (order[start:], positions[start:])
+    assert take(4, 0, 21)[0] != order
 
 
 # ---------------------------------------------------------------------------------------
@@ -399,7 +412,8 @@ def test_non_finite_loss_stops_with_one_line(digits_dir, tmp_path):
 def test_cli_rejects_bad_flags_with_one_line(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     cases = [["--dataset=mnist", "--stage=clean"],
-             ["--dataset=cifar10", "--stage=clean", "--base_lr=-1"]]
+             ["--dataset=cifar10", "--stage=clean", "--base_lr=-1"],
+             ["--dataset=digits", "--stage=clean", "--num_cpu_replicas=-1"]]
     for extra in cases:
         result = subprocess.run(
             [sys.executable, "-m", "noise_model.train", "--data_dir=" + str(tmp_path),

@@ -1,0 +1,151 @@
+"""noise_model/train.py killed at random moments and restarted ends where an uninterrupted
+run ends.
+
+The training stream is a pure function of (--seed, iteration) (datasets.training_order)
+and a checkpoint holds the weights, CaffeSGD's momentum and the iteration count, so a run
+resumed from its latest checkpoint must reach the final weights of a run never
+interrupted (CifarQuick: no dropout). SIGKILL can land anywhere, including inside a
+checkpoint write: every checkpoint left on disk must still be readable. SIGTERM asks
+train.py to save a checkpoint at the current iteration and exit 0.
+"""
+
+import glob
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN_SCRIPT = os.path.join(ROOT, "noise_model", "train.py")
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+MAX_ITER, SNAPSHOT = 32, 4
+NUM_KILLS = 5
+ITERATION_LINE = re.compile(r"Iteration (\d+) \(")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    from noise_model import digits
+
+    out = str(tmp_path_factory.mktemp("digits") / "prepared")
+    digits.prepare_digits(out, seed=0)
+    return out
+
+
+def train_args(data_dir, train_dir, max_iter=MAX_ITER, snapshot=SNAPSHOT):
+    return [sys.executable, TRAIN_SCRIPT, "--dataset=digits", "--stage=clean",
+            "--data_dir=" + data_dir, "--train_dir=" + train_dir, "--max_iter=%d" % max_iter,
+            "--snapshot_interval=%d" % snapshot, "--batch_size=16", "--test_batch_size=360",
+            "--test_interval=1000", "--display=1", "--base_lr=0.01", "--stepsize=25",
+            "--seed=5"]
+
+
+def run_until(args, should_stop, timeout=120):
+    """Starts train.py; calls should_stop(iteration) on every logged iteration; returns
+    (process, last iteration seen). A signal returned by should_stop is sent once."""
+    proc = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    last = None
+    signalled = False
+    deadline = time.time() + timeout
+    try:
+        for line in proc.stderr:  # read to the end: a closed pipe would break the logging
+            match = ITERATION_LINE.search(line)
+            if match and not signalled:
+                last = int(match.group(1))
+                sig = should_stop(last)
+                if sig is not None:
+                    proc.send_signal(sig)
+                    signalled = True
+            assert time.time() < deadline, "train.py did not finish in time"
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc, last
+
+
+def checkpoint_steps(train_dir):
+    return sorted(int(re.search(r"ckpt-(\d+)\.index$", p).group(1))
+                  for p in glob.glob(os.path.join(train_dir, "ckpt-*.index")))
+
+
+def read_all(prefix):
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(prefix)
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, data_dir):
+    # The uninterrupted run goes on beside the interrupted ones (2 processes on 2 cores).
+    reference_dir = str(tmp_path / "reference")
+    reference = subprocess.Popen(train_args(data_dir, reference_dir), cwd=ROOT, env=ENV,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed_dir = str(tmp_path / "killed")
+    rng = np.random.default_rng(2026)
+    # Kill points: after the log line of a random iteration (some before the first
+    # snapshot), plus a random delay so that kills also land inside checkpoint writes.
+    targets = np.sort(rng.choice(np.arange(1, MAX_ITER - 1), NUM_KILLS, replace=False))
+    delays = rng.uniform(0.0, 0.03, NUM_KILLS)
+    killed = 0
+    for target, delay in zip(targets, delays):
+        def should_stop(iteration, target=target, delay=delay):
+            if iteration >= target:
+                time.sleep(delay)
+                return signal.SIGKILL
+            return None
+
+        proc, _ = run_until(train_args(data_dir, killed_dir), should_stop)
+        if proc.returncode == -signal.SIGKILL:
+            killed += 1
+        else:
+            assert proc.returncode == 0  # it reached max_iter before the kill
+        for step in checkpoint_steps(killed_dir):
+            read_all(os.path.join(killed_dir, "ckpt-%d" % step))  # readable after every kill
+    assert killed >= NUM_KILLS // 2, killed
+
+    proc, _ = run_until(train_args(data_dir, killed_dir), lambda iteration: None)
+    assert proc.returncode == 0
+    assert reference.wait(timeout=300) == 0
+
+    steps = checkpoint_steps(killed_dir)
+    assert steps[-1] == MAX_ITER
+    for step in steps:
+        values = read_all(os.path.join(killed_dir, "ckpt-%d" % step))
+        assert int(values["optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE"]) == step
+    resumed = read_all(os.path.join(killed_dir, "ckpt-%d" % MAX_ITER))
+    uninterrupted = read_all(os.path.join(reference_dir, "ckpt-%d" % MAX_ITER))
+    assert resumed.keys() == uninterrupted.keys()
+    max_diff, compared = 0.0, 0
+    for name, value in uninterrupted.items():
+        if name.startswith(("model/", "optimizer/")) and \
+                np.issubdtype(np.asarray(value).dtype, np.floating):
+            max_diff = max(max_diff, float(np.max(np.abs(resumed[name] - value), initial=0.0)))
+            compared += 1
+    print("kill/resume: %d kills mid-training at iterations >= %s; %d tensors compared; max abs "
+          "difference %.3g" % (killed, targets.tolist(), compared, max_diff))
+    assert compared >= 20  # 10 weights + 10 momentum slots
+    assert max_diff <= 1e-6
+
+
+def test_sigterm_saves_a_checkpoint_at_the_current_iteration(tmp_path, data_dir):
+    train_dir = str(tmp_path / "run")
+    # Snapshots at 10, 20, ...; SIGTERM after iteration 13's log line normally lands
+    # between 14 and 20 and must give a checkpoint past 13.
+    proc, last = run_until(train_args(data_dir, train_dir, max_iter=100000, snapshot=10),
+                           lambda iteration: signal.SIGTERM if iteration >= 13 else None)
+    assert proc.returncode == 0
+    steps = checkpoint_steps(train_dir)
+    newest = steps[-1]
+    assert steps[0] == 10 and newest > last >= 13, steps
+    assert set(steps) == set(range(10, newest, 10)) | {newest}  # one extra: the SIGTERM's
+    values = read_all(os.path.join(train_dir, "ckpt-%d" % newest))
+    assert int(values["optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE"]) == newest
+    assert not os.path.exists(os.path.join(train_dir, "final.json"))  # not finished
