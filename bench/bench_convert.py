@@ -46,10 +46,10 @@ if split == "all":
         cols = line.rstrip("\n").split("\t")
         feature = [float(x) for x in cols[-1].split(",")]
         per_class[class_to_id[cols[-2]]].append(feature)
-    data = np.empty(len(per_class), dtype=object)
-    for c, rows in enumerate(per_class):
-        data[c] = np.array(rows)
-    np.save(output, data, allow_pickle=True)
+    # The original then saved np.array(per_class), a pickled ragged object array, which
+    # NumPy 2 refuses to build; the same rows, grouped by class, go out as one plain array.
+    data = np.array([row for rows in per_class for row in rows])
+    np.save(output, data)
 else:
     rows = []
     for line in open(tsv_path):
@@ -103,9 +103,8 @@ def run_benchmark(num_rows, img_dim, num_classes, work_dir=None, splits=("all", 
                 raise RuntimeError("baseline parser failed:\n" + baseline["output"])
             # Same content both ways (ours is float32, grouped by class for `all`).
             ours_array = np.load(os.path.join(ours_dir, npy_split + ".npy"))
-            base_array = np.load(baseline_path, allow_pickle=True)  # our own temp file
+            base_array = np.load(baseline_path)
             if split == "all":
-                base_array = np.concatenate([b.reshape(-1, img_dim) for b in base_array])
                 ours_array = ours_array[:, :img_dim]
             if ours_array.shape != base_array.shape or not np.allclose(ours_array, base_array, atol=1e-6):
                 raise RuntimeError("%s: ours and the baseline disagree" % split)
