@@ -13,17 +13,16 @@ import os
 import re
 import signal
 import subprocess
-import threading
 import sys
 import time
 
 import numpy as np
 import pytest
 
+from process_control import ENV, ROOT, checkpoint_steps, read_all, run_until
+
 from util.fileio import save_npy
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 IMG_DIM, NUM_CLASSES, NUM_REF = 8, 3, 2
 N_STEP, VAL_INTERVAL = 60, 5
 NUM_KILLS = 10
@@ -56,48 +55,6 @@ def train_args(data_dir, run_dir, n_step=N_STEP, val_interval=VAL_INTERVAL):
             "--log_interval=1", "--learning_rate=0.05", "--dropout_rate=0", "--seed=7"]
 
 
-def run_until(args, should_stop, timeout=120):
-    """Starts train.py; calls should_stop(step) on every logged step; returns (proc, last step seen).
-
-    When should_stop returns a signal number, that signal is sent and the process reaped.
-    """
-    proc = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    last_step = None
-    signalled = False
-    # A watchdog kills a run that hangs; the caller's exit-status checks then fail.
-    watchdog = threading.Timer(timeout, proc.kill)
-    watchdog.start()
-    try:
-        for line in proc.stderr:  # read to the end: a closed pipe would break the child's logging
-            match = STEP_LINE.search(line)
-            if match and not signalled:
-                last_step = int(match.group(1))
-                sig = should_stop(last_step)
-                if sig is not None:
-                    proc.send_signal(sig)
-                    signalled = True
-        proc.wait(timeout=60)
-    finally:
-        watchdog.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return proc, last_step
-
-
-def checkpoint_steps(checkpoint_dir):
-    return sorted(int(re.search(r"ckpt-(\d+)\.index$", p).group(1))
-                  for p in glob.glob(os.path.join(checkpoint_dir, "ckpt-*.index")))
-
-
-def read_all(checkpoint_prefix):
-    import tensorflow as tf
-
-    reader = tf.train.load_checkpoint(checkpoint_prefix)
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
-
-
 def test_sigkill_ten_times_then_resume_matches_uninterrupted_run(tmp_path, data_dir):
     # The uninterrupted run goes on beside the interrupted ones (2 processes on 2 cores).
     reference_dir = str(tmp_path / "reference")
@@ -119,7 +76,7 @@ def test_sigkill_ten_times_then_resume_matches_uninterrupted_run(tmp_path, data_
                 return signal.SIGKILL
             return None
 
-        proc, last_step = run_until(train_args(data_dir, killed_dir), should_stop)
+        proc, last_step = run_until(train_args(data_dir, killed_dir), STEP_LINE, should_stop)
         if proc.returncode == -signal.SIGKILL:
             killed_mid_training += 1
         else:
@@ -131,7 +88,7 @@ def test_sigkill_ten_times_then_resume_matches_uninterrupted_run(tmp_path, data_
                              if "_temp" in os.path.basename(p) or p.endswith(".tmp"))
     assert killed_mid_training >= NUM_KILLS // 2, killed_mid_training
 
-    proc, _ = run_until(train_args(data_dir, killed_dir), lambda step: None)
+    proc, _ = run_until(train_args(data_dir, killed_dir), STEP_LINE, lambda step: None)
     assert proc.returncode == 0
     assert reference.wait(timeout=300) == 0
 
@@ -164,7 +121,7 @@ def test_sigterm_saves_a_checkpoint_at_the_current_step(tmp_path, data_dir):
     run_dir = str(tmp_path / "run")
     # Checkpoints at steps 10, 20, ...; the SIGTERM is sent after step 13's log line, so it
     # normally lands between 10 and 20 and must give a checkpoint past step 10.
-    proc, last_step = run_until(train_args(data_dir, run_dir, n_step=100000, val_interval=10),
+    proc, last_step = run_until(train_args(data_dir, run_dir, n_step=100000, val_interval=10), STEP_LINE,
                                 lambda step: signal.SIGTERM if step >= 13 else None)
     assert proc.returncode == 0
     steps = checkpoint_steps(os.path.join(run_dir, "ckpt"))

@@ -9,21 +9,19 @@ checkpoint write: every checkpoint left on disk must still be readable. SIGTERM 
 train.py to save a checkpoint at the current iteration and exit 0.
 """
 
-import glob
 import os
 import re
 import signal
 import subprocess
-import threading
 import sys
 import time
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from process_control import ENV, ROOT, checkpoint_steps, read_all, run_until
+
 TRAIN_SCRIPT = os.path.join(ROOT, "noise_model", "train.py")
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 MAX_ITER, SNAPSHOT = 32, 4
 NUM_KILLS = 5
 ITERATION_LINE = re.compile(r"Iteration (\d+) \(")
@@ -46,46 +44,6 @@ def train_args(data_dir, train_dir, max_iter=MAX_ITER, snapshot=SNAPSHOT):
             "--seed=5"]
 
 
-def run_until(args, should_stop, timeout=120):
-    """Starts train.py; calls should_stop(iteration) on every logged iteration; returns
-    (process, last iteration seen). A signal returned by should_stop is sent once."""
-    proc = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    last = None
-    signalled = False
-    # A watchdog kills a run that hangs; the caller's exit-status checks then fail.
-    watchdog = threading.Timer(timeout, proc.kill)
-    watchdog.start()
-    try:
-        for line in proc.stderr:  # read to the end: a closed pipe would break the logging
-            match = ITERATION_LINE.search(line)
-            if match and not signalled:
-                last = int(match.group(1))
-                sig = should_stop(last)
-                if sig is not None:
-                    proc.send_signal(sig)
-                    signalled = True
-        proc.wait(timeout=60)
-    finally:
-        watchdog.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return proc, last
-
-
-def checkpoint_steps(train_dir):
-    return sorted(int(re.search(r"ckpt-(\d+)\.index$", p).group(1))
-                  for p in glob.glob(os.path.join(train_dir, "ckpt-*.index")))
-
-
-def read_all(prefix):
-    import tensorflow as tf
-
-    reader = tf.train.load_checkpoint(prefix)
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
-
-
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, data_dir):
     # The uninterrupted run goes on beside the interrupted ones (2 processes on 2 cores).
     reference_dir = str(tmp_path / "reference")
@@ -105,7 +63,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, data_dir):
                 return signal.SIGKILL
             return None
 
-        proc, _ = run_until(train_args(data_dir, killed_dir), should_stop)
+        proc, _ = run_until(train_args(data_dir, killed_dir), ITERATION_LINE, should_stop)
         if proc.returncode == -signal.SIGKILL:
             killed += 1
         else:
@@ -114,7 +72,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, data_dir):
             read_all(os.path.join(killed_dir, "ckpt-%d" % step))  # readable after every kill
     assert killed >= NUM_KILLS // 2, killed
 
-    proc, _ = run_until(train_args(data_dir, killed_dir), lambda iteration: None)
+    proc, _ = run_until(train_args(data_dir, killed_dir), ITERATION_LINE, lambda iteration: None)
     assert proc.returncode == 0
     assert reference.wait(timeout=300) == 0
 
@@ -142,7 +100,7 @@ def test_sigterm_saves_a_checkpoint_at_the_current_iteration(tmp_path, data_dir)
     train_dir = str(tmp_path / "run")
     # Snapshots at 10, 20, ...; SIGTERM after iteration 13's log line normally lands
     # between 14 and 20 and must give a checkpoint past 13.
-    proc, last = run_until(train_args(data_dir, train_dir, max_iter=100000, snapshot=10),
+    proc, last = run_until(train_args(data_dir, train_dir, max_iter=100000, snapshot=10), ITERATION_LINE,
                            lambda iteration: signal.SIGTERM if iteration >= 13 else None)
     assert proc.returncode == 0
     steps = checkpoint_steps(train_dir)

@@ -1,0 +1,57 @@
+"""Helpers for the kill-and-resume tests: run a training script, signal it at a logged
+step, and read its checkpoints."""
+
+import glob
+import os
+import re
+import subprocess
+import threading
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+
+
+def run_until(args, progress_line, should_stop, timeout=120):
+    """Starts `args`; for each stderr line matching `progress_line` (a compiled regex whose
+    group 1 is the step), calls should_stop(step); a signal it returns is sent once.
+
+    Returns:
+      (finished Popen, last step seen or None). A watchdog kills a run that hangs, so the
+      caller's exit-status checks fail instead of the test waiting forever.
+    """
+    proc = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    last_step = None
+    signalled = False
+    watchdog = threading.Timer(timeout, proc.kill)
+    watchdog.start()
+    try:
+        for line in proc.stderr:  # read to the end: a closed pipe would break the child's logging
+            match = progress_line.search(line)
+            if match and not signalled:
+                last_step = int(match.group(1))
+                sig = should_stop(last_step)
+                if sig is not None:
+                    proc.send_signal(sig)
+                    signalled = True
+        proc.wait(timeout=60)
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc, last_step
+
+
+def checkpoint_steps(directory):
+    """Steps of the ckpt-STEP checkpoints in `directory`, ascending."""
+    return sorted(int(re.search(r"ckpt-(\d+)\.index$", p).group(1))
+                  for p in glob.glob(os.path.join(directory, "ckpt-*.index")))
+
+
+def read_all(checkpoint_prefix):
+    """Every tensor of a checkpoint, by name."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(checkpoint_prefix)
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
