@@ -11,24 +11,14 @@
   (rows: "all", then one per noisy class present).
 - `matrix_c`: C (L×L, rows noisy label ỹ, columns clean label y, scaled by its largest
   entry), once at the start of a joint stage, as an image and a text table.
-
-Image and text summaries are written with `tf.summary.write` and the metadata of
-TensorBoard's image and text plugins, so training does not need the tensorboard package.
 """
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
 NOISE_TYPE_NAMES = ("noise-free", "random", "confusing")
 CELL_PIXELS = 16  # each matrix cell is drawn as a CELL_PIXELS × CELL_PIXELS block
 
-_IMAGE_METADATA = summary_pb2.SummaryMetadata(
-    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="images"),
-    data_class=summary_pb2.DATA_CLASS_TENSOR)
-_TEXT_METADATA = summary_pb2.SummaryMetadata(
-    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="text"),
-    data_class=summary_pb2.DATA_CLASS_TENSOR)
 
 
 # ---------------------------------------------------------------------------------------
@@ -129,15 +119,12 @@ def noise_type_table(overall, per_class):
 
 def write_image(tag, image, step):
     """Writes one uint8 [H, W, 3] image as TensorBoard's image summary."""
-    image = np.asarray(image, np.uint8)
-    png = tf.io.encode_png(tf.constant(image))
-    tensor = tf.stack([tf.as_string(image.shape[1]), tf.as_string(image.shape[0]), png])
-    tf.summary.write(tag, tensor, step=step, metadata=_IMAGE_METADATA)
+    tf.summary.image(tag, np.asarray(image, np.uint8)[None], step=step)
 
 
 def write_text(tag, text, step):
     """Writes one text (Markdown) summary."""
-    tf.summary.write(tag, tf.constant(text), step=step, metadata=_TEXT_METADATA)
+    tf.summary.text(tag, text, step=step)
 
 
 def write_confusion(prefix, targets, predictions, num_classes, step):

@@ -49,7 +49,6 @@ from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
 from noise_model import datasets
 from noise_model import layers
@@ -126,17 +125,9 @@ TERM_WEIGHT = {"clean_loss": "clean_loss_weight", "ntype_loss": "ntype_loss_weig
                "noisy_label_loss": "noisy_loss_weight"}
 
 
-# TensorBoard's scalar summaries (what tensorboard.summary.v2.scalar writes), built here so
-# that training does not need the tensorboard package installed.
-_SCALAR_METADATA = summary_pb2.SummaryMetadata(
-    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
-    data_class=summary_pb2.DATA_CLASS_SCALAR)
-
-
 def write_scalar(tag, value, step):
     """Writes one TensorBoard scalar to the default summary writer."""
-    tf.summary.write(tag, tf.constant(float(value), tf.float32), step=step,
-                     metadata=_SCALAR_METADATA)
+    tf.summary.scalar(tag, float(value), step=step)
 
 
 class NonFiniteLossError(RuntimeError):
