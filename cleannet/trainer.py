@@ -34,7 +34,7 @@ from cleannet.optimizer import TF1Momentum, staircase_learning_rate
 from util import datafiles
 from util import distribution
 from util import tsv_reader
-from util.errors import InputError, check_flag
+from util.errors import InputError, TrainingError, check_flag
 from util.fileio import atomic_open
 from util.progress import Progress
 
@@ -375,10 +375,10 @@ def train(config):
             sup_indices, unsup_indices = next(iterator)
             out = trainer.train_step(sup_indices, unsup_indices)
             if not bool(out["finite"]):
-                raise InputError("the loss became %s at step %d; the weights were not updated. The last good "
-                                 "checkpoint is %s. Lower --learning_rate or check the features for extreme "
-                                 "values." % (float(out["loss"]), step + 1, last_saved_path(trainer) or "none"),
-                                 field="loss")
+                raise TrainingError("the loss became %s at step %d; nothing from that step was saved. The last "
+                                    "good checkpoint is %s. Lower --learning_rate or check the features for "
+                                    "extreme values." % (float(out["loss"]), step + 1,
+                                                         trainer.manager.latest_checkpoint or "none"))
             step = int(trainer.global_step.numpy())
             tf.summary.scalar("train/accuracy", out["accuracy"], step=step)
             tf.summary.scalar("train/objective_loss", out["objective_loss"], step=step)
@@ -405,7 +405,3 @@ def train(config):
                 break
     train_writer.flush()
     return {"step": step, "best_val_acc": best_acc, "last_saved_step": last_saved}
-
-
-def last_saved_path(trainer):
-    return trainer.manager.latest_checkpoint

@@ -56,7 +56,7 @@ from noise_model import solver as solver_lib
 from noise_model import stages
 from noise_model import summaries
 from util.distribution import DISTRIBUTIONS, TerminationFlag, is_chief, make_strategy, output_dir, split_cpu
-from util.errors import InputError, check_flag, cli_main
+from util.errors import InputError, TrainingError, check_flag, cli_main
 from util.fileio import atomic_open
 
 FLAGS = flags.FLAGS
@@ -130,7 +130,7 @@ def write_scalar(tag, value, step):
     tf.summary.scalar(tag, float(value), step=step)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(TrainingError):
     """Training produced a NaN or infinite loss; nothing from that step was saved."""
 
 
@@ -663,28 +663,23 @@ def main(argv):
                    "file not found: %s" % FLAGS.caffemodel_weights)
     overrides = {name: getattr(FLAGS, name) for name in stages.SETTING_NAMES}
     strategy = make_strategy(FLAGS.distribution)
-    try:
-        if FLAGS.stage == "all":
-            _, table = run_all(FLAGS.dataset, FLAGS.data_dir, FLAGS.train_dir, overrides,
-                               seed=FLAGS.seed, caffemodel_weights=FLAGS.caffemodel_weights,
-                               strategy=strategy)
-            if table is not None:
-                print(table)
-                sys.stdout.flush()
-            return 0
-        stages.check_stage(FLAGS.dataset, FLAGS.stage)
-        cfg = StageConfig(
-            dataset=FLAGS.dataset, stage=FLAGS.stage, data_dir=FLAGS.data_dir,
-            train_dir=FLAGS.train_dir,
-            settings=stages.resolve_settings(FLAGS.dataset, FLAGS.stage, overrides),
-            seed=FLAGS.seed, clean_model_dir=FLAGS.clean_model_dir,
-            ntype_model_dir=FLAGS.ntype_model_dir, init_dir=FLAGS.init_dir,
-            caffemodel_weights=FLAGS.caffemodel_weights)
-        run_stage(cfg, strategy)
-    except NonFiniteLossError as err:
-        sys.stderr.write("error: %s\n" % err)
-        sys.stderr.flush()
-        sys.exit(1)
+    if FLAGS.stage == "all":
+        _, table = run_all(FLAGS.dataset, FLAGS.data_dir, FLAGS.train_dir, overrides,
+                           seed=FLAGS.seed, caffemodel_weights=FLAGS.caffemodel_weights,
+                           strategy=strategy)
+        if table is not None:
+            print(table)
+            sys.stdout.flush()
+        return 0
+    stages.check_stage(FLAGS.dataset, FLAGS.stage)
+    cfg = StageConfig(
+        dataset=FLAGS.dataset, stage=FLAGS.stage, data_dir=FLAGS.data_dir,
+        train_dir=FLAGS.train_dir,
+        settings=stages.resolve_settings(FLAGS.dataset, FLAGS.stage, overrides),
+        seed=FLAGS.seed, clean_model_dir=FLAGS.clean_model_dir,
+        ntype_model_dir=FLAGS.ntype_model_dir, init_dir=FLAGS.init_dir,
+        caffemodel_weights=FLAGS.caffemodel_weights)
+    run_stage(cfg, strategy)
     return 0
 
 

@@ -39,11 +39,20 @@ class InputError(Exception):
         return (where + field + str(self.message)).replace("\n", " ")
 
 
+class TrainingError(Exception):
+    """A run that cannot go on although its input was valid (e.g. the loss became NaN).
+
+    The message says what happened, at which step, and what was saved.
+    """
+
+
 EXIT_INPUT_ERROR = 2
+EXIT_TRAINING_ERROR = 1
 
 
 def cli_main(main):
-    """Wraps an absl `main(argv)` so that `InputError` becomes one stderr line and exit 2."""
+    """Wraps an absl `main(argv)`: `InputError` becomes one stderr line and exit 2,
+    `TrainingError` one stderr line and exit 1."""
 
     def wrapped(argv):
         try:
@@ -52,6 +61,10 @@ def cli_main(main):
             sys.stderr.write("error: %s\n" % err)
             sys.stderr.flush()
             sys.exit(EXIT_INPUT_ERROR)
+        except TrainingError as err:
+            sys.stderr.write("error: %s\n" % str(err).replace("\n", " "))
+            sys.stderr.flush()
+            sys.exit(EXIT_TRAINING_ERROR)
 
     wrapped.__name__ = getattr(main, "__name__", "main")
     wrapped.__doc__ = main.__doc__
