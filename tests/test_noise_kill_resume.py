@@ -23,7 +23,7 @@ from process_control import ENV, ROOT, checkpoint_steps, read_all, run_until
 
 TRAIN_SCRIPT = os.path.join(ROOT, "noise_model", "train.py")
 MAX_ITER, SNAPSHOT = 32, 4
-NUM_KILLS = 5
+NUM_KILLS = 10  # as for train.py: ten kills in a row
 ITERATION_LINE = re.compile(r"Iteration (\d+) \(")
 
 
