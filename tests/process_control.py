@@ -1,9 +1,12 @@
-"""Helpers for the kill-and-resume tests: run a training script, signal it at a logged
-step, and read its checkpoints."""
+"""Helpers for tests that drive training processes: run a script and signal it at a logged
+step (kill-and-resume), read its checkpoints, and set up a two-worker cluster on
+127.0.0.1 (multi-worker distribution)."""
 
 import glob
+import json
 import os
 import re
+import socket
 import subprocess
 import threading
 
@@ -55,3 +58,17 @@ def read_all(checkpoint_prefix):
 
     reader = tf.train.load_checkpoint(checkpoint_prefix)
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that is free now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def local_cluster_tf_configs(num_workers=2):
+    """TF_CONFIG values (JSON strings), one per worker, for a cluster of local workers."""
+    workers = ["127.0.0.1:%d" % free_port() for _ in range(num_workers)]
+    return [json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+            for index in range(num_workers)]

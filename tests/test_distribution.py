@@ -1,14 +1,14 @@
 """train.py under tf.distribute on CPU: mirrored over two logical CPU devices and two
 multi-worker processes on 127.0.0.1 train the same weights as a single-device run."""
 
-import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+
+from process_control import local_cluster_tf_configs
 import tensorflow as tf
 
 from cleannet.checkpoints import make_checkpoint, restore
@@ -82,17 +82,9 @@ def test_mirrored_two_cpu_replicas_equal_single_device(data_dir, single_device, 
     assert max_difference(final_weights(tmp_path / "ckpt"), single_device) < 1e-5
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_multi_worker_two_processes_equal_single_device(data_dir, single_device, tmp_path):
-    workers = ["127.0.0.1:%d" % free_port(), "127.0.0.1:%d" % free_port()]
     processes = []
-    for index in range(2):
-        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+    for tf_config in local_cluster_tf_configs(2):
         processes.append(subprocess.Popen(train_command(data_dir, tmp_path, ["--distribution=multi_worker"]),
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                           env=env(TF_CONFIG=tf_config)))

@@ -17,14 +17,14 @@ distributed result again (1e-8): the update is the same, only its input differs 
 round-off.
 """
 
-import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+
+from process_control import local_cluster_tf_configs
 import tensorflow as tf
 
 from noise_model import stages
@@ -116,18 +116,9 @@ def test_batch_not_divisible_by_replicas_is_refused(data_dir, tmp_path):
     assert len(errors) == 1 and "batch_size" in errors[0] and "divisible" in errors[0]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_multi_worker_two_processes_equal_single_device(data_dir, single_device, tmp_path):
-    workers = ["127.0.0.1:%d" % free_port(), "127.0.0.1:%d" % free_port()]
     processes = []
-    for index in range(2):
-        tf_config = json.dumps({"cluster": {"worker": workers},
-                                "task": {"type": "worker", "index": index}})
+    for tf_config in local_cluster_tf_configs(2):
         processes.append(subprocess.Popen(
             train_command(data_dir, tmp_path, ["--distribution=multi_worker"]),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
