@@ -1,10 +1,12 @@
-"""CleanNet training (SPEC.md 1.4): mixed verified/unverified batches, validation, checkpoints.
+"""CleanNet training: mixed verified/unverified batches, validation, checkpoints.
 
 `train(config)` is what train.py runs. The feature tables are loaded once into tensors,
 the `tf.data` pipelines of cleannet.data produce row indices, and the `tf.function`
-training step gathers the batch and each sample's reference set inside the graph.
+training step gathers the batch and each sample's reference set inside the graph. The
+step loop, checkpoints and run directory are the shared core's (util.training_loop,
+util.run_directory); `Trainer` is CleanNet's task for it.
 
-Fixes of the original's defects (SPEC.md 1.4):
+Fixes of the original's defects (docs/originals.md):
 - validation runs in inference mode (no dropout);
 - checkpoints are `CHECKPOINT_DIR/ckpt-STEP.*` files written by tf.train.CheckpointManager
   (not hidden `.index` files named after the directory), and the best model by
@@ -15,9 +17,7 @@ Fixes of the original's defects (SPEC.md 1.4):
 """
 
 import dataclasses
-import json
 import os
-import shutil
 
 import keras
 import numpy as np
@@ -27,82 +27,22 @@ from absl import logging
 from cleannet import checkpoints
 from cleannet import data
 from cleannet import summaries
+from cleannet.config import RECORDED_SETTINGS, TrainConfig, data_files
 from cleannet.losses import total_loss
 from cleannet.metrics import accuracy, similarity
-from cleannet.model import EMBED_NORMS, CleanNet
+from cleannet.model import CleanNet
 from cleannet.optimizer import TF1Momentum, staircase_learning_rate
 from util import datafiles
 from util import distribution
 from util import tsv_reader
-from util.errors import InputError, TrainingError, check_flag
-from util.fileio import atomic_open
+from util.errors import InputError, check_flag
 from util.progress import Progress
+from util.run_directory import RunDirectory, make_record
+from util.training_loop import TrainingLoop, summary_writers
+
+__all__ = ["TrainConfig", "FeatureTables", "Trainer", "load_tables", "train"]
 
 TRAIN_ACCURACY_THRESHOLD = 0.1  # the original's train accuracy ignores --val_sim_thres
-BEST_MODEL_INFO = "best_model.json"
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """train.py's flags (SPEC.md 1.4 names and defaults) plus the port's additions."""
-    data_dir: str = "./data/"
-    checkpoint_dir: str = "./train/checkpoints/"
-    log_dir: str = "./train/log/"
-    log_interval: int = 100
-    val_interval: int = 2000
-    img_dim: int = 2048
-    num_ref: int = 32
-    batch_size_sup: int = 32
-    batch_size_unsup: int = 32
-    val_batch_size: int = 64
-    learning_rate: float = 0.01
-    n_step: int = 60000
-    lr_update: int = 30000
-    lr_decay: float = 0.1
-    dropout_rate: float = 0.0
-    weight_decay: float = 0.0001
-    neg_weight: float = 5.0
-    val_sim_thres: float = 0.1
-    momentum: float = 0.9
-    embed_norm: str = "log"
-    # Additions of the port.
-    seed: int = 123
-    allow_pickle: bool = False
-    jit_compile: bool = False
-    max_checkpoints: int = 5
-    class_list: str = None
-    distribution: str = "none"
-    num_cpu_replicas: int = 0
-    mixed_precision: bool = False
-
-
-def validate_config(config):
-    """Raises InputError for flags out of range."""
-    check_flag(config.img_dim > 0, "img_dim", "must be positive, got %d" % config.img_dim)
-    check_flag(config.num_ref > 0, "num_ref", "must be positive, got %d" % config.num_ref)
-    check_flag(config.batch_size_sup > 0, "batch_size_sup", "must be positive, got %d" % config.batch_size_sup)
-    check_flag(config.batch_size_unsup >= 0, "batch_size_unsup",
-               "must be 0 or more, got %d" % config.batch_size_unsup)
-    check_flag(config.val_batch_size > 0, "val_batch_size", "must be positive, got %d" % config.val_batch_size)
-    check_flag(config.log_interval > 0, "log_interval", "must be positive, got %d" % config.log_interval)
-    check_flag(config.val_interval > 0, "val_interval", "must be positive, got %d" % config.val_interval)
-    check_flag(config.n_step >= 0, "n_step", "must be 0 or more, got %d" % config.n_step)
-    check_flag(config.lr_update > 0, "lr_update", "must be positive, got %d" % config.lr_update)
-    check_flag(config.learning_rate > 0, "learning_rate", "must be positive, got %g" % config.learning_rate)
-    check_flag(config.lr_decay > 0, "lr_decay", "must be positive, got %g" % config.lr_decay)
-    check_flag(0.0 <= config.dropout_rate < 1.0, "dropout_rate",
-               "must be in [0, 1), got %g" % config.dropout_rate)
-    check_flag(config.weight_decay >= 0, "weight_decay", "must be 0 or more, got %g" % config.weight_decay)
-    check_flag(config.neg_weight >= 0, "neg_weight", "must be 0 or more, got %g" % config.neg_weight)
-    check_flag(0.0 <= config.momentum <= 1.0, "momentum", "must be in [0, 1], got %g" % config.momentum)
-    check_flag(config.embed_norm in EMBED_NORMS, "embed_norm",
-               "must be one of %s, got %r" % ("|".join(EMBED_NORMS), config.embed_norm))
-    check_flag(config.max_checkpoints > 0, "max_checkpoints", "must be positive")
-    check_flag(config.distribution in distribution.DISTRIBUTIONS, "distribution",
-               "must be one of %s, got %r" % ("|".join(distribution.DISTRIBUTIONS), config.distribution))
-    check_flag(config.num_cpu_replicas >= 0, "num_cpu_replicas", "must be 0 or more")
-    check_flag(not (config.jit_compile and config.distribution != "none"), "jit_compile",
-               "is supported with --distribution=none only")
 
 
 def check_log_normalisable(array, path, embed_norm):
@@ -161,9 +101,10 @@ def load_tables(config):
 
 
 class Trainer:
-    """Holds the model, optimizer, checkpoints and the compiled train/validation steps."""
+    """CleanNet's training task: the model, optimizer and compiled train/validation steps,
+    plus what util.training_loop.TrainingLoop asks of a task (next_step, log, validate)."""
 
-    def __init__(self, config, tables, strategy=None):
+    def __init__(self, config: TrainConfig, tables: FeatureTables, strategy=None):
         self.config = config
         self.tables = tables
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -183,12 +124,6 @@ class Trainer:
             self.optimizer.build(self.model.trainable_variables)
         self.checkpoint = checkpoints.make_checkpoint(self.model, self.global_step, self.optimizer)
         self.is_chief = distribution.is_chief(self.strategy)
-        directory = distribution.output_dir(config.checkpoint_dir, self.strategy)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, directory,
-                                                  max_to_keep=config.max_checkpoints, checkpoint_name="ckpt")
-        self.best_dir = os.path.join(directory, checkpoints.BEST_SUBDIR)
-        self.best_manager = tf.train.CheckpointManager(self.checkpoint, self.best_dir, max_to_keep=1,
-                                                       checkpoint_name="ckpt")
         self._tensors = {
             "train_features": tf.constant(tables.train_features),
             "train_class_ids": tf.constant(tables.train_class_ids, tf.int32),
@@ -203,6 +138,9 @@ class Trainer:
             self._tensors["all_class_ids"] = tf.zeros([0], tf.int32)
         self.train_step = tf.function(self._train_step, jit_compile=config.jit_compile)
         self.validation_step = tf.function(self._validation_step, reduce_retracing=True)
+        self._batches = None
+        self._writers = None
+        self._class_names = tsv_reader.read_class_list(config.class_list) if config.class_list else None
 
     def current_learning_rate(self):
         c = self.config
@@ -277,7 +215,7 @@ class Trainer:
         loss = objective + self.model.regularization_loss()
         return loss, accuracy(vlabels, cos_sim, c.val_sim_thres), cos_sim
 
-    def validate(self):
+    def _validate_all(self):
         """Mean of per-batch loss and accuracy over full val batches. Returns (loss, acc, cos [n])."""
         tb = self.tables
         class_embeddings = self.model.encode_classes(tf.constant(tb.reference))
@@ -294,114 +232,111 @@ class Trainer:
                 progress.update(1)
         return float(np.mean(losses)), float(np.mean(accuracies)), np.concatenate(similarities)
 
+    # -- the task interface of util.training_loop ---------------------------------------
 
-def remove_interrupted_saves(checkpoint_dir):
-    """Deletes `ckpt-N_temp` directories that a save killed mid-write leaves behind
-    (tf.train.Checkpoint writes there and renames; the checkpoints themselves stay intact)."""
-    for directory in (checkpoint_dir, os.path.join(checkpoint_dir, checkpoints.BEST_SUBDIR)):
-        if os.path.isdir(directory):
-            for name in os.listdir(directory):
-                if name.startswith("ckpt-") and name.endswith("_temp"):
-                    shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+    @property
+    def step(self) -> int:
+        return int(self.global_step.numpy())
+
+    def start(self, writers: dict) -> None:
+        """Sets the summary writers ("train", "val") the task writes to."""
+        self._writers = writers
+
+    def next_step(self) -> dict:
+        """One update on the next batch. The index pipeline opens at the current step on the
+        first call: the data order is a function of (seed, step), so a resumed run sees
+        the batches an uninterrupted run sees."""
+        if self._batches is None:
+            c = self.config
+            self._batches = iter(data.training_indices(len(self.tables.train_features), self.tables.all_offsets,
+                                                       c.batch_size_sup, c.batch_size_unsup, c.seed, self.step))
+        sup_indices, unsup_indices = next(self._batches)
+        return self.train_step(sup_indices, unsup_indices)
+
+    def after_step(self, step: int, outputs: dict) -> None:
+        """The original's per-step TensorBoard scalars (train writer)."""
+        with self._writers["train"].as_default(step=step):
+            for name in ("accuracy", "objective_loss", "regularization_loss", "loss", "lr"):
+                tf.summary.scalar("train/" + name, outputs[name])
+
+    def log_due(self, step: int) -> bool:
+        return step % self.config.log_interval == 0
+
+    def log(self, step: int, means: dict, outputs: dict) -> None:
+        del means  # the original logs the step's own values
+        logging.info("step %d: train/loss = %.6f, train/acc = %.6f", step, float(outputs["loss"]),
+                     float(outputs["accuracy"]))
+
+    def validate(self, step: int) -> dict:
+        """Validates, writes val/ summaries and logs. Returns {"val_loss", "val_acc"}."""
+        val_loss, val_acc, sims = self._validate_all()
+        scored = len(sims)
+        tb, c = self.tables, self.config
+        with self._writers["val"].as_default(step=step):
+            tf.summary.scalar("val/loss", val_loss)
+            tf.summary.scalar("val/acc", val_acc)
+            summaries.write_validation_summaries(step, sims, tb.val_vlabels[:scored], tb.val_class_ids[:scored],
+                                                 c.val_sim_thres, self._class_names)
+        self._writers["val"].flush()
+        logging.info("step %d: val/loss = %.6f, val/acc = %.6f", step, val_loss, val_acc)
+        return {"val_loss": val_loss, "val_acc": val_acc}
+
+    def on_best(self, step: int, value: float, path: str) -> None:
+        logging.info("best model (val/acc %.6f) saved in %s", value, os.path.dirname(path))
+
+    def on_terminated(self, step: int, path: str) -> None:
+        logging.info("SIGTERM: checkpoint saved in %s; stopping.", path)
+
+    def restore(self, path: str) -> None:
+        checkpoints.restore(self.checkpoint, path, self.config.img_dim, self.config.num_ref,
+                            self.config.embed_norm, partial=True)
 
 
-def _read_best_accuracy(best_dir):
-    try:
-        with open(os.path.join(best_dir, BEST_MODEL_INFO)) as f:
-            return float(json.load(f)["val_acc"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+def run_record(config: TrainConfig) -> dict:
+    """What the run trains on: the data files it reads and the settings in RECORDED_SETTINGS."""
+    files = data_files(config)
+    settings = {name: getattr(config, name) for name in RECORDED_SETTINGS}
+    settings["embed_norm"] = checkpoints.canonical_embed_norm(settings["embed_norm"])
+    return make_record(files, settings)
 
 
-def train(config):
-    """Runs training to config.n_step; returns a dict with the final step and best accuracy."""
-    validate_config(config)
+def _resume(trainer: Trainer, run_dir: RunDirectory) -> float:
+    """Restores the newest readable checkpoint and validates it. Returns the best val/acc so far."""
+    latest = run_dir.restore_latest(trainer.restore)
+    if not latest:
+        logging.info("Training from scratch.")
+        return 0.0
+    logging.info("Recovered the model at global step = %d from %s.", trainer.step, latest)
+    best = trainer.validate(trainer.step)["val_acc"]
+    stored = (run_dir.best_info() or {}).get("val_acc")
+    return max(best, float(stored)) if isinstance(stored, (int, float)) else best
+
+
+def train(config: TrainConfig) -> dict:
+    """Runs training to config.n_step.
+
+    Returns:
+      {"step": last step, "best_val_acc": float, "last_saved_step": int or None}.
+    """
     distribution.split_cpu(config.num_cpu_replicas)
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     strategy = distribution.make_strategy(config.distribution)
-    remove_interrupted_saves(config.checkpoint_dir)
     tables = load_tables(config)
     trainer = Trainer(config, tables, strategy)
-    if trainer.is_chief:
-        train_writer = tf.summary.create_file_writer(os.path.join(config.log_dir, "train"))
-        val_writer = tf.summary.create_file_writer(os.path.join(config.log_dir, "val"))
-    else:
-        train_writer = val_writer = tf.summary.create_noop_writer()
-
-    class_names = tsv_reader.read_class_list(config.class_list) if config.class_list else None
-
-    def run_validation():
-        step = int(trainer.global_step.numpy())
-        val_loss, val_acc, similarities = trainer.validate()
-        scored = len(similarities)
-        with val_writer.as_default(step=step):
-            tf.summary.scalar("val/loss", val_loss)
-            tf.summary.scalar("val/acc", val_acc)
-            summaries.write_validation_summaries(step, similarities, tables.val_vlabels[:scored],
-                                                 tables.val_class_ids[:scored], config.val_sim_thres, class_names)
-        val_writer.flush()
-        logging.info("step %d: val/loss = %.6f, val/acc = %.6f", step, val_loss, val_acc)
-        return val_acc
-
-    def save_best(val_acc):
-        trainer.best_manager.save(checkpoint_number=trainer.global_step)
-        with atomic_open(os.path.join(trainer.best_dir, BEST_MODEL_INFO)) as f:
-            json.dump({"step": int(trainer.global_step.numpy()), "val_acc": val_acc}, f)
-        logging.info("best model (val/acc %.6f) saved in %s", val_acc, trainer.best_dir)
-
-    best_acc = 0.0
-    latest = trainer.manager.latest_checkpoint
-    if latest:
-        checkpoints.restore(trainer.checkpoint, latest, config.img_dim, config.num_ref, config.embed_norm,
-                            partial=True)
-        logging.info("Recovered the model at global step = %d from %s.", int(trainer.global_step.numpy()), latest)
-        best_acc = run_validation()
-        stored_best = _read_best_accuracy(trainer.best_dir)
-        if stored_best is not None:
-            best_acc = max(best_acc, stored_best)
-    else:
-        logging.info("Training from scratch.")
-
-    start_step = int(trainer.global_step.numpy())
-    indices = data.training_indices(len(tables.train_features), tables.all_offsets, config.batch_size_sup,
-                                    config.batch_size_unsup, config.seed, start_step)
-    step = start_step
-    last_saved = start_step if latest else None
-    with distribution.TerminationFlag() as termination, train_writer.as_default():
-        iterator = iter(indices)
-        while step < config.n_step:
-            sup_indices, unsup_indices = next(iterator)
-            out = trainer.train_step(sup_indices, unsup_indices)
-            if not bool(out["finite"]):
-                raise TrainingError("the loss became %s at step %d; nothing from that step was saved. The last "
-                                    "good checkpoint is %s. Lower --learning_rate or check the features for "
-                                    "extreme values." % (float(out["loss"]), step + 1,
-                                                         trainer.manager.latest_checkpoint or "none"))
-            step = int(trainer.global_step.numpy())
-            tf.summary.scalar("train/accuracy", out["accuracy"], step=step)
-            tf.summary.scalar("train/objective_loss", out["objective_loss"], step=step)
-            tf.summary.scalar("train/regularization_loss", out["regularization_loss"], step=step)
-            tf.summary.scalar("train/loss", out["loss"], step=step)
-            tf.summary.scalar("train/lr", out["lr"], step=step)
-            if step % config.log_interval == 0:
-                logging.info("step %d: train/loss = %.6f, train/acc = %.6f", step, float(out["loss"]),
-                             float(out["accuracy"]))
-            at_end = step >= config.n_step
-            if step % config.val_interval == 0 or at_end:
-                val_acc = run_validation()
-                path = trainer.manager.save(checkpoint_number=step)
-                last_saved = step
-                logging.info("Model saved in path: %s", path)
-                if val_acc > best_acc or trainer.best_manager.latest_checkpoint is None:
-                    best_acc = max(best_acc, val_acc)
-                    save_best(val_acc)
-            elif termination.requested:
-                path = trainer.manager.save(checkpoint_number=step)
-                logging.info("SIGTERM: checkpoint saved in %s; stopping.", path)
-                break
-            if termination.requested:
-                break
-    train_writer.flush()
-    return {"step": step, "best_val_acc": best_acc, "last_saved_step": last_saved}
+    run_dir = RunDirectory(config.checkpoint_dir, trainer.checkpoint, strategy, max_to_keep=config.max_checkpoints,
+                           keep_best=True)
+    with run_dir:
+        run_dir.check_record(run_record(config))
+        writers = summary_writers(config.log_dir, ("train", "val"), trainer.is_chief)
+        trainer.start(writers)
+        best = _resume(trainer, run_dir)
+        resumed_at = trainer.step if run_dir.latest else None
+        loop = TrainingLoop(trainer, run_dir, end_step=config.n_step, validate_every=config.val_interval,
+                            save_every=config.val_interval, best_metric="val_acc", best_so_far=best)
+        loop.run()
+        for writer in writers.values():
+            writer.close()
+    last_saved = loop.last_saved_step if loop.last_saved_step is not None else resumed_at
+    return {"step": trainer.step, "best_val_acc": loop.best_value, "last_saved_step": last_saved}

@@ -1,4 +1,5 @@
-"""tf.distribute set-up and run control shared by train.py and noise_model/train.py.
+"""tf.distribute set-up and run control shared by train.py and noise_model/train.py
+(TensorFlow is imported only when a strategy is made: the flag tools use DISTRIBUTIONS first).
 
 - `split_cpu`: a CPU-only machine split into logical devices, to mirror across them;
 - `make_strategy`: the strategy for `--distribution=none|mirrored|multi_worker`
@@ -13,13 +14,13 @@
 import os
 import signal
 
-import tensorflow as tf
-
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
 
 
 def split_cpu(num_cpu_replicas):
     """Splits the CPU into logical devices (call before TensorFlow initialises its devices)."""
+    import tensorflow as tf
+
     if num_cpu_replicas > 1 and not tf.config.list_physical_devices("GPU"):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
@@ -28,6 +29,8 @@ def split_cpu(num_cpu_replicas):
 
 def make_strategy(distribution):
     """The tf.distribute strategy for --distribution (multi_worker reads TF_CONFIG)."""
+    import tensorflow as tf
+
     if distribution == "mirrored":
         devices = [d.name for d in tf.config.list_logical_devices("GPU")] or \
                   [d.name for d in tf.config.list_logical_devices("CPU")]

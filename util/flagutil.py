@@ -1,6 +1,23 @@
-"""absl flag helpers shared by the command-line tools."""
+"""absl flag helpers shared by the command-line tools: shared flags, checks, one-line errors.
 
-from absl import flags
+- `define_log_dir`: `--log_dir` as the TensorBoard directory, as the original scripts had it.
+- `define_img_dim`, `define_num_ref`, `define_embed_norm`: the feature-layout flags every
+  CleanNet tool shares, defined once with one help text.
+- `define_finite_float`: a float flag whose value must be finite (absl accepts inf and nan)
+  and within absl's bounds, plus an optional exclusive lower bound.
+- `parse_flags`: absl's flag parser with every error (an unknown or mistyped flag, a value
+  out of bounds, a failed validator) as one line on stderr and exit status 2.
+- `run_tool`: `app.run` with that parser and util.errors.cli_main.
+"""
+
+import math
+import sys
+
+from absl import app, flags
+
+from util.errors import EXIT_INPUT_ERROR, cli_main
+
+EMBED_NORMS = ("log", "l2norm", "l2_norm", "no_norm")
 
 
 def define_log_dir(default, help_text):
@@ -14,3 +31,47 @@ def define_log_dir(default, help_text):
     if "log_dir" in flags.FLAGS:
         delattr(flags.FLAGS, "log_dir")
     flags.DEFINE_string("log_dir", default, help_text)
+
+
+def define_img_dim(default=2048, extra_help=""):
+    """`--img_dim`: the feature dimension h (2048 for ResNet-50 pool5)."""
+    flags.DEFINE_integer("img_dim", default, "Dimensionality of the image embedding (feature length)." + extra_help,
+                         lower_bound=1)
+
+
+def define_num_ref(default=32):
+    """`--num_ref`: reference feature vectors per class (rows of ref.npy per class)."""
+    flags.DEFINE_integer("num_ref", default, "Number of reference image embeddings for a class", lower_bound=1)
+
+
+def define_embed_norm(default="log"):
+    """`--embed_norm`: the feature normalisation (l2_norm, the original's help text, = l2norm)."""
+    flags.DEFINE_enum("embed_norm", default, list(EMBED_NORMS),
+                      "log: log(x + 1) (needs non-negative features); l2norm: unit length; no_norm: "
+                      "unchanged (l2_norm is accepted as l2norm).")
+
+
+def define_finite_float(name, default, help_text, lower_bound=None, upper_bound=None, above=None):
+    """A float flag that must be finite, within [lower_bound, upper_bound] and > `above`."""
+    flags.DEFINE_float(name, default, help_text, lower_bound=lower_bound, upper_bound=upper_bound)
+
+    def check(value):
+        return value is None or (math.isfinite(value) and (above is None or value > above))
+
+    message = "must be a finite number" + ("" if above is None else " greater than %g" % above)
+    flags.register_validator(name, check, message=message)
+
+
+def parse_flags(argv):
+    """absl's flag parsing with every flag error as one stderr line and exit status 2."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as err:
+        sys.stderr.write("error: %s\n" % str(err).replace("\n", " "))
+        sys.stderr.flush()
+        sys.exit(EXIT_INPUT_ERROR)
+
+
+def run_tool(main):
+    """Runs an absl `main(argv)` as a command-line tool: one-line flag and input errors."""
+    app.run(cli_main(main), flags_parser=parse_flags)

@@ -1,0 +1,284 @@
+"""A training run's own directory: checkpoints, the best copy, a lock and a run record.
+
+`RunDirectory` is the one place where both training systems (CleanNet's train.py and the
+noisy-label model's stages) read, write and delete checkpoints. It guarantees:
+
+- **ownership**: every checkpoint it restores or deletes lies inside the directory; a
+  `checkpoint` state file that names a path elsewhere is refused (tf.train's checkpoint
+  rotation would otherwise delete the files it names);
+- **one run at a time**: an exclusive lock (`run.lock`, held with flock for the life of the
+  run) makes a second run on the same directory refuse with one line naming the holder;
+- **the same data and settings on resume**: `run.json` records the identity of the data
+  files (size and a digest of their first and last MiB) and the settings that shape the
+  model and the data; resuming with other ones refuses and says how to start afresh;
+- **damaged checkpoints**: a latest checkpoint that cannot be read (truncated, corrupt)
+  is reported and the newest one that loads is used instead;
+- **no non-finite model on disk**: a save refuses weights holding NaN or infinity;
+- **no leftovers**: `ckpt-N_temp` directories of a save that was killed are removed.
+
+In a multi-worker run the chief owns the directory; the other workers write to a hidden
+subdirectory (util.distribution.output_dir) and hold their own lock there.
+"""
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import socket
+from typing import Callable, Optional
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from util import distribution
+from util.errors import InputError, TrainingError
+from util.fileio import atomic_open
+
+LOCK_FILE = "run.lock"
+RECORD_FILE = "run.json"
+BEST_SUBDIR = "best"
+BEST_INFO_FILE = "best_model.json"
+_DIGEST_BYTES = 1 << 20  # first and last MiB of each data file
+
+
+def _inside(path: str, directory: str) -> bool:
+    path = os.path.realpath(path)
+    directory = os.path.realpath(directory)
+    return os.path.commonpath([path, directory]) == directory
+
+
+def file_identity(path: str) -> dict:
+    """Size and a SHA-256 of the first and last MiB of a file: cheap even for a 5 GB file,
+    and different for any edit that changes the size, the header or either end."""
+    size = os.path.getsize(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        digest.update(f.read(_DIGEST_BYTES))
+        if size > 2 * _DIGEST_BYTES:
+            f.seek(size - _DIGEST_BYTES)
+            digest.update(f.read(_DIGEST_BYTES))
+    return {"size": size, "sha256_ends": digest.hexdigest()}
+
+
+def make_record(data_files: dict, settings: dict) -> dict:
+    """The run record: {"data": name -> file_identity, "settings": name -> value}."""
+    return {"data": {name: file_identity(path) for name, path in sorted(data_files.items())},
+            "settings": dict(settings)}
+
+
+def _describe_difference(stored: dict, wanted: dict) -> str:
+    changes = []
+    for name in sorted(set(stored.get("data", {})) | set(wanted["data"])):
+        if stored.get("data", {}).get(name) != wanted["data"].get(name):
+            changes.append("%s changed" % name)
+    for name in sorted(set(stored.get("settings", {})) | set(wanted["settings"])):
+        old, new = stored.get("settings", {}).get(name), wanted["settings"].get(name)
+        if old != new:
+            changes.append("--%s %s -> %s" % (name, old, new))
+    return ", ".join(changes)
+
+
+class DirectoryLock:
+    """An exclusive flock on DIRECTORY/run.lock; the file says who holds it."""
+
+    def __init__(self, directory: str):
+        self.path = os.path.join(directory, LOCK_FILE)
+        self._fd = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise InputError("is in use by another run (%s); wait for it to end or use another directory"
+                             % holder, path=os.path.dirname(self.path)) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, ("pid %d on %s\n" % (os.getpid(), socket.gethostname())).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
+class RunDirectory:
+    """Owns a run's checkpoint directory (see the module docstring).
+
+    Args:
+      directory: the directory the user named (created if missing).
+      checkpoint: the tf.train.Checkpoint to save and restore.
+      strategy: the tf.distribute strategy (None: one device).
+      max_to_keep: recent checkpoints kept.
+      checkpoint_name: prefix of the checkpoint files (`ckpt` -> ckpt-STEP.index).
+      keep_best: also keep a copy of the best model in DIRECTORY/best.
+    Use as a context manager: entering takes the lock, leaving releases it.
+    """
+
+    def __init__(self, directory: str, checkpoint: tf.train.Checkpoint, strategy=None, max_to_keep: int = 5,
+                 checkpoint_name: str = "ckpt", keep_best: bool = False):
+        strategy = strategy or tf.distribute.get_strategy()
+        self.user_directory = directory
+        self.directory = distribution.output_dir(directory, strategy)
+        self.chief = distribution.is_chief(strategy)
+        self.checkpoint = checkpoint
+        self._max_to_keep = max_to_keep
+        self._checkpoint_name = checkpoint_name
+        self._keep_best = keep_best
+        self._lock = DirectoryLock(self.directory)
+        self.manager = None
+        self.best_manager = None
+
+    # -- ownership -------------------------------------------------------------------
+
+    def __enter__(self) -> "RunDirectory":
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+        except OSError as err:
+            raise InputError("cannot create the run directory (%s)" % err.strerror, path=self.directory) from None
+        self._lock.acquire()
+        try:
+            self._check_state_files()
+            self._remove_interrupted_saves()
+            self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, self._max_to_keep,
+                                                      checkpoint_name=self._checkpoint_name)
+            if self._keep_best:
+                self.best_manager = tf.train.CheckpointManager(self.checkpoint, self.best_dir, max_to_keep=1,
+                                                               checkpoint_name=self._checkpoint_name)
+        except BaseException:
+            self._lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._lock.release()
+        return False
+
+    @property
+    def best_dir(self) -> str:
+        return os.path.join(self.directory, BEST_SUBDIR)
+
+    def _check_state_files(self) -> None:
+        """Refuses `checkpoint` state files naming checkpoints outside their directory."""
+        for directory in (self.directory, self.best_dir):
+            state_path = os.path.join(directory, "checkpoint")
+            if not os.path.exists(state_path):
+                continue
+            try:
+                state = tf.train.get_checkpoint_state(directory)
+            except (tf.errors.OpError, ValueError) as err:
+                raise InputError("unreadable checkpoint state file (%s)" % str(err).splitlines()[0],
+                                 path=state_path) from None
+            if state is None:
+                continue
+            for path in [state.model_checkpoint_path, *state.all_model_checkpoint_paths]:
+                full = path if os.path.isabs(path) else os.path.join(directory, path)
+                if path and not _inside(full, directory):
+                    raise InputError("names the checkpoint %r outside its directory; a run only reads and "
+                                     "deletes checkpoints inside its own directory (remove the state file "
+                                     "or use another directory)" % path, path=state_path)
+
+    def _remove_interrupted_saves(self) -> None:
+        """Deletes `PREFIX-N_temp` directories a killed save left (the checkpoints stay intact)."""
+        for directory in (self.directory, self.best_dir):
+            if os.path.isdir(directory):
+                for name in os.listdir(directory):
+                    if name.startswith(self._checkpoint_name + "-") and name.endswith("_temp"):
+                        shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+
+    # -- run record ------------------------------------------------------------------
+
+    def check_record(self, record: dict) -> None:
+        """Refuses to resume a run made on other data or settings; records them otherwise.
+
+        A directory without a record (an imported checkpoint, an older run) is accepted
+        and gets one.
+        """
+        path = os.path.join(self.directory, RECORD_FILE)
+        stored = None
+        if os.path.exists(path):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    stored = json.load(f)
+            except (OSError, ValueError) as err:
+                raise InputError("unreadable run record (%s)" % err, path=path) from None
+        if stored is not None and self.manager.latest_checkpoint:
+            difference = _describe_difference(stored, record)
+            if difference:
+                raise InputError("holds a run trained on other data or settings (%s); to start afresh use a "
+                                 "new directory or delete this one" % difference, path=self.user_directory)
+        if stored != record and self.chief:
+            with atomic_open(path) as f:
+                json.dump(record, f, indent=1, sort_keys=True)
+
+    # -- checkpoints -------------------------------------------------------------------
+
+    def restore_latest(self, restore: Callable[[str], None]) -> Optional[str]:
+        """Restores the newest checkpoint that loads, newest first; returns its path or None.
+
+        Args:
+          restore: restores the checkpoint object from a path; raises tf.errors.OpError or
+            ValueError when the files are damaged (InputError passes through: a checkpoint
+            that does not fit the model is not a damaged one).
+        """
+        candidates = list(reversed(self.manager.checkpoints))
+        for index, path in enumerate(candidates):
+            try:
+                restore(path)
+            except (tf.errors.OpError, ValueError) as err:
+                logging.warning("Checkpoint %s is damaged (%s); trying the previous one.", path,
+                                str(err).splitlines()[0] if str(err) else type(err).__name__)
+                continue
+            if index:
+                logging.warning("Resumed from %s: the %d newer checkpoint(s) could not be read.", path, index)
+            return path
+        if candidates:
+            raise InputError("no checkpoint here can be read (all %d are damaged); delete them to start afresh"
+                             % len(candidates), path=self.directory)
+        return None
+
+    @property
+    def latest(self) -> Optional[str]:
+        return self.manager.latest_checkpoint
+
+    def save(self, step: int) -> str:
+        """Writes checkpoint PREFIX-step after checking every variable is finite."""
+        self._check_finite(step)
+        return self.manager.save(checkpoint_number=step)
+
+    def save_best(self, step: int, info: dict) -> str:
+        """Keeps a copy of the current weights in best/, with `info` in best/best_model.json."""
+        self._check_finite(step)
+        path = self.best_manager.save(checkpoint_number=step)
+        if self.chief:
+            with atomic_open(os.path.join(self.best_dir, BEST_INFO_FILE)) as f:
+                json.dump(dict(info, step=int(step)), f)
+        return path
+
+    def best_info(self) -> Optional[dict]:
+        """best/best_model.json as a dict, or None when absent or unreadable."""
+        try:
+            with open(os.path.join(self.best_dir, BEST_INFO_FILE), encoding="utf-8") as f:
+                return dict(json.load(f))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def _check_finite(self, step: int) -> None:
+        for variable in self.checkpoint_variables():
+            value = variable.numpy()
+            if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
+                raise TrainingError("the weight %s holds NaN or infinity at step %d; nothing was saved. The last "
+                                    "good checkpoint is %s." % (variable.name, step, self.latest or "none"))
+
+    def checkpoint_variables(self) -> list:
+        """The float variables the checkpoint saves (model weights and optimizer slots)."""
+        model = getattr(self.checkpoint, "model", None)
+        variables = list(model.variables) if model is not None else []
+        optimizer = getattr(self.checkpoint, "optimizer", None)
+        if optimizer is not None:
+            variables += [v for v in getattr(optimizer, "variables", []) if hasattr(v, "numpy")]
+        return variables
