@@ -34,7 +34,6 @@ import multiprocessing
 
 import cv2
 import numpy as np
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -42,7 +41,8 @@ from util import datafiles
 from util import fileio
 from util import tsv_reader
 from util.progress import Progress
-from util.errors import InputError, check_flag, cli_main
+from util.errors import InputError, check_flag
+from util.flagutil import define_img_dim, define_num_ref, run_tool
 
 KMEANS_CRITERIA = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 50, 1e-4)
 KMEANS_ATTEMPTS = 10
@@ -160,33 +160,24 @@ def find_references(features, class_ids, num_classes, num_ref, seed=0, num_worke
 
 
 def define_flags():
-    flags.DEFINE_string("class_list", None, "Class list: one class name per line.")
-    flags.DEFINE_string("input_npy", None, "all.npy from util/convert_data.py --split=all.")
-    flags.DEFINE_string("output_dir", None, "Directory for ref.npy.")
-    flags.DEFINE_integer("num_ref", 32, "References (k-means centres) per class.")
-    flags.DEFINE_integer("img_dim", 2048, "Feature dimension.")
+    flags.DEFINE_string("class_list", None, "Class list: one class name per line.", required=True)
+    flags.DEFINE_string("input_npy", None, "all.npy from util/convert_data.py --split=all.", required=True)
+    flags.DEFINE_string("output_dir", None, "Directory for ref.npy.", required=True)
+    define_num_ref()
+    define_img_dim()
     flags.DEFINE_integer("num_workers", os.cpu_count() or 1,
-                         "Processes running k-means in parallel over classes; 1: serial.")
-    flags.DEFINE_integer("seed", 0, "Base seed: class c's k-means uses seed + c.")
+                         "Processes running k-means in parallel over classes; 1: serial.", lower_bound=1)
+    flags.DEFINE_integer("seed", 0, "Base seed: class c's k-means uses seed + c.", lower_bound=0)
     flags.DEFINE_bool("allow_pickle", False, "Read a legacy all.npy written by the original "
                       "(a pickled object array). Pickles can run code: trusted files only.")
-    flags.DEFINE_string("small_class", "error", "A class with fewer samples than num_ref: "
-                        "'error' stops with its name; 'repeat' fills its references with "
-                        "its samples, cycled.")
+    flags.DEFINE_enum("small_class", "error", list(SMALL_CLASS_CHOICES),
+                      "A class with fewer samples than num_ref: 'error' stops with its name; 'repeat' "
+                      "fills its references with its samples, cycled.")
 
 
 def main(argv):
     FLAGS = flags.FLAGS
     check_flag(len(argv) == 1, "input_npy", "unexpected arguments %s" % argv[1:])
-    for name in ("class_list", "input_npy", "output_dir"):
-        check_flag(bool(getattr(FLAGS, name)), name, "is required")
-    check_flag(FLAGS.num_ref > 0, "num_ref", "must be positive, got %d" % FLAGS.num_ref)
-    check_flag(FLAGS.img_dim > 0, "img_dim", "must be positive, got %d" % FLAGS.img_dim)
-    check_flag(FLAGS.num_workers > 0, "num_workers",
-               "must be positive, got %d" % FLAGS.num_workers)
-    check_flag(FLAGS.seed >= 0, "seed", "must be non-negative, got %d" % FLAGS.seed)
-    check_flag(FLAGS.small_class in SMALL_CLASS_CHOICES, "small_class", "must be one of %s, "
-               "got %r" % (", ".join(SMALL_CLASS_CHOICES), FLAGS.small_class))
 
     class_names = tsv_reader.read_class_list(FLAGS.class_list)
     features, class_ids = datafiles.load_all(FLAGS.input_npy, FLAGS.img_dim,
@@ -207,7 +198,7 @@ def main(argv):
 def run():
     """Console entry point (cleannet-find-reference)."""
     define_flags()
-    app.run(cli_main(main))
+    run_tool(main)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,12 @@ if __package__ in (None, ""):
 
 import dataclasses
 
-from absl import app
 from absl import flags
 from absl import logging
 
 from util import fileio
-from util.errors import InputError, check_flag, cli_main
+from util.errors import InputError, check_flag
+from util.flagutil import run_tool
 
 
 @dataclasses.dataclass
@@ -133,23 +133,21 @@ def filter_heldout(heldout_class_list, input_file, output_file):
 
 def define_flags():
     flags.DEFINE_string("heldout_class_list", None,
-                        "TSV of class_name, keep (1: keep the class's rows, 0: drop them).")
-    flags.DEFINE_string("input_file", None, "Verified TSV to filter.")
-    flags.DEFINE_string("output_file", None, "Filtered verified TSV.")
+                        "TSV of class_name, keep (1: keep the class's rows, 0: drop them).", required=True)
+    flags.DEFINE_string("input_file", None, "Verified TSV to filter.", required=True)
+    flags.DEFINE_string("output_file", None, "Filtered verified TSV.", required=True)
 
 
 def main(argv):
     FLAGS = flags.FLAGS
     check_flag(len(argv) == 1, "input_file", "unexpected arguments %s" % argv[1:])
-    for name in ("heldout_class_list", "input_file", "output_file"):
-        check_flag(bool(getattr(FLAGS, name)), name, "is required")
     filter_heldout(FLAGS.heldout_class_list, FLAGS.input_file, FLAGS.output_file)
 
 
 def run():
     """Console entry point."""
     define_flags()
-    app.run(cli_main(main))
+    run_tool(main)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,77 @@
+"""A quiet console: TensorFlow's start-up noise filtered, real errors kept.
+
+On a machine without a GPU, importing TensorFlow and initialising its devices writes
+lines that are not errors of the user's run: absl's "before absl::InitializeLog" notice,
+oneDNN and CPU-feature-guard notes, a failed cuInit, XLA service and "Sharding callback"
+notes. They come from native code, so Python's logging cannot filter them: `quiet_startup`
+sends file descriptor 2 to a temporary file while TensorFlow loads and finds its devices,
+then writes back every line that is not such a notice (so real errors still show).
+Set CLEANNET_VERBOSE_TF=1 to see everything.
+"""
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+
+NOISE_PATTERNS = (
+    r"All log messages before absl::InitializeLog\(\) is called",
+    r"oneDNN custom operations are on",
+    r"cpu_feature_guard\.cc",
+    r"This TensorFlow binary is optimized to use available CPU instructions",
+    r"To enable the following instructions: ",
+    r"rebuild TensorFlow with the appropriate compiler flags",
+    r"failed call to cuInit",
+    r"Could not find cuda drivers",
+    r"Unable to register cu(DNN|FFT|BLAS) factory",
+    r"computation placer already registered",
+    r"TF-TRT Warning",
+    r"Sharding callback",
+    r"XLA service .* initialized for platform",
+    r"StreamExecutor device \(\d+\)",
+    r"disabling MLIR crash reproducer",
+    r"Compiled cluster using XLA",
+    r"Registering .* factory",
+    r"gpu_device\.cc.*Cannot dlopen some GPU libraries",
+)
+_NOISE = re.compile("|".join(NOISE_PATTERNS))
+
+
+def is_noise(line: str) -> bool:
+    """True for a TensorFlow start-up notice that says nothing about the user's run."""
+    return bool(_NOISE.search(line))
+
+
+@contextlib.contextmanager
+def quiet_startup():
+    """Filters TensorFlow's native start-up notices from stderr while the block runs."""
+    if os.environ.get("CLEANNET_VERBOSE_TF") == "1":
+        yield
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode("utf-8", "replace").splitlines(True)
+                    if not is_noise(line)]
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
+
+
+def load_tensorflow():
+    """Imports TensorFlow and initialises its devices quietly. Returns the module."""
+    with quiet_startup():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+        tf.constant(0.0).numpy()  # the first op starts the device runtime (cuInit)
+    return tf
