@@ -14,6 +14,7 @@ import os
 import tensorflow as tf
 
 from util.errors import InputError
+from util.run_directory import DAMAGED_CHECKPOINT_ERRORS, DamagedCheckpointError
 
 BEST_SUBDIR = "best"
 _CONFIG_KEYS = {
@@ -56,8 +57,8 @@ def read_config(checkpoint_path):
     """Reads (img_dim, num_ref, embed_norm) stored in a checkpoint; None for absent entries."""
     try:
         reader = tf.train.load_checkpoint(checkpoint_path)
-    except (tf.errors.OpError, ValueError) as err:
-        raise InputError("unreadable checkpoint (%s)" % str(err).splitlines()[0], path=checkpoint_path) from None
+    except DAMAGED_CHECKPOINT_ERRORS as err:
+        raise DamagedCheckpointError("unreadable checkpoint (%s)" % str(err).splitlines()[0], path=checkpoint_path) from None
     values = {}
     for name, key in _CONFIG_KEYS.items():
         if reader.has_tensor(key):
@@ -95,9 +96,12 @@ def restore(checkpoint, checkpoint_path, img_dim, num_ref, embed_norm, partial=F
             status.expect_partial()
         else:
             status.assert_existing_objects_matched()
-    except (ValueError, AssertionError, tf.errors.OpError) as err:
-        raise InputError("cannot restore the model from this checkpoint (%s)" % str(err).splitlines()[0],
+    except AssertionError as err:
+        raise InputError("the checkpoint does not fit this model (%s)" % str(err).splitlines()[0],
                          path=checkpoint_path) from None
+    except DAMAGED_CHECKPOINT_ERRORS as err:
+        raise DamagedCheckpointError("cannot restore the model from this damaged checkpoint (%s)"
+                                     % str(err).splitlines()[0], path=checkpoint_path) from None
     return status
 
 

@@ -41,6 +41,13 @@ RECORD_FILE = "run.json"
 BEST_SUBDIR = "best"
 BEST_INFO_FILE = "best_model.json"
 _DIGEST_BYTES = 1 << 20  # first and last MiB of each data file
+# What TensorFlow raises reading a truncated or corrupt checkpoint (a short read of the
+# object graph is an IndexError).
+DAMAGED_CHECKPOINT_ERRORS = (tf.errors.OpError, ValueError, IndexError, OSError)
+
+
+class DamagedCheckpointError(InputError):
+    """A checkpoint whose files cannot be read (truncated, corrupt); resume skips it."""
 
 
 def _inside(path: str, directory: str) -> bool:
@@ -229,7 +236,7 @@ class RunDirectory:
         for index, path in enumerate(candidates):
             try:
                 restore(path)
-            except (tf.errors.OpError, ValueError) as err:
+            except DAMAGED_CHECKPOINT_ERRORS + (DamagedCheckpointError,) as err:
                 logging.warning("Checkpoint %s is damaged (%s); trying the previous one.", path,
                                 str(err).splitlines()[0] if str(err) else type(err).__name__)
                 continue
