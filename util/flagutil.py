@@ -19,6 +19,10 @@ from util.errors import EXIT_INPUT_ERROR, cli_main
 
 EMBED_NORMS = ("log", "l2norm", "l2_norm", "no_norm")
 
+# The flags the helpers below define belong to the tool that calls them (absl lists a
+# tool's own flags first in --help).
+flags.disclaim_key_flags()
+
 
 def define_log_dir(default, help_text):
     """Defines `--log_dir` as the TensorBoard directory, as the original scripts had it.
@@ -72,6 +76,22 @@ def parse_flags(argv):
         sys.exit(EXIT_INPUT_ERROR)
 
 
+def _own_flags_first_in_help(main):
+    """absl's --help lists the flags of the module named by sys.argv[0] first; for an
+    installed console script that is the wrapper, so the tool module's flags are
+    registered for it too."""
+    module = main.__module__
+    if module == "__main__":
+        return
+    entry = sys.modules.get("__main__")
+    if entry is not None and not entry.__doc__:
+        entry.__doc__ = sys.modules[module].__doc__  # --help starts with the tool's description
+    for flag in flags.FLAGS.get_key_flags_for_module(module):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+
 def run_tool(main):
-    """Runs an absl `main(argv)` as a command-line tool: one-line flag and input errors."""
+    """Runs an absl `main(argv)` as a command-line tool: one-line flag and input errors,
+    the tool's own flags first in --help."""
+    _own_flags_first_in_help(main)
     app.run(cli_main(main), flags_parser=parse_flags)
