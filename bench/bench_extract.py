@@ -66,7 +66,6 @@ def reuse_one_model(model, embed):
 def run_benchmark(num_images, width, height, batch_size=32, image_size=224, repeats=2):
     """Returns dict: ours / baseline images/s, seconds, and the load average before and after."""
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from cleannet import feature_extractor

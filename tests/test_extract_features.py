@@ -39,7 +39,8 @@ def relative_difference(a, b):
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    """12 PNG images (3 classes x 4) of 224x224 written by cv2, lists, weights, Keras' features."""
+    """12 PNG images (3 classes x 4) of 224x224 written by cv2, lists (classes interleaved, so the
+    all-samples .npy must be regrouped), weights, Keras' features."""
     import keras
 
     root = tmp_path_factory.mktemp("extract")
@@ -55,6 +56,8 @@ def workspace(tmp_path_factory):
             assert cv2.imwrite(str(root / "images" / relative), bgr)
             rows.append(("%s_%d" % (name, i), relative, name, ("1", "0", "1", "-1")[i]))
             images.append(bgr[:, :, ::-1].astype(np.float32))  # RGB
+    order = [c * PER_CLASS + i for i in range(PER_CLASS) for c in range(len(CLASSES))]  # classes interleaved
+    rows, images = [rows[k] for k in order], [images[k] for k in order]
     (root / "all_list.tsv").write_text("".join("%s\t%s\t%s\n" % r[:3] for r in rows))
     (root / "verified_list.tsv").write_text("".join("%s\t%s\t%s\t%s\n" % r for r in rows))
     (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
@@ -118,8 +121,14 @@ def test_npy_output_equals_the_conversion_of_the_tsv(workspace, extracted, tmp_p
 
     classes = str(workspace["root"] / "classes.txt")
     convert_data.convert("all", classes, str(extracted[0]), str(tmp_path / "conv"))
-    run_extract(workspace, tmp_path / "all_direct.npy", output_format="npy", class_list=classes)
-    np.testing.assert_array_equal(np.load(tmp_path / "all_direct.npy"), np.load(tmp_path / "conv" / "all.npy"))
+    run_extract(workspace, tmp_path / "new_dir" / "all.npy", output_format="npy", class_list=classes)
+    table = np.load(tmp_path / "new_dir" / "all.npy")
+    np.testing.assert_array_equal(table, np.load(tmp_path / "conv" / "all.npy"))
+    # Independently: grouped by class id, list order within a class, features from Keras.
+    rows = workspace["rows"]
+    grouped = sorted(range(len(rows)), key=lambda i: CLASSES.index(rows[i][2]))  # a stable sort
+    np.testing.assert_array_equal(table[:, 2048], [CLASSES.index(rows[i][2]) for i in grouped])
+    assert relative_difference(table[:, :2048], workspace["expected"][grouped]) < 1e-3
 
     # Verified list: rows with vlabel -1 dropped; class ids, vlabels from the list, features from Keras.
     direct = run_extract(workspace, tmp_path / "train.npy", listing="verified_list.tsv", output_format="npy",
@@ -149,7 +158,7 @@ def test_resume_after_interruption_gives_the_same_file(workspace, extracted, tmp
     monkeypatch.setattr(partial_features.PartialFeatures, "append", original_append)
     assert not output.exists()
     log = str(output) + ".partial"
-    assert open(log).read().splitlines()[1].split("\t")[:3] == ["5", "5", "dog_0"]
+    assert open(log).read().splitlines()[1].split("\t")[:3] == ["5", "5", "dog_1"]
     # A torn write of the next batch (SIGKILL in mid-write) is cut off on resume.
     with open(log, "a") as f:
         f.write("10\t10\tfox")
@@ -191,7 +200,7 @@ def write_bad_list(ws, tmp_path, path_column):
     ("dog/missing.png", "image file not found"),
     ("../all_list.tsv", "leaves the image root"),
     ("/etc/hostname", "leaves the image root"),
-])
+], ids=["missing_file", "dotdot", "absolute_outside"])
 def test_missing_and_escaping_paths_are_refused(workspace, tmp_path, path_column, words):
     listing = write_bad_list(workspace, tmp_path, path_column)
     with pytest.raises(InputError) as err:
@@ -226,6 +235,12 @@ def test_skip_bad_images_skips_and_reports(workspace, tmp_path):
     metas, features = read_feature_tsv(tmp_path / "out.tsv")
     assert [m[0] for m in metas] == ["cat_0", "cat_9"]
     np.testing.assert_allclose(features[0], features[1], rtol=1e-5)  # the same image twice
+
+
+def test_backbone_flag_choices_match_the_table():
+    from cleannet import feature_extractor
+
+    assert extract_features.BACKBONE_NAMES == tuple(feature_extractor.BACKBONES)
 
 
 def test_pipeline_resizes_only_other_sizes(workspace, tmp_path):

@@ -81,7 +81,8 @@ def test_jsonl_predictions_and_vlabel_column(tmp_path):
     (lambda lst, pred: lst.write_text(LIST + "a1\tcat/9.jpg\tcat\n"), "list.tsv:7", "duplicate key 'a1' (first on line 1)"),
     (lambda lst, pred: pred.write_text("0.5\n0.3\n"), "pred.tsv:1", "header has no column key"),
     (lambda lst, pred: pred.write_text(pred.read_text().replace("\t0.75\t", "\tnan\t")), "pred.tsv:2", "similarity"),
-])
+], ids=["duplicate_prediction", "missing_prediction", "prediction_without_row", "class_mismatch",
+        "duplicate_list_key", "plain_output", "nan_similarity"])
 def test_bad_input_names_file_and_line_and_writes_nothing(files, edit, where, words):
     image_list, predictions, tmp = files
     edit(image_list, predictions)

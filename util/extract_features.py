@@ -190,8 +190,8 @@ def format_feature_row(values):
 
 
 def _kept_rows(list_path, start, stop, store):
-    """Yields (row, feature float32 [h]) for the shard's rows that were not skipped, in order,
-    and collects the skipped rows' keys in the returned list (filled while iterating)."""
+    """Returns (an iterator of (row, feature float32 [h]) over the shard's rows that were not
+    skipped, in list order; the list of the skipped rows' keys, filled while it is iterated)."""
     skipped = set(store.skipped)
     features = store.features()
     skipped_keys = []

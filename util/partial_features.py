@@ -54,6 +54,7 @@ class PartialFeatures:
         if os.path.exists(self.log_path):
             self._resume()
         else:
+            os.makedirs(os.path.dirname(os.path.abspath(self.log_path)), exist_ok=True)
             with open(self.log_path, "w", encoding="utf-8") as f:
                 f.write(HEADER_PREFIX + json.dumps(self.settings, sort_keys=True) + "\n")
             with open(self.features_path, "wb"):
