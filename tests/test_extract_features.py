@@ -225,12 +225,13 @@ def test_corrupt_image_cli_one_line_exit_2_no_output(workspace, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["bad_list.tsv"]
 
 
-def test_skip_bad_images_skips_and_reports(workspace, tmp_path):
+@pytest.mark.parametrize("batch_size", [1, 2], ids=["batch_of_only_the_bad_image", "batch_with_a_good_image"])
+def test_skip_bad_images_skips_and_reports(workspace, tmp_path, batch_size):
     images = workspace["root"] / "images"
     (images / "empty.png").write_bytes(b"")
     listing = write_bad_list(workspace, tmp_path, "empty.png")
     result = extract(str(listing), str(tmp_path / "out.tsv"), weights=workspace["weights"], image_root=str(images),
-                     image_size=32, skip_bad_images=True, batch_size=2)
+                     image_size=32, skip_bad_images=True, batch_size=batch_size)
     assert result.skipped_keys == ["bad"] and result.rows == 2
     metas, features = read_feature_tsv(tmp_path / "out.tsv")
     assert [m[0] for m in metas] == ["cat_0", "cat_9"]
