@@ -271,3 +271,28 @@ def test_shards_concatenate_to_the_whole(workspace, extracted, tmp_path):
     metas, merged = read_feature_tsv(tmp_path / "merged.tsv")
     assert [m[0] for m in metas] == [r[0] for r in workspace["rows"]]
     assert relative_difference(merged, whole) < 1e-5
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_gives_the_same_file(workspace, extracted, tmp_path):
+    """The CLI killed (SIGKILL) after its first finished batch, then run again."""
+    import time
+
+    output = tmp_path / "killed.tsv"
+    args = [sys.executable, "util/extract_features.py", "--input_list=%s" % (workspace["root"] / "all_list.tsv"),
+            "--image_root=%s" % (workspace["root"] / "images"), "--output_file=%s" % output,
+            "--weights=%s" % workspace["weights"], "--batch_size=5"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = str(output) + ".partial"
+    deadline = time.monotonic() + 600
+    while process.poll() is None and time.monotonic() < deadline:
+        if os.path.exists(log) and open(log).read().count("\n") >= 2:  # header + one batch
+            break
+        time.sleep(0.02)
+    process.kill()
+    assert process.wait() == -9 and not output.exists()
+    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Resuming" in result.stderr
+    assert output.read_bytes() == extracted[0].read_bytes()
