@@ -55,18 +55,21 @@ class ImageList:
                          self.labels[list(indices)], [self.line_numbers[i] for i in indices])
 
 
-def resolve_image_path(image_path, image_root, list_path, line):
+def resolve_image_path(image_path, image_root, list_path, line, allow_absolute=True):
     """Joins a list entry to the root; InputError (list_path:line) if it leaves the root.
 
     Args:
       image_path: the list's second column.
       image_root: the directory relative paths are joined to.
       list_path, line: where the entry is, for the error.
+      allow_absolute: True: an absolute entry is returned normalised, unchecked; False: it
+        must lie inside the root too.
 
     Returns:
-      str, the normalised path (absolute entries are returned normalised, unchecked).
+      str, the normalised path. The check is on the text of the path (`..` and absolute
+      entries); symbolic links inside the root are followed as they are.
     """
-    if os.path.isabs(image_path):
+    if os.path.isabs(image_path) and allow_absolute:
         return os.path.normpath(image_path)
     root = os.path.normpath(os.path.abspath(image_root))
     joined = os.path.normpath(os.path.join(root, image_path))
@@ -179,17 +182,35 @@ def check_readable(images, skip_bad_images=False):
     return images.subset([i for i in range(len(images)) if i not in bad_set]), len(bad)
 
 
+# The keras.applications module whose preprocess_input each backbone uses.
+PREPROCESS_MODULES = {"resnet50": "resnet50", "mobilenet_v2": "mobilenet_v2",
+                      "efficientnet_v2_b0": "efficientnet_v2"}
+
+
 def preprocess_for(backbone):
-    """The backbone's input transform: float32 [..., 3] RGB 0..255 → the backbone's scale."""
+    """The backbone's input transform: float32 [..., 3] RGB 0..255 → the backbone's scale.
+
+    resnet50: caffe mode (BGR minus the ImageNet mean); mobilenet_v2: scaled to [-1, 1];
+    efficientnet_v2_b0: unchanged (the model rescales its input itself); small_cnn: / 255.
+    """
     import keras
 
-    if backbone == "resnet50":
-        return keras.applications.resnet50.preprocess_input
-    if backbone == "mobilenet_v2":
-        return keras.applications.mobilenet_v2.preprocess_input
     if backbone == "small_cnn":
         return lambda x: x / 255.0
-    raise InputError("must be one of %s, got %r" % ("|".join(BACKBONES), backbone), field="--backbone")
+    if backbone not in PREPROCESS_MODULES:
+        names = sorted(set(BACKBONES) | set(PREPROCESS_MODULES))
+        raise InputError("must be one of %s, got %r" % ("|".join(names), backbone), field="--backbone")
+    return getattr(keras.applications, PREPROCESS_MODULES[backbone]).preprocess_input
+
+
+def resize_if_needed(image, image_size):
+    """float32 [H, W, 3] → [image_size, image_size, 3]: bilinear (0..255 scale, no
+    antialiasing), and untouched when the image already has that size."""
+    shape = tf.shape(image)
+    same = tf.logical_and(tf.equal(shape[0], image_size), tf.equal(shape[1], image_size))
+    resized = tf.cond(same, lambda: image,
+                      lambda: tf.image.resize(image, [image_size, image_size], method="bilinear"))
+    return tf.ensure_shape(resized, [image_size, image_size, 3])
 
 
 def make_image_dataset(paths, labels, weights, image_size, backbone, batch_size, training, seed=0, epoch=0):

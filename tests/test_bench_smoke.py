@@ -137,3 +137,17 @@ def test_feature_bytes_parse_back():
     parsed = np.array([[float(x) for x in r.tobytes().split(b",")] for r in rows])
     np.testing.assert_array_equal(parsed, common.parse_written(values))
     np.testing.assert_allclose(parsed, values, atol=1e-6)
+
+
+def test_extract_tiny(capsys, monkeypatch):
+    from bench import bench_extract
+    from cleannet import feature_extractor
+
+    for name in ("build_backbone", "make_embed_function"):  # the benchmark replaces them; restored afterwards
+        monkeypatch.setattr(feature_extractor, name, getattr(feature_extractor, name))
+    sizes = dict(num_images=3, width=40, height=36)
+    results = bench_extract.run_benchmark(batch_size=2, image_size=32, repeats=1, **sizes)
+    bench_extract.report(results, sizes, 2, 32)
+    out = capsys.readouterr().out
+    _positive(results["ours"], results["baseline"])
+    assert math.isclose(_printed(out, "ratio ours / baseline"), results["ours"] / results["baseline"], rel_tol=1e-3)

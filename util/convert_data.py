@@ -111,12 +111,33 @@ def convert_verified(tsv_path, class_names, output_path, img_dim=None,
                      chunk_rows=DEFAULT_CHUNK_ROWS, class_list_path=None):
     """Verified TSV -> [N, h+2] float32 .npy (feature, class id, vlabel); drops vlabel -1."""
     class_to_id = tsv_reader.make_class_to_id(class_names)
+    with _progress(tsv_path) as progress:
+        chunks = tsv_reader.iter_tsv_chunks(tsv_path, "verified", class_to_id, img_dim, chunk_rows,
+                                            class_list_path)
+        return write_verified_npy(_counted(chunks, progress), output_path)
+
+
+def _counted(chunks, progress):
+    """Yields the chunks, adding their rows to `progress`."""
+    for chunk in chunks:
+        progress.update(len(chunk))
+        yield chunk
+
+
+def write_verified_npy(chunks, output_path):
+    """Verified rows -> [N, h+2] float32 .npy (feature, class id, vlabel), written atomically.
+
+    Args:
+      chunks: iterable of tsv_reader.TsvChunk (features, class_ids, vlabels used), in order.
+      output_path: the .npy file. Rows with vlabel -1 are dropped and counted.
+
+    Returns:
+      ConvertResult.
+    """
     positives = negatives = invalid = 0
-    with fileio.atomic_open(output_path, "wb") as f, _progress(tsv_path) as progress:
+    with fileio.atomic_open(output_path, "wb") as f:
         writer = None
-        for chunk in tsv_reader.iter_tsv_chunks(tsv_path, "verified", class_to_id, img_dim,
-                                                chunk_rows, class_list_path):
-            progress.update(len(chunk))
+        for chunk in chunks:
             h = chunk.features.shape[1]
             if writer is None:
                 writer = NpyRowWriter(f, h + 2)
@@ -129,6 +150,8 @@ def convert_verified(tsv_path, class_names, output_path, img_dim=None,
             block[:, h] = chunk.class_ids[keep]
             block[:, h + 1] = chunk.vlabels[keep]
             writer.append(block)
+        if writer is None:
+            raise InputError("no rows to write", path=output_path)
         writer.finish()
     logging.info("%s: %d rows written: %d positives (vlabel 1), %d negatives (vlabel 0); "
                  "%d invalid rows (vlabel -1) skipped", output_path, writer.rows, positives,
@@ -141,22 +164,37 @@ def convert_verified(tsv_path, class_names, output_path, img_dim=None,
 
 def convert_all(tsv_path, class_names, output_path, img_dim=None,
                 chunk_rows=DEFAULT_CHUNK_ROWS, class_list_path=None):
-    """All-samples TSV -> [N, h+1] float32 .npy (feature, class id), grouped by class id.
+    """All-samples TSV -> [N, h+1] float32 .npy (feature, class id), grouped by class id."""
+    class_to_id = tsv_reader.make_class_to_id(class_names)
+    with _progress(tsv_path) as progress:
+        chunks = tsv_reader.iter_tsv_chunks(tsv_path, "all", class_to_id, img_dim, chunk_rows,
+                                            class_list_path)
+        return write_all_npy(_counted(chunks, progress), output_path, class_names, chunk_rows)
+
+
+def write_all_npy(chunks, output_path, class_names, chunk_rows=DEFAULT_CHUNK_ROWS):
+    """All-samples rows -> [N, h+1] float32 .npy (feature, class id), grouped by class id.
 
     Rows are first written in input order to a scratch file beside the output, then
-    gathered chunk by chunk in stable class-id order into the output.
+    gathered `chunk_rows` at a time in stable class-id order into the output (atomically).
+
+    Args:
+      chunks: iterable of tsv_reader.TsvChunk (features and class_ids used), in order.
+      output_path: the .npy file.
+      class_names: the class list (for the log).
+      chunk_rows: rows gathered per block.
+
+    Returns:
+      ConvertResult.
     """
-    class_to_id = tsv_reader.make_class_to_id(class_names)
     output_path = os.fspath(output_path)
     with fileio.atomic_path(output_path) as output_tmp:
         scratch = output_tmp + ".input_order"
         try:
             class_id_blocks = []
-            with open(scratch, "wb") as f, _progress(tsv_path) as progress:
+            with open(scratch, "wb") as f:
                 writer = None
-                for chunk in tsv_reader.iter_tsv_chunks(tsv_path, "all", class_to_id, img_dim,
-                                                        chunk_rows, class_list_path):
-                    progress.update(len(chunk))
+                for chunk in chunks:
                     h = chunk.features.shape[1]
                     if writer is None:
                         writer = NpyRowWriter(f, h + 1)
@@ -165,6 +203,8 @@ def convert_all(tsv_path, class_names, output_path, img_dim=None,
                     block[:, h] = chunk.class_ids
                     writer.append(block)
                     class_id_blocks.append(chunk.class_ids)
+                if writer is None:
+                    raise InputError("no rows to write", path=output_path)
                 writer.finish()
             class_ids = np.concatenate(class_id_blocks)
             if np.all(class_ids[1:] >= class_ids[:-1]):
