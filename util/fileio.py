@@ -8,8 +8,12 @@ file.
 """
 
 import contextlib
+import errno
 import os
+import shutil
+import signal
 import tempfile
+import threading
 import zipfile
 
 import numpy as np
@@ -17,28 +21,154 @@ import numpy as np
 from util.errors import InputError
 
 
+# Temporary files and directories of this process, removed on SIGTERM: path -> pid.
+_TEMPORARIES = {}
+_SIGNAL_CLEANUP_INSTALLED = False
+
+
+def usual_mode(directory):
+    """The mode `open` / `mkdir` would give under the current umask (0644 / 0755 for 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
+def set_usual_permissions(root):
+    """Gives `root` and everything under it the usual modes (`usual_mode`), so that a
+    program run by another user can read what tempfile.mkdtemp (0700) and friends made."""
+    os.chmod(root, usual_mode(directory=True))
+    for parent, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(os.path.join(parent, name), usual_mode(directory=True))
+        for name in files:
+            os.chmod(os.path.join(parent, name), usual_mode(directory=False))
+
+
+def output_error(path, err):
+    """An `InputError` naming the output `path` for an OSError met while writing it."""
+    reason = err.strerror or str(err)
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason += "; nothing was written"
+    return InputError("cannot write (%s)" % reason, path=path)
+
+
+def remove_temporaries():
+    """Removes the registered temporary files and directories of this process."""
+    for path, pid in list(_TEMPORARIES.items()):
+        if pid != os.getpid():  # a forked worker must not remove its parent's files
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.lexists(path):
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+        _TEMPORARIES.pop(path, None)
+
+
+def _on_termination(signum, frame):
+    """SIGTERM: remove this process's temporaries, then die of the signal as before."""
+    del frame
+    remove_temporaries()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _install_signal_cleanup():
+    """Installs `_on_termination` for SIGTERM unless the program has its own handler.
+
+    (SIGINT needs none: Python raises KeyboardInterrupt and `registered_temporary`'s
+    clean-up runs as the stack unwinds.)
+    """
+    global _SIGNAL_CLEANUP_INSTALLED
+    if _SIGNAL_CLEANUP_INSTALLED or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _on_termination)
+    _SIGNAL_CLEANUP_INSTALLED = True
+
+
+@contextlib.contextmanager
+def registered_temporary(path):
+    """Marks an existing temporary file or directory for removal on exit from the block
+    by an exception (KeyboardInterrupt included) or on SIGTERM; yields `path`.
+
+    A normal exit leaves it (the block has renamed it into place or removed it).
+    """
+    _install_signal_cleanup()
+    _TEMPORARIES[path] = os.getpid()
+    try:
+        yield path
+    except BaseException:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.lexists(path):
+            os.remove(path)
+        raise
+    finally:
+        _TEMPORARIES.pop(path, None)
+
+
+def refuse_output_equal_to_inputs(output_paths, input_paths):
+    """Raises InputError if an output path names the same file as an input path.
+
+    Args:
+      output_paths: {flag name: path or None} of the files a tool will write.
+      input_paths: iterable of (description, path or None) of the files it reads.
+
+    Paths are compared after resolving symbolic links and `..`; an existing output is
+    also compared by device and inode (a hard link is the same file).
+    """
+    inputs = [(what, p) for what, p in input_paths if p]
+    for flag, out in output_paths.items():
+        if not out:
+            continue
+        for what, source in inputs:
+            if _same_file(out, source):
+                raise InputError("is also %s (%s); writing it would destroy that input: choose "
+                                 "another output path" % (what, source), path=out, field="--" + flag)
+
+
+def _same_file(a, b):
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yields a temporary path beside `path`; renames it onto `path` only on success.
 
     On any exception (including KeyboardInterrupt) the temporary file is removed and
-    `path` is left as it was.
+    `path` is left as it was; so is it when the process is stopped by SIGTERM (see
+    `registered_temporary`). An OSError on the output (the path is a directory, its
+    parent is a file, permission denied, disk full) becomes an `InputError` naming
+    `path`. Files the caller writes under names that start with the temporary path
+    (e.g. `tmp + ".part"`) are covered by the same conversion.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise InputError("is a directory; an output file is needed here", path=path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an output file gets the usual mode
     try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    except OSError as err:
+        raise output_error(path, err) from None
+    os.close(fd)
+    with registered_temporary(tmp):
+        try:
+            os.chmod(tmp, usual_mode(directory=False))  # mkstemp makes 0600
+            yield tmp
+            os.replace(tmp, path)
+        except OSError as err:
+            if err.filename is None or str(err.filename).startswith(tmp):
+                raise output_error(path, err) from None
+            raise
 
 
 @contextlib.contextmanager
