@@ -372,3 +372,70 @@ def test_inference_refuses_mismatched_or_missing_checkpoint(tmp_path, checkpoint
     last = assert_one_line_error(proc, expected)
     assert (ckpt in last) if missing else (os.path.join(ckpt, "ckpt-3") in last)
     assert os.listdir(out) == []
+
+
+def _inference_setup(tmp_path, checkpoint_dir, feature_rows=None, n_val=8):
+    """ref.npy, val.npy, a class list and a TSV for inference.py; returns the common flags."""
+    rng = np.random.default_rng(4)
+    data_dir = make_data_dir(tmp_path / "data", rng, n_val=n_val)
+    classes = write_text(tmp_path / "classes.txt", "\n".join(CLASSES) + "\n")
+    rows = feature_rows if feature_rows is not None else rng.random((3, IMG_DIM))
+    tsv = write_text(tmp_path / "in.tsv", "".join("k%d\t%s\t%s\n" % (i, CLASSES[i % 3], features_text(r))
+                                                   for i, r in enumerate(rows)))
+    flags = ["--data_dir=" + data_dir, "--class_list=" + classes, "--image_feature_list=" + tsv,
+             "--checkpoint_dir=" + checkpoint_dir, "--img_dim=%d" % IMG_DIM, "--num_ref=%d" % NUM_REF]
+    return dict(data_dir=data_dir, classes=classes, tsv=tsv, flags=flags)
+
+
+def _snapshot_tree(*directories):
+    """{path: bytes} of every file under the directories."""
+    files = {}
+    for directory in directories:
+        for parent, _, names in os.walk(directory):
+            for name in names:
+                path = os.path.join(parent, name)
+                files[path] = open(path, "rb").read()
+    return files
+
+
+# id, the output flag, which input it names, expected parts
+INFERENCE_OUTPUT_CASES = [
+    ("output_is_feature_list", "--output_file", "tsv", ["--output_file:", "is also --image_feature_list"]),
+    ("output_is_class_list", "--output_file", "classes", ["--output_file:", "is also --class_list"]),
+    ("output_is_ref_npy", "--output_file", "ref", ["--output_file:", "is also a file of --data_dir"]),
+    ("weights_is_checkpoint_index", "--output_weights", "index", ["--output_weights:", "is also a checkpoint file"]),
+]
+
+
+@pytest.mark.parametrize("case", INFERENCE_OUTPUT_CASES, ids=[c[0] for c in INFERENCE_OUTPUT_CASES])
+def test_inference_refuses_output_equal_to_input(tmp_path, checkpoint_img_dim4, case):
+    """Today's defect: --output_file equal to --image_feature_list replaced the features."""
+    _, flag, which, expected = case
+    setup = _inference_setup(tmp_path, checkpoint_img_dim4)
+    target = {"tsv": setup["tsv"], "classes": setup["classes"], "ref": os.path.join(setup["data_dir"], "ref.npy"),
+              "index": os.path.join(checkpoint_img_dim4, "ckpt-3.index")}[which]
+    outputs = ["--output_file=%s" % (tmp_path / "pred.txt"), "--output_weights=%s" % (tmp_path / "w.tsv")]
+    outputs = [o if not o.startswith(flag) else "%s=%s" % (flag, target) for o in outputs]
+    before = _snapshot_tree(tmp_path, checkpoint_img_dim4)
+    proc = run_tool("inference.py", setup["flags"] + outputs)
+    assert_one_line_error(proc, target + ": ", *expected)
+    assert _snapshot_tree(tmp_path, checkpoint_img_dim4) == before
+
+
+@pytest.mark.parametrize("mode", ["inference", "val"])
+def test_inference_refuses_what_training_refuses(tmp_path, checkpoint_img_dim4, mode):
+    """Negative features under --embed_norm=log, and --mode=val with fewer rows than one batch,
+    are refused as train.py refuses them (they were written as nan lines)."""
+    rows = np.random.default_rng(5).random((3, IMG_DIM))
+    rows[1, 2] = -0.5
+    setup = _inference_setup(tmp_path, checkpoint_img_dim4, feature_rows=rows, n_val=3)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = run_tool("inference.py", setup["flags"] + ["--mode=" + mode, "--batch_size=4",
+                                                      "--output_file=%s" % (out / "pred.txt")])
+    if mode == "inference":
+        assert_one_line_error(proc, setup["tsv"] + ":2: feature: has a negative feature (-0.5)", "--embed_norm=log")
+    else:
+        assert_one_line_error(proc, os.path.join(setup["data_dir"], "val.npy") + ": has 3 rows, fewer than "
+                              "--batch_size=4")
+    assert os.listdir(out) == []

@@ -120,6 +120,35 @@ def load_ref(path, img_dim, num_ref):
     return ref
 
 
+def refuse_negative_for_log(features, path, embed_norm, line_numbers=None):
+    """embed_norm=log takes log(x + 1): negative features would give NaN scores.
+
+    Args:
+      features: float [n, h].
+      path: the file they come from.
+      embed_norm: the model's embedding normalisation; only "log" is checked.
+      line_numbers: int [n], the 1-based text line of each row (TSV), or None (.npy:
+        rows are named from 0).
+    """
+    if embed_norm != "log" or not np.size(features):
+        return
+    bad = np.flatnonzero((np.asarray(features) < 0).any(axis=1))
+    if bad.size:
+        row = bad[0]
+        where = dict(line=int(line_numbers[row])) if line_numbers is not None else {}
+        prefix = "" if line_numbers is not None else "row %d: " % row
+        raise InputError("%shas a negative feature (%g); --embed_norm=log computes log(x + 1) and needs "
+                         "non-negative features: use --embed_norm=l2norm or no_norm"
+                         % (prefix, float(np.min(features[row]))), path=path, field="feature", **where)
+
+
+def require_full_batch(num_rows, batch_size, path, flag="--batch_size"):
+    """Refuses a file with fewer rows than one batch (scoring full batches would see none)."""
+    if num_rows < batch_size:
+        raise InputError("has %d rows, fewer than %s=%d: there is no full batch to score"
+                         % (num_rows, flag, batch_size), path=path)
+
+
 def check_class_ids(class_ids, num_classes, path):
     """Raises InputError unless every class id is in [0, num_classes).
 

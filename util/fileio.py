@@ -121,13 +121,22 @@ def refuse_output_equal_to_inputs(output_paths, input_paths):
     also compared by device and inode (a hard link is the same file).
     """
     inputs = [(what, p) for what, p in input_paths if p]
-    for flag, out in output_paths.items():
-        if not out:
-            continue
-        for what, source in inputs:
+    outputs = [(flag, out) for flag, out in output_paths.items() if out]
+    for i, (flag, out) in enumerate(outputs):
+        for what, source in inputs + [("--" + other, p) for other, p in outputs[:i]]:
             if _same_file(out, source):
                 raise InputError("is also %s (%s); writing it would destroy that input: choose "
                                  "another output path" % (what, source), path=out, field="--" + flag)
+
+
+def tf_checkpoint_files(directory):
+    """(description, path) of the TensorFlow checkpoint files in `directory`: its state file
+    `checkpoint`, every `*.index` and `*.data-*` (for `refuse_output_equal_to_inputs`)."""
+    if not directory or not os.path.isdir(directory):
+        return []
+    names = sorted(n for n in os.listdir(directory)
+                   if n == "checkpoint" or n.endswith(".index") or ".data-" in n)
+    return [("a checkpoint file of %s" % directory, os.path.join(directory, n)) for n in names]
 
 
 def _same_file(a, b):
