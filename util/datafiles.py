@@ -29,7 +29,7 @@ def load_verified(path, img_dim):
     Returns:
       (features float32 [N, h], class_ids int32 [N], vlabels float32 [N] of 0.0 / 1.0).
     """
-    array = load_npy(path, ndim=2)
+    array = load_npy(path, ndim=2, finite=False)  # every column is checked below
     _check_real(array, path)
     width = array.shape[1]
     if width < 3 or (img_dim is not None and width != img_dim + 2):
@@ -107,7 +107,7 @@ def load_ref(path, img_dim, num_ref):
     Returns:
       float32 [C, num_ref, img_dim].
     """
-    array = load_npy(path, ndim=3)
+    array = load_npy(path, ndim=3, finite=False)  # checked below
     _check_real(array, path)
     if ((num_ref is not None and array.shape[1] != num_ref)
             or (img_dim is not None and array.shape[2] != img_dim)):

@@ -7,8 +7,10 @@ passes the user's explicit permission, and every failure is an `InputError` nami
 file.
 """
 
+import codecs
 import contextlib
 import errno
+import glob
 import os
 import shutil
 import signal
@@ -53,17 +55,19 @@ def output_error(path, err):
 
 
 def remove_temporaries():
-    """Removes the registered temporary files and directories of this process."""
+    """Removes the registered temporary files and directories of this process, and the
+    files named after them (`TMP.*`, e.g. a scratch file a tool keeps beside its output)."""
     for path, pid in list(_TEMPORARIES.items()):
         if pid != os.getpid():  # a forked worker must not remove its parent's files
             continue
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        elif os.path.lexists(path):
-            try:
-                os.remove(path)
-            except OSError:
-                pass
+        for name in [path] + glob.glob(glob.escape(path) + ".*"):
+            if os.path.isdir(name) and not os.path.islink(name):
+                shutil.rmtree(name, ignore_errors=True)
+            elif os.path.lexists(name):
+                try:
+                    os.remove(name)
+                except OSError:
+                    pass
         _TEMPORARIES.pop(path, None)
 
 
@@ -154,7 +158,7 @@ def atomic_path(path):
 
     On any exception (including KeyboardInterrupt) the temporary file is removed and
     `path` is left as it was; so is it when the process is stopped by SIGTERM (see
-    `registered_temporary`). An OSError on the output (the path is a directory, its
+    `registered_temporary`; scratch files named `tmp + ".something"` are removed then too). An OSError on the output (the path is a directory, its
     parent is a file, permission denied, disk full) becomes an `InputError` naming
     `path`. Files the caller writes under names that start with the temporary path
     (e.g. `tmp + ".part"`) are covered by the same conversion.
@@ -197,7 +201,46 @@ def save_npy(path, array):
         np.save(f, array, allow_pickle=False)
 
 
-def load_npy(path, field=None, ndim=None, allow_pickle=False, mmap_mode=None):
+# The longest line a list file (one key, label or weight row per line) may have.
+MAX_TEXT_LINE_BYTES = 1 << 20
+
+
+def iter_text_lines(path, field=None, max_line_bytes=MAX_TEXT_LINE_BYTES):
+    """Yields (line number, text) for every line of a UTF-8 text file, streamed.
+
+    A byte-order mark at the start is dropped and the line end (LF or CRLF) removed, so
+    every list reader treats such files alike. A missing or unreadable file, a line that
+    is not UTF-8 or is longer than `max_line_bytes` (read no further than that) is an
+    `InputError` naming the file and line; `field` names the flag or list in messages.
+    """
+    path = os.fspath(path)
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise InputError("file not found", path=path, field=field) from None
+    except OSError as err:
+        raise InputError("cannot read (%s)" % (err.strerror or err), path=path, field=field) from None
+    with f:
+        number = 0
+        while True:
+            raw = f.readline(max_line_bytes + 1)
+            if not raw:
+                return
+            number += 1
+            if len(raw) > max_line_bytes:
+                raise InputError("line longer than %d bytes: not a list file" % max_line_bytes,
+                                 path=path, line=number, field=field)
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InputError("not valid UTF-8 text (byte %d of the line)" % (err.start + 1),
+                                 path=path, line=number, field=field) from None
+            yield number, text.rstrip("\r\n")
+
+
+def load_npy(path, field=None, ndim=None, allow_pickle=False, mmap_mode=None, finite=True):
     """Loads a `.npy` file, turning every failure into an `InputError` naming the file.
 
     Args:
@@ -206,6 +249,9 @@ def load_npy(path, field=None, ndim=None, allow_pickle=False, mmap_mode=None):
       ndim: if given, the required number of dimensions.
       allow_pickle: the user's explicit permission to unpickle object arrays.
       mmap_mode: passed to `np.load` (e.g. "r" to map a large file instead of reading it).
+      finite: refuse nan and inf in a floating-point array (checked in blocks, so a mapped
+        file is not read into memory whole). Pass False only where the caller checks
+        every value itself with a more precise message.
 
     Returns:
       The array (numeric dtype unless allow_pickle admitted an object array).
@@ -232,4 +278,28 @@ def load_npy(path, field=None, ndim=None, allow_pickle=False, mmap_mode=None):
     if ndim is not None and array.dtype != object and array.ndim != ndim:
         raise InputError("has shape %s, expected %d dimensions" % (array.shape, ndim),
                          path=path, field=field)
+    if finite:
+        check_finite(array, path, field)
     return array
+
+
+def check_finite(array, path, field=None, block_bytes=1 << 26):
+    """Raises InputError naming the first row (index on the first axis) holding nan or inf.
+
+    Only floating-point and complex arrays can hold them; the check reads `block_bytes`
+    of rows at a time, so a memory-mapped file is streamed, not loaded.
+    """
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.complexfloating)):
+        return
+    if array.ndim == 0:
+        if not np.isfinite(array):
+            raise InputError("is nan or inf; every value must be finite", path=path, field=field)
+        return
+    row_bytes = max(1, array.itemsize * int(np.prod(array.shape[1:])))
+    step = max(1, block_bytes // row_bytes)
+    for start in range(0, array.shape[0], step):
+        block = np.asarray(array[start:start + step]).reshape(min(step, array.shape[0] - start), -1)
+        bad = np.flatnonzero(~np.isfinite(block).all(axis=1))
+        if bad.size:
+            raise InputError("row %d holds nan or inf; every value must be finite" % (start + bad[0]),
+                             path=path, field=field)

@@ -166,7 +166,7 @@ def iter_tsv_chunks(path, kind, class_to_id, img_dim=None, chunk_rows=4096,
     path = os.fspath(path)
     parser = _ChunkParser(path, kind, class_to_id, img_dim, class_list_path)
     rows = 0
-    for lines, numbers in _iter_line_blocks(path, chunk_rows):
+    for lines, numbers in _iter_line_blocks(path, chunk_rows, lambda: max_line_bytes(parser.dim)):
         chunk = parser.parse(lines, numbers)
         rows += len(chunk)
         yield chunk
@@ -193,13 +193,17 @@ def _open_binary(path):
         raise InputError("cannot read (%s)" % (err.strerror or err), path=path) from None
 
 
-def _iter_line_blocks(path, chunk_rows):
-    """Yields (lines, line_numbers): up to chunk_rows non-empty lines without line ends."""
+def _iter_line_blocks(path, chunk_rows, line_limit):
+    """Yields (lines, line_numbers): up to chunk_rows non-empty lines without line ends.
+
+    line_limit() gives the longest line allowed (`max_line_bytes`); it is asked after each
+    line, so it tightens once the first rows fixed the feature dimension.
+    """
     with _open_binary(path) as f:
         line_no = 0
         first_empty = None  # first empty line since the last row
         lines, numbers = [], []
-        for raw in f:
+        for raw in _iter_bounded_lines(f, path, line_limit):
             line_no += 1
             line = raw.rstrip(b"\r\n")
             if line_no == 1 and line.startswith(codecs.BOM_UTF8):
@@ -218,6 +222,46 @@ def _iter_line_blocks(path, chunk_rows):
                 lines, numbers = [], []
         if lines:
             yield lines, numbers
+
+
+# The longest line a valid row can be: a value is at most MAX_VALUE_BYTES bytes with its comma
+# ("-1.2345678901234567e-308," is 25), key, url, class name and vlabel at most MAX_META_BYTES.
+MAX_VALUE_BYTES = 64
+MAX_META_BYTES = 1 << 16
+# The feature dimension assumed for that bound until --img_dim or the first rows fix it.
+MAX_DIM_WITHOUT_IMG_DIM = 1 << 16
+
+
+def max_line_bytes(img_dim):
+    """The longest line (bytes, line end included) a valid row of `img_dim` values can be."""
+    dim = img_dim if img_dim is not None else MAX_DIM_WITHOUT_IMG_DIM
+    return dim * MAX_VALUE_BYTES + MAX_META_BYTES
+
+
+def _iter_bounded_lines(f, path, line_limit):
+    """Yields the raw lines of binary file `f`; a line longer than line_limit() bytes is an
+    InputError raised after reading at most that many bytes of it, so one huge line never
+    costs more memory than a valid row."""
+    line_no = 0
+    limit = line_limit()
+    while True:
+        raw = f.readline(limit + 1)
+        if not raw:
+            return
+        line_no += 1
+        if len(raw) > limit:
+            raise InputError("line is longer than any valid row can be (more than %d bytes: at most %d "
+                             "bytes per feature value and %d for the other columns); nothing past it was "
+                             "read" % (limit, MAX_VALUE_BYTES, MAX_META_BYTES), path=path, line=line_no)
+        yield raw
+        limit = line_limit()
+
+
+def _may_hold_words(feature_strings):
+    """True if a feature string could hold a word such as True / false, which pandas' fast
+    parser reads as 1 / 0: each spelling of them has an 'a' or a 'u', no number has one.
+    (A substring search per line: about 1% of the parse time.)"""
+    return any(b"a" in s or b"u" in s or b"A" in s or b"U" in s for s in feature_strings)
 
 
 def _parse_features_fast(feature_strings):
@@ -339,7 +383,7 @@ class _ChunkParser:
         """float32 [n, h] from n feature strings; the first row fixes h if not yet known."""
         array = _parse_features_fast(feature_strings)
         if (array is None or (self.dim is not None and array.shape[1] != self.dim)
-                or not np.isfinite(array).all()):
+                or not np.isfinite(array).all() or _may_hold_words(feature_strings)):
             array = self._parse_features_slow(feature_strings, numbers)
         if self.dim is None:
             self.dim = array.shape[1]
