@@ -34,7 +34,7 @@ from absl import app
 from absl import flags
 
 from util.errors import InputError, check_flag, cli_main
-from util.fileio import atomic_open, iter_text_lines, load_npy, save_npy
+from util.fileio import atomic_open, iter_text_lines, load_npy, refuse_output_equal_to_inputs, save_npy
 from util.strict_numbers import parse_int
 
 NOISE_FREE, RANDOM_NOISE, CONFUSING_NOISE = 0, 1, 2
@@ -354,6 +354,10 @@ def main(argv):
                                  read_labels(FLAGS.noisy_labels, "noisy_labels"),
                                  read_matrix(FLAGS.matrix_c, "matrix_c"))
     stem = output_stem(FLAGS.output)
+    inputs = [("--" + name, getattr(FLAGS, name))
+              for name in ("labels", "matrix_q", "clean_labels", "noisy_labels", "matrix_c")]
+    for path in (stem + ".npy", stem + ".txt"):
+        refuse_output_equal_to_inputs({"output": path}, inputs)
     write_result(stem, result)
     print("wrote %s.npy and %s.txt" % (stem, stem))
     return 0

@@ -83,6 +83,10 @@ CONVERT_CASES = [
      ["{tsv}:2:", "vlabel:", "found 'yes'"]),
     ("ref_id_out_of_range", "ref", "apple\t0\t1,2\napple\t5\t1,2\n", None, ["--num_ref=2"],
      ["{tsv}:2:", "ref_id:", "out of range"]),
+    ("boolean_feature", "train", GOOD + "k2\tapple\t1\t1,True,3,4\n", None, [],
+     ["{tsv}:2:", "feature:", "value 2 ('True') is not a number"]),
+    ("line_too_long", "all", "k1\tapple\t1,2,3,4\nk2\tapple\t" + "1," * 40000 + "1\n", None, ["--img_dim=4"],
+     ["{tsv}:2:", "line is longer than any valid row can be (more than 65792 bytes"]),
 ]
 
 
@@ -167,6 +171,11 @@ NOISE_CASES = [
                              "--matrix_c={c_rect}"], ["matrix_c", "expected L×L"]),
     ("matrix_c_negative", ["--action=noise_types", "--clean_labels={clean}", "--noisy_labels={clean}",
                            "--matrix_c={c_neg}"], ["matrix_c", "negative entries"]),
+    ("boolean_label", ["--action=estimate_c", "--num_classes=3", "--clean_labels={clean}",
+                       "--noisy_labels={boolean}"], ["{boolean}:2: noisy_labels: expected an integer, found 'True'"]),
+    ("output_is_input", ["--action=estimate_c", "--num_classes=3", "--clean_labels={clean}",
+                         "--noisy_labels={clean}", "--output={clean}"],
+     ["{clean}: --output: is also --clean_labels"]),
 ]
 
 
@@ -175,6 +184,7 @@ def test_noise_cli_bad_input(tmp_path, case):
     _, args, expected = case
     paths = {"clean": write_text(tmp_path / "clean.txt", "0\n1\n2\n"),
              "bad": write_text(tmp_path / "bad.txt", "0\n3\n2\n"),
+             "boolean": write_text(tmp_path / "boolean.txt", "0\nTrue\n2\n"),
              "c_rect": str(tmp_path / "c_rect.npy"), "c_neg": str(tmp_path / "c_neg.npy")}
     np.save(paths["c_rect"], np.ones((3, 2)) / 3)
     c_neg = np.full((3, 3), 0.5)
@@ -182,9 +192,12 @@ def test_noise_cli_bad_input(tmp_path, case):
     np.save(paths["c_neg"], c_neg)
     out = tmp_path / "out"
     out.mkdir()
-    proc = run_tool("noise_model/noise.py", [a.format(**paths) for a in args] + ["--output=%s" % (out / "r")])
-    assert_one_line_error(proc, *expected)
+    output = [] if any(a.startswith("--output") for a in args) else ["--output=%s" % (out / "r")]
+    before = _snapshot_tree(tmp_path)
+    proc = run_tool("noise_model/noise.py", [a.format(**paths) for a in args] + output)
+    assert_one_line_error(proc, *[p.format(**paths) for p in expected])
     assert os.listdir(out) == []
+    assert _snapshot_tree(tmp_path) == before
 
 
 @pytest.mark.parametrize("shape, negative, expected", [
@@ -439,3 +452,38 @@ def test_inference_refuses_what_training_refuses(tmp_path, checkpoint_img_dim4, 
         assert_one_line_error(proc, os.path.join(setup["data_dir"], "val.npy") + ": has 3 rows, fewer than "
                               "--batch_size=4")
     assert os.listdir(out) == []
+
+
+def test_find_reference_nan_in_all_npy(tmp_path):
+    """A NaN feature used to end in an OpenCV k-means traceback."""
+    classes = write_text(tmp_path / "classes.txt", "\n".join(CLASSES) + "\n")
+    _write_all_npy(tmp_path / "all.npy", [4, 4, 4], np.random.default_rng(0))
+    table = np.load(tmp_path / "all.npy")
+    table[5, 2] = np.nan
+    save_npy(tmp_path / "all.npy", table)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = run_tool("util/find_reference.py", ["--class_list=" + classes, "--input_npy=%s" % (tmp_path / "all.npy"),
+                                               "--output_dir=%s" % out, "--num_ref=2", "--img_dim=4",
+                                               "--num_workers=1"])
+    assert_one_line_error(proc, "%s: row 5 holds nan or inf" % (tmp_path / "all.npy"))
+    assert os.listdir(out) == []
+
+
+@pytest.mark.parametrize("tool", ["convert_data", "heldout_train_data"])
+def test_output_equal_to_input_is_refused(tmp_path, tool):
+    """The filtered or converted output would replace the input it is read from."""
+    if tool == "convert_data":
+        data = write_text(tmp_path / "train.npy", GOOD)  # a TSV that happens to be named like the output
+        classes = write_text(tmp_path / "classes.txt", "\n".join(CLASSES) + "\n")
+        args = ["--split=train", "--class_list=" + classes, "--data_path=" + data, "--output_dir=%s" % tmp_path]
+        expected = "%s: --output_dir: is also --data_path" % data
+    else:
+        data = write_text(tmp_path / "train.tsv", GOOD)
+        keep = write_text(tmp_path / "keep.tsv", "apple\t1\n")
+        args = ["--heldout_class_list=" + keep, "--input_file=" + data, "--output_file=" + data]
+        expected = "%s: --output_file: is also --input_file" % data
+    before = _snapshot_tree(tmp_path)
+    proc = run_tool("util/%s.py" % tool, args)
+    assert_one_line_error(proc, expected)
+    assert _snapshot_tree(tmp_path) == before

@@ -188,6 +188,8 @@ def main(argv):
     check_flag(FLAGS.small_class in SMALL_CLASS_CHOICES, "small_class", "must be one of %s, "
                "got %r" % (", ".join(SMALL_CLASS_CHOICES), FLAGS.small_class))
 
+    fileio.refuse_output_equal_to_inputs({"output_dir": os.path.join(FLAGS.output_dir, "ref.npy")},
+                                         [("--input_npy", FLAGS.input_npy), ("--class_list", FLAGS.class_list)])
     class_names = tsv_reader.read_class_list(FLAGS.class_list)
     features, class_ids = datafiles.load_all(FLAGS.input_npy, FLAGS.img_dim,
                                              allow_pickle=FLAGS.allow_pickle)

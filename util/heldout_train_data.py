@@ -143,6 +143,9 @@ def main(argv):
     check_flag(len(argv) == 1, "input_file", "unexpected arguments %s" % argv[1:])
     for name in ("heldout_class_list", "input_file", "output_file"):
         check_flag(bool(getattr(FLAGS, name)), name, "is required")
+    fileio.refuse_output_equal_to_inputs({"output_file": FLAGS.output_file},
+                                         [("--input_file", FLAGS.input_file),
+                                          ("--heldout_class_list", FLAGS.heldout_class_list)])
     filter_heldout(FLAGS.heldout_class_list, FLAGS.input_file, FLAGS.output_file)
 
 
