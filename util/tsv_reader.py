@@ -238,23 +238,35 @@ def max_line_bytes(img_dim):
     return dim * MAX_VALUE_BYTES + MAX_META_BYTES
 
 
-def _iter_bounded_lines(f, path, line_limit):
-    """Yields the raw lines of binary file `f`; a line longer than line_limit() bytes is an
-    InputError raised after reading at most that many bytes of it, so one huge line never
-    costs more memory than a valid row."""
+def _iter_bounded_lines(f, path, line_limit, block_bytes=1 << 20):
+    """Yields the lines of binary file `f` (without their LF), reading blocks of
+    `block_bytes`; a line longer than line_limit() bytes (asked once per block) is an
+    InputError raised once that much of it is read, so one huge line never costs more
+    memory than a block and a valid row."""
     line_no = 0
-    limit = line_limit()
+    pending = b""
     while True:
-        raw = f.readline(limit + 1)
-        if not raw:
-            return
-        line_no += 1
-        if len(raw) > limit:
-            raise InputError("line is longer than any valid row can be (more than %d bytes: at most %d "
-                             "bytes per feature value and %d for the other columns); nothing past it was "
-                             "read" % (limit, MAX_VALUE_BYTES, MAX_META_BYTES), path=path, line=line_no)
-        yield raw
+        block = f.read(block_bytes)
         limit = line_limit()
+        if not block:
+            break
+        lines = (pending + block).split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            line_no += 1
+            if len(line) >= limit:
+                _raise_line_too_long(path, line_no, limit)
+            yield line
+        if len(pending) >= limit:
+            _raise_line_too_long(path, line_no + 1, limit)
+    if pending:
+        yield pending
+
+
+def _raise_line_too_long(path, line_no, limit):
+    raise InputError("line is longer than any valid row can be (more than %d bytes: at most %d bytes per "
+                     "feature value and %d for the other columns); nothing past it was read"
+                     % (limit, MAX_VALUE_BYTES, MAX_META_BYTES), path=path, line=line_no)
 
 
 def _may_hold_words(feature_strings):
