@@ -487,3 +487,46 @@ def test_output_equal_to_input_is_refused(tmp_path, tool):
     proc = run_tool("util/%s.py" % tool, args)
     assert_one_line_error(proc, expected)
     assert _snapshot_tree(tmp_path) == before
+
+
+# ---------------------------------------------------------------------------------------
+# The catalogue itself.
+
+CATALOGUE_ABBREVIATIONS = {"cat": "tests/test_bad_input_catalogue.py", "ex": "tests/test_export_saved_model.py",
+                           "hi": "tests/test_import_tf1_checkpoint.py", "hard": "tests/test_input_hardening.py",
+                           "c1m": "tests/test_noise_clothing1m.py", "out": "tests/test_output_faults.py"}
+
+
+def catalogued_tests():
+    """(row number, file, test function, parameter id or None) for every test docs/errors.md names."""
+    import re
+
+    refs = []
+    with open(os.path.join(ROOT, "docs", "errors.md"), encoding="utf-8") as f:
+        for line in f:
+            row = re.match(r"\| (\d+) \|", line)
+            if not row:
+                continue
+            last_file, last_function = None, None
+            for item in re.findall(r"`([^`]*)`", line.rstrip().rstrip("|").rsplit("|", 1)[1]):
+                match = re.fullmatch(r"(?:([\w/.]+)?::)?(\w+)?(?:\[([^\]]+)\])?", item)
+                if not match or not (match.group(2) or match.group(3)):
+                    continue
+                file_part, function, param = match.groups()
+                if file_part is not None:
+                    last_file = CATALOGUE_ABBREVIATIONS.get(file_part, file_part)
+                last_function = function or last_function
+                refs.append((int(row.group(1)), last_file, last_function, param))
+    return refs
+
+
+def test_every_catalogued_test_exists():
+    refs = catalogued_tests()
+    rows = {r[0] for r in refs}
+    assert rows == set(range(1, max(rows) + 1)), "a catalogue row names no test"
+    for row, path, function, param in refs:
+        assert path is not None and function is not None, row
+        source = open(os.path.join(ROOT, path), encoding="utf-8").read()
+        assert "def %s(" % function in source, (row, path, function)
+        if param is not None:
+            assert '"%s"' % param in source, (row, path, function, param)
