@@ -188,7 +188,7 @@ def test_image_list_with_bom(tmp_path):
 def test_text_line_longer_than_the_bound_is_refused_early(tmp_path):
     path = tmp_path / "keys.txt"
     path.write_bytes(b"a\n" + b"x" * 5000 + b"\n")
-    with pytest.raises(InputError, match=r"keys\.txt:2: line longer than 1000 bytes"):
+    with pytest.raises(InputError, match=r"keys\.txt:2: line longer than 1000 bytes, more than a valid line can be"):
         list(fileio.iter_text_lines(str(path), max_line_bytes=1000))
 
 

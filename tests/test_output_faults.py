@@ -203,3 +203,15 @@ def test_forked_worker_never_removes_its_parents_temporaries(tmp_path):
         assert os.path.exists(tmp)
         f.write("kept")
     assert path.read_text() == "kept"
+
+
+def test_staging_directory_is_removed_on_termination(tmp_path):
+    """The export's staging directory (a tree) is registered like a temporary file."""
+    staging = tmp_path / ".exported.abc.tmp"
+    (staging / "variables").mkdir(parents=True)
+    (staging / "variables" / "variables.index").write_bytes(b"x")
+    (tmp_path / "keep.txt").write_text("user file")
+    with fileio.registered_temporary(str(staging)):
+        fileio.remove_temporaries()  # what the SIGTERM handler does
+        assert not staging.exists()
+    assert os.listdir(tmp_path) == ["keep.txt"]

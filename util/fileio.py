@@ -158,10 +158,10 @@ def atomic_path(path):
 
     On any exception (including KeyboardInterrupt) the temporary file is removed and
     `path` is left as it was; so is it when the process is stopped by SIGTERM (see
-    `registered_temporary`; scratch files named `tmp + ".something"` are removed then too). An OSError on the output (the path is a directory, its
+    `registered_temporary`). An OSError on the output (the path is a directory, its
     parent is a file, permission denied, disk full) becomes an `InputError` naming
-    `path`. Files the caller writes under names that start with the temporary path
-    (e.g. `tmp + ".part"`) are covered by the same conversion.
+    `path`. Scratch files the caller writes under names that start with the temporary
+    path (e.g. `tmp + ".part"`) get the same OSError conversion and SIGTERM clean-up.
     """
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -221,15 +221,7 @@ def iter_text_lines(path, field=None, max_line_bytes=MAX_TEXT_LINE_BYTES):
     except OSError as err:
         raise InputError("cannot read (%s)" % (err.strerror or err), path=path, field=field) from None
     with f:
-        number = 0
-        while True:
-            raw = f.readline(max_line_bytes + 1)
-            if not raw:
-                return
-            number += 1
-            if len(raw) > max_line_bytes:
-                raise InputError("line longer than %d bytes: not a list file" % max_line_bytes,
-                                 path=path, line=number, field=field)
+        for number, raw in enumerate(iter_raw_lines(f, path, max_line_bytes, field), 1):
             if number == 1 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8):]
             try:
@@ -238,6 +230,21 @@ def iter_text_lines(path, field=None, max_line_bytes=MAX_TEXT_LINE_BYTES):
                 raise InputError("not valid UTF-8 text (byte %d of the line)" % (err.start + 1),
                                  path=path, line=number, field=field) from None
             yield number, text.rstrip("\r\n")
+
+
+def iter_raw_lines(f, path, max_line_bytes, field=None):
+    """Yields the lines of binary file `f` with their line ends; a line longer than
+    `max_line_bytes` is an InputError raised after reading no more than that of it."""
+    number = 0
+    while True:
+        raw = f.readline(max_line_bytes + 1)
+        if not raw:
+            return
+        number += 1
+        if len(raw) > max_line_bytes:
+            raise InputError("line longer than %d bytes, more than a valid line can be" % max_line_bytes,
+                             path=path, line=number, field=field)
+        yield raw
 
 
 def load_npy(path, field=None, ndim=None, allow_pickle=False, mmap_mode=None, finite=True):

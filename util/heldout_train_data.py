@@ -23,7 +23,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from util import fileio
+from util import fileio, tsv_reader
 from util.errors import InputError, check_flag, cli_main
 
 
@@ -99,7 +99,8 @@ def filter_heldout(heldout_class_list, input_file, output_file):
     except OSError as err:
         raise InputError("cannot read (%s)" % (err.strerror or err), path=input_file) from None
     with source, fileio.atomic_open(output_file, "wb") as out:
-        for line_no, raw in enumerate(source, 1):
+        max_bytes = tsv_reader.max_line_bytes(None)
+        for line_no, raw in enumerate(fileio.iter_raw_lines(source, input_file, max_bytes), 1):
             line = raw.rstrip(b"\r\n")
             if line_no == 1 and line.startswith(b"\xef\xbb\xbf"):
                 line = line[3:]

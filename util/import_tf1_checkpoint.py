@@ -18,8 +18,9 @@ The output is `CHECKPOINT_DIR/ckpt-STEP` written by `tf.train.CheckpointManager`
 `cleannet.checkpoints.make_checkpoint`, so it also records img_dim, num_ref and
 embed_norm. A non-empty --checkpoint_dir is refused unless --add_to_existing is given;
 then the import is added beside the checkpoints there and becomes the latest, and no
-checkpoint is deleted (a checkpoint of the same step is refused, never replaced). The original's optimizer slots (`.../Momentum`) are not imported:
-training resumes with zero momentum.
+checkpoint is deleted (a checkpoint of the same step is refused, never replaced). The
+original's optimizer slots (`.../Momentum`) are not imported: training resumes with zero
+momentum.
 """
 
 import os

@@ -18,7 +18,9 @@ vector: h decimal numbers joined by ','. The layout is chosen per row by its col
 vlabel is 1 (label correct), 0 (label wrong) or -1 (invalid; the reader keeps such rows
 and the caller drops and counts them). ref_id is a non-negative integer. Lines may end in
 LF or CRLF, a UTF-8 byte-order mark is ignored, and empty lines are allowed only at the
-end of the file. A file without rows is an `InputError`.
+end of the file. A file without rows is an `InputError`. A line longer than any valid row
+can be (`max_line_bytes`: 64 bytes per value plus 64 KiB for the other columns) is refused
+before it is read whole, so memory stays bounded by the chunk and --img_dim.
 
 Each line is split once, at its LAST tab, into metadata and the feature string, so keys
 and URLs may contain commas. The feature strings of a chunk of rows are parsed in one
@@ -196,8 +198,8 @@ def _open_binary(path):
 def _iter_line_blocks(path, chunk_rows, line_limit):
     """Yields (lines, line_numbers): up to chunk_rows non-empty lines without line ends.
 
-    line_limit() gives the longest line allowed (`max_line_bytes`); it is asked after each
-    line, so it tightens once the first rows fixed the feature dimension.
+    line_limit() gives the longest line allowed (`max_line_bytes`); it is asked for each
+    block read, so it tightens once the first rows fixed the feature dimension.
     """
     with _open_binary(path) as f:
         line_no = 0
@@ -265,7 +267,7 @@ def _iter_bounded_lines(f, path, line_limit, block_bytes=1 << 20):
 
 def _raise_line_too_long(path, line_no, limit):
     raise InputError("line is longer than any valid row can be (more than %d bytes: at most %d bytes per "
-                     "feature value and %d for the other columns); nothing past it was read"
+                     "feature value and %d for the other columns); it was not read to its end"
                      % (limit, MAX_VALUE_BYTES, MAX_META_BYTES), path=path, line=line_no)
 
 
