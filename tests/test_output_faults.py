@@ -3,7 +3,9 @@
 Every OSError on an output is one line naming the path, exit 2, and no temporary file;
 SIGTERM and SIGINT remove the temporary files (util/fileio.py) and a rerun works. The
 signal cases feed the tool through a named pipe, so it is stopped at a known point: while
-it waits for more input with its temporary output (and scratch file) open.
+it waits for more input with its temporary output (and scratch file) open. (Python runs a
+signal handler between bytecodes: a tool blocked in a read of a pipe that delivers no more
+data handles the signal once the read returns, here when the pipe is closed.)
 """
 
 import errno
@@ -173,7 +175,9 @@ def test_signal_removes_temporary_files_and_a_rerun_works(tmp_path, signum):
         assert _wait_for(lambda: any(n.endswith(".input_order") for n in os.listdir(out))), os.listdir(out)
         assert len(hidden_files(out)) == 2  # the temporary output and its scratch file
         proc.send_signal(signum)
-        _, stderr = proc.communicate(timeout=60)
+        # A signal that arrives between two reads of the pipe is handled when the read
+        # returns: end the input (closing the pipe), as a real producer eventually does.
+    _, stderr = proc.communicate(timeout=60)
     if signum == signal.SIGTERM:
         assert proc.returncode == -signal.SIGTERM
     else:
