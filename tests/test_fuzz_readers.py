@@ -19,7 +19,7 @@ from noise_model.import_caffemodel import load_caffemodel
 from train_classifier import WEIGHTS_HEADER, read_weights
 from util.errors import InputError
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # Key characters: path-like ASCII and a few non-ASCII letters (keys are split on blanks).
 KEY = st.lists(st.text("abcXYZ019_-.é中", min_size=1, max_size=6), min_size=1, max_size=3).map(
