@@ -77,13 +77,26 @@ def check_flags():
                "is written in --mode=inference only")
 
 
+def refuse_outputs_over_inputs():
+    """An output path naming a file this run reads is refused (it would destroy the input)."""
+    from util.fileio import refuse_output_equal_to_inputs, tf_checkpoint_files
+
+    data_files = ["ref.npy"] + (["val.npy"] if FLAGS.mode == "val" else [])
+    inputs = [("--class_list", FLAGS.class_list)]
+    inputs += [("a file of --data_dir", os.path.join(FLAGS.data_dir, name)) for name in data_files]
+    if FLAGS.mode == "inference":
+        inputs.append(("--image_feature_list", FLAGS.image_feature_list))
+    refuse_output_equal_to_inputs({"output_file": FLAGS.output_file, "output_weights": FLAGS.output_weights},
+                                  inputs + tf_checkpoint_files(FLAGS.checkpoint_dir))
+
+
 def run_inference(model, reference):
     """Streams --image_feature_list and writes one result per input line. Returns the count."""
     import contextlib
 
     from cleannet.outputs import ResultWriter, WeightWriter
     from cleannet.scoring import ClassEmbeddingScorer
-    from util import tsv_reader
+    from util import datafiles, tsv_reader
     from util.fileio import atomic_open
     from util.progress import Progress
 
@@ -107,6 +120,8 @@ def run_inference(model, reference):
                                                 img_dim=FLAGS.img_dim, chunk_rows=FLAGS.chunk_rows,
                                                 class_list_path=FLAGS.class_list):
             n = len(chunk.class_ids) if limit is None else min(len(chunk.class_ids), limit - count)
+            datafiles.refuse_negative_for_log(chunk.features[:n], FLAGS.image_feature_list, FLAGS.embed_norm,
+                                              chunk.line_numbers[:n])
             sims = scorer.score(chunk.features[:n], chunk.class_ids[:n], batch_size=FLAGS.batch_size)
             writer.write(sims, chunk.keys[:n], chunk.urls[:n] if chunk.urls else None, chunk.class_names[:n])
             if weights is not None:
@@ -130,6 +145,9 @@ def run_validation(model, reference):
     val_path = os.path.join(FLAGS.data_dir, "val.npy")
     features, class_ids, vlabels = datafiles.load_verified(val_path, FLAGS.img_dim)
     datafiles.check_class_ids(class_ids, reference.shape[0], val_path)
+    datafiles.refuse_negative_for_log(features, val_path, FLAGS.embed_norm)
+    datafiles.require_full_batch(len(features) if FLAGS.num_samples == -1 else min(len(features), FLAGS.num_samples),
+                                 FLAGS.batch_size, val_path)
     usable = (len(features) // FLAGS.batch_size) * FLAGS.batch_size
     if FLAGS.num_samples != -1:
         usable = min(usable, FLAGS.num_samples)
@@ -152,10 +170,13 @@ def run_validation(model, reference):
 
 def main(argv):
     del argv
+    refuse_outputs_over_inputs()
     check_flags()
     from util import datafiles
 
     reference = datafiles.load_ref(os.path.join(FLAGS.data_dir, "ref.npy"), FLAGS.img_dim, FLAGS.num_ref)
+    datafiles.refuse_negative_for_log(reference.reshape(len(reference), -1), os.path.join(FLAGS.data_dir, "ref.npy"),
+                                      FLAGS.embed_norm)
     model, _ = load_model(FLAGS.checkpoint_dir, FLAGS.img_dim, FLAGS.num_ref, FLAGS.embed_norm)
     if FLAGS.mode == "inference":
         logging.info("Start inference...")

@@ -103,33 +103,29 @@ def load_samples(path, class_names, layout="all", img_dim=None):
 
 def read_weights(path):
     """Reads inference.py's --output_weights TSV. Returns {key: (class_name, soft, hard)}."""
+    from util.fileio import iter_text_lines
+    from util.strict_numbers import parse_float
+
     weights = {}
-    try:
-        f = open(path, encoding="utf-8")
-    except OSError as err:
-        raise InputError("cannot read (%s)" % (err.strerror or err), path=path) from None
-    with f:
-        for line_no, line in enumerate(f, 1):
-            fields = line.rstrip("\r\n").split("\t")
-            if line_no == 1:
-                if fields != WEIGHTS_HEADER:
-                    raise InputError("expected the header %s (inference.py --output_weights)"
-                                     % "\\t".join(WEIGHTS_HEADER), path=path, line=1)
-                continue
-            if fields == [""]:
-                continue
-            if len(fields) != 4:
-                raise InputError("expected 4 tab-separated columns, found %d" % len(fields), path=path, line=line_no)
-            key, name, soft, hard = fields
-            try:
-                soft, hard = float(soft), float(hard)
-            except ValueError:
-                raise InputError("soft_weight and hard_weight must be numbers", path=path, line=line_no) from None
-            if not (soft >= 0 and hard >= 0) or soft == float("inf"):
-                raise InputError("weights must be finite and non-negative", path=path, line=line_no)
-            if key in weights:
-                raise InputError("duplicate key %r" % key, path=path, line=line_no, field="key")
-            weights[key] = (name, soft, hard)
+    for line_no, line in iter_text_lines(path, field="--weights_file"):
+        fields = line.split("\t")
+        if line_no == 1:
+            if fields != WEIGHTS_HEADER:
+                raise InputError("expected the header %s (inference.py --output_weights)"
+                                 % "\\t".join(WEIGHTS_HEADER), path=path, line=1)
+            continue
+        if fields == [""]:
+            continue
+        if len(fields) != 4:
+            raise InputError("expected 4 tab-separated columns, found %d" % len(fields), path=path, line=line_no)
+        key, name, soft, hard = fields
+        soft = parse_float(soft, path, line_no, "soft_weight")
+        hard = parse_float(hard, path, line_no, "hard_weight")
+        if soft < 0 or hard < 0:
+            raise InputError("weights must be non-negative", path=path, line=line_no)
+        if key in weights:
+            raise InputError("duplicate key %r" % key, path=path, line=line_no, field="key")
+        weights[key] = (name, soft, hard)
     return weights
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from util.errors import InputError
+from util.fileio import iter_text_lines
 
 BACKBONES = ("resnet50", "mobilenet_v2", "small_cnn")
 
@@ -100,41 +101,32 @@ def read_image_list(path, class_names, image_root=None):
         raise InputError("not a directory: %s" % image_root, field="--image_root")
     class_to_id = {name: i for i, name in enumerate(class_names)}
     keys, paths, labels, numbers, seen = [], [], [], [], set()
-    try:
-        f = open(path, "r", encoding="utf-8", newline=None)
-    except OSError as err:
-        raise InputError("cannot read (%s)" % (err.strerror or err), path=path) from None
-    try:
-        with f:
-            for number, text in enumerate(f, start=1):
-                text = text.rstrip("\r\n")
-                if not text.strip():
-                    continue
-                fields = text.split("\t")
-                if len(fields) != 3:
-                    raise InputError("expected 3 tab-separated columns (key, image path, class name), "
-                                     "found %d" % len(fields), path=path, line=number)
-                key, image_path, name = fields
-                if not key:
-                    raise InputError("empty key", path=path, line=number, field="key")
-                if key in seen:
-                    raise InputError("duplicate key %r" % key, path=path, line=number, field="key")
-                if name not in class_to_id:
-                    raise InputError("class %r is not in the class list" % name, path=path, line=number,
-                                     field="class_name")
-                if not image_path:
-                    raise InputError("empty image path", path=path, line=number, field="image_path")
-                full = resolve_image_path(image_path, image_root, path, number)
-                if not os.path.isfile(full):
-                    raise InputError("image file not found: %s" % full, path=path, line=number,
-                                     field="image_path")
-                seen.add(key)
-                keys.append(key)
-                paths.append(full)
-                labels.append(class_to_id[name])
-                numbers.append(number)
-    except UnicodeDecodeError as err:
-        raise InputError("not a UTF-8 text file (%s)" % err, path=path) from None
+    for number, text in iter_text_lines(path):  # a byte-order mark and CRLF are accepted
+        if not text.strip():
+            continue
+        fields = text.split("\t")
+        if len(fields) != 3:
+            raise InputError("expected 3 tab-separated columns (key, image path, class name), "
+                             "found %d" % len(fields), path=path, line=number)
+        key, image_path, name = fields
+        if not key:
+            raise InputError("empty key", path=path, line=number, field="key")
+        if key in seen:
+            raise InputError("duplicate key %r" % key, path=path, line=number, field="key")
+        if name not in class_to_id:
+            raise InputError("class %r is not in the class list" % name, path=path, line=number,
+                             field="class_name")
+        if not image_path:
+            raise InputError("empty image path", path=path, line=number, field="image_path")
+        full = resolve_image_path(image_path, image_root, path, number)
+        if not os.path.isfile(full):
+            raise InputError("image file not found: %s" % full, path=path, line=number,
+                             field="image_path")
+        seen.add(key)
+        keys.append(key)
+        paths.append(full)
+        labels.append(class_to_id[name])
+        numbers.append(number)
     return ImageList(path, keys, paths, labels, numbers)
 
 

@@ -53,7 +53,8 @@ from absl import app, flags, logging
 
 from noise_model import noise
 from util.errors import InputError, check_flag, cli_main
-from util.fileio import atomic_open, save_npy
+from util.fileio import atomic_open, iter_text_lines, save_npy
+from util.strict_numbers import parse_int
 from util.progress import Progress
 
 NUM_CLASSES = 14
@@ -88,17 +89,14 @@ def check_key(key, path=None, line=None):
 
 
 def _read_lines(path):
-    """Yields (line number, stripped text) for the non-blank lines of a text file."""
-    if not os.path.isfile(path):
-        raise InputError("file not found", path=path)
-    try:
-        with open(path, "r", encoding="utf-8", newline=None) as f:
-            for number, text in enumerate(f, start=1):
-                text = text.strip()
-                if text:
-                    yield number, text
-    except UnicodeDecodeError as err:
-        raise InputError("not a UTF-8 text file (%s)" % err, path=path) from None
+    """Yields (line number, stripped text) for the non-blank lines of a text file (a
+    byte-order mark and CRLF line ends are accepted: util.fileio.iter_text_lines)."""
+    if os.path.isdir(path):
+        raise InputError("is a directory, expected a list file", path=path)
+    for number, text in iter_text_lines(path):
+        text = text.strip()
+        if text:
+            yield number, text
 
 
 def read_label_kv(path, num_classes=NUM_CLASSES):
@@ -115,10 +113,7 @@ def read_label_kv(path, num_classes=NUM_CLASSES):
                              path=path, line=number)
         key, value = fields
         check_key(key, path, number)
-        try:
-            label = int(value)
-        except ValueError:
-            raise InputError("label '%s' is not an integer" % value, path=path, line=number) from None
+        label = parse_int(value, path, number, "label")
         if not 0 <= label < num_classes:
             raise InputError("label %d is outside [0, %d)" % (label, num_classes),
                              path=path, line=number)

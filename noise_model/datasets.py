@@ -39,7 +39,8 @@ import tensorflow as tf
 
 from noise_model import clothing1m
 from util.errors import InputError
-from util.fileio import load_npy
+from util.fileio import iter_text_lines, load_npy
+from util.strict_numbers import parse_int
 
 ARRAY_DATASETS = ("cifar10", "digits")
 DATASETS = ARRAY_DATASETS + ("clothing1m",)
@@ -137,8 +138,7 @@ def split_size(dataset, prepared_dir, split):
     path = os.path.join(prepared_dir, "%s.txt" % split)
     if not os.path.isfile(path):
         raise InputError("file not found", path=path)
-    with open(path, "r", encoding="utf-8") as f:
-        return sum(1 for line in f if line.strip())
+    return sum(1 for _, text in iter_text_lines(path) if text.strip())
 
 
 # ---------------------------------------------------------------------------------------
@@ -187,25 +187,21 @@ def read_split_list(path, dataset_root, num_classes):
     if not os.path.isfile(path):
         raise InputError("file not found", path=path)
     paths, labels = [], []
-    with open(path, "r", encoding="utf-8", newline=None) as f:
-        for number, text in enumerate(f, start=1):
-            fields = text.split()
-            if not fields:
-                continue
-            if len(fields) != 4:
-                raise InputError("expected 'key clean noisy ntype', found %d fields" % len(fields),
-                                 path=path, line=number)
-            clothing1m.check_key(fields[0], path, number)
-            try:
-                values = [int(v) for v in fields[1:]]
-            except ValueError:
-                raise InputError("labels must be integers", path=path, line=number) from None
-            limits = (num_classes, num_classes, NUM_NOISE_TYPES)
-            if any(not -1 <= v < limit for v, limit in zip(values, limits)):
-                raise InputError("labels %s outside [-1, %d), [-1, %d), [-1, %d)"
-                                 % (values, *limits), path=path, line=number)
-            paths.append(os.path.join(dataset_root, fields[0]))
-            labels.append(values)
+    for number, text in iter_text_lines(path):
+        fields = text.split()
+        if not fields:
+            continue
+        if len(fields) != 4:
+            raise InputError("expected 'key clean noisy ntype', found %d fields" % len(fields),
+                             path=path, line=number)
+        clothing1m.check_key(fields[0], path, number)
+        values = [parse_int(v, path, number, name) for v, name in zip(fields[1:], ("clean", "noisy", "ntype"))]
+        limits = (num_classes, num_classes, NUM_NOISE_TYPES)
+        if any(not -1 <= v < limit for v, limit in zip(values, limits)):
+            raise InputError("labels %s outside [-1, %d), [-1, %d), [-1, %d)"
+                             % (values, *limits), path=path, line=number)
+        paths.append(os.path.join(dataset_root, fields[0]))
+        labels.append(values)
     return paths, np.asarray(labels, dtype=np.int64).reshape(-1, 3)
 
 

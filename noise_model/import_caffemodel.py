@@ -32,6 +32,7 @@ writes the built Keras model's weights (`model.save_weights`, atomically); load 
 `model.load_weights(path, skip_mismatch=True)` into a model of the same class.
 """
 
+import math
 import os
 import sys
 
@@ -61,8 +62,11 @@ def blob_to_array(blob, layer_name, path):
 
     The shape is `shape.dim` when present, else the legacy (num, channels, height, width)
     when any of them is set, else 1-D. Values come from `data`, or `double_data` when
-    `data` is empty.
+    `data` is empty. A dimension below 1, a shape whose size (computed exactly, without
+    overflow) differs from the number of values, or a nan / inf value is an InputError
+    naming the layer.
     """
+    field = _layer_field(layer_name)
     if blob.HasField("shape"):
         shape = tuple(int(d) for d in blob.shape.dim)
     elif blob.num or blob.channels or blob.height or blob.width:
@@ -72,13 +76,19 @@ def blob_to_array(blob, layer_name, path):
     if len(blob.data):
         values = np.array(blob.data, dtype=np.float32)
     else:
-        values = np.array(blob.double_data, dtype=np.float64).astype(np.float32)
+        with np.errstate(over="ignore"):
+            values = np.array(blob.double_data, dtype=np.float64).astype(np.float32)
+    if not np.isfinite(values).all():
+        raise InputError("blob value %d is nan or inf (or beyond the float32 range)"
+                         % np.flatnonzero(~np.isfinite(values))[0], path=path, field=field)
     if shape is None:
         return values
-    if int(np.prod(shape)) != values.size:
-        raise InputError("blob shape %s holds %d values, found %d"
-                         % (list(shape), int(np.prod(shape)), values.size), path=path,
-                         field=_layer_field(layer_name))
+    if any(d < 1 for d in shape):
+        raise InputError("blob shape %s has a dimension below 1" % list(shape), path=path, field=field)
+    size = math.prod(shape)  # Python integers: a huge shape cannot wrap around
+    if size != values.size:
+        raise InputError("blob shape %s holds %d values, found %d" % (list(shape), size, values.size),
+                         path=path, field=field)
     return values.reshape(shape)
 
 
@@ -93,8 +103,11 @@ def load_caffemodel(path):
     """
     if not os.path.isfile(path):
         raise InputError("file not found", path=path, field="--caffemodel")
-    with open(path, "rb") as f:
-        content = f.read()
+    try:
+        with open(path, "rb") as f:
+            content = f.read()
+    except OSError as err:
+        raise InputError("cannot read (%s)" % (err.strerror or err), path=path, field="--caffemodel") from None
     net = caffe_proto.NetParameter()
     try:
         net.ParseFromString(content)
@@ -107,6 +120,8 @@ def load_caffemodel(path):
     for name, layer_type, layer_blobs in entries:
         if not layer_blobs:
             continue
+        if not isinstance(name, str):  # protobuf hands over a name that is not UTF-8 as bytes
+            raise InputError("layer name %r is not valid UTF-8" % name, path=path)
         if name in blobs:
             logging.warning("%s: layer '%s' appears twice; keeping the first", path, name)
             continue

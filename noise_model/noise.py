@@ -34,7 +34,8 @@ from absl import app
 from absl import flags
 
 from util.errors import InputError, check_flag, cli_main
-from util.fileio import atomic_open, load_npy, save_npy
+from util.fileio import atomic_open, iter_text_lines, load_npy, refuse_output_equal_to_inputs, save_npy
+from util.strict_numbers import parse_int
 
 NOISE_FREE, RANDOM_NOISE, CONFUSING_NOISE = 0, 1, 2
 # Relative tolerance under which two objectives of compute_matrix_c count as tied.
@@ -285,19 +286,9 @@ def read_labels(path, field):
     if not os.path.exists(path):
         raise InputError("file not found", path=path, field=field)
     labels = []
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            for line_number, line in enumerate(f, start=1):
-                text = line.strip()
-                if not text:
-                    continue
-                try:
-                    labels.append(int(text))
-                except ValueError:
-                    raise InputError("expected one integer label, got %r" % text[:40],
-                                     path=path, line=line_number, field=field) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError("cannot read (%s)" % err, path=path, field=field) from None
+    for line_number, text in iter_text_lines(path, field=field):
+        if text.strip():
+            labels.append(parse_int(text, path, line_number, field))
     return np.asarray(labels, dtype=np.int64)
 
 
@@ -363,6 +354,10 @@ def main(argv):
                                  read_labels(FLAGS.noisy_labels, "noisy_labels"),
                                  read_matrix(FLAGS.matrix_c, "matrix_c"))
     stem = output_stem(FLAGS.output)
+    inputs = [("--" + name, getattr(FLAGS, name))
+              for name in ("labels", "matrix_q", "clean_labels", "noisy_labels", "matrix_c")]
+    for path in (stem + ".npy", stem + ".txt"):
+        refuse_output_equal_to_inputs({"output": path}, inputs)
     write_result(stem, result)
     print("wrote %s.npy and %s.txt" % (stem, stem))
     return 0

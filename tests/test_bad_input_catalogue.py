@@ -83,6 +83,10 @@ CONVERT_CASES = [
      ["{tsv}:2:", "vlabel:", "found 'yes'"]),
     ("ref_id_out_of_range", "ref", "apple\t0\t1,2\napple\t5\t1,2\n", None, ["--num_ref=2"],
      ["{tsv}:2:", "ref_id:", "out of range"]),
+    ("boolean_feature", "train", GOOD + "k2\tapple\t1\t1,True,3,4\n", None, [],
+     ["{tsv}:2:", "feature:", "value 2 ('True') is not a number"]),
+    ("line_too_long", "all", "k1\tapple\t1,2,3,4\nk2\tapple\t" + "1," * 40000 + "1\n", None, ["--img_dim=4"],
+     ["{tsv}:2:", "line is longer than any valid row can be (more than 65792 bytes"]),
 ]
 
 
@@ -167,6 +171,11 @@ NOISE_CASES = [
                              "--matrix_c={c_rect}"], ["matrix_c", "expected L×L"]),
     ("matrix_c_negative", ["--action=noise_types", "--clean_labels={clean}", "--noisy_labels={clean}",
                            "--matrix_c={c_neg}"], ["matrix_c", "negative entries"]),
+    ("boolean_label", ["--action=estimate_c", "--num_classes=3", "--clean_labels={clean}",
+                       "--noisy_labels={boolean}"], ["{boolean}:2: noisy_labels: expected an integer, found 'True'"]),
+    ("output_is_input", ["--action=estimate_c", "--num_classes=3", "--clean_labels={clean}",
+                         "--noisy_labels={clean}", "--output={clean}"],
+     ["{clean}: --output: is also --clean_labels"]),
 ]
 
 
@@ -175,6 +184,7 @@ def test_noise_cli_bad_input(tmp_path, case):
     _, args, expected = case
     paths = {"clean": write_text(tmp_path / "clean.txt", "0\n1\n2\n"),
              "bad": write_text(tmp_path / "bad.txt", "0\n3\n2\n"),
+             "boolean": write_text(tmp_path / "boolean.txt", "0\nTrue\n2\n"),
              "c_rect": str(tmp_path / "c_rect.npy"), "c_neg": str(tmp_path / "c_neg.npy")}
     np.save(paths["c_rect"], np.ones((3, 2)) / 3)
     c_neg = np.full((3, 3), 0.5)
@@ -182,9 +192,12 @@ def test_noise_cli_bad_input(tmp_path, case):
     np.save(paths["c_neg"], c_neg)
     out = tmp_path / "out"
     out.mkdir()
-    proc = run_tool("noise_model/noise.py", [a.format(**paths) for a in args] + ["--output=%s" % (out / "r")])
-    assert_one_line_error(proc, *expected)
+    output = [] if any(a.startswith("--output") for a in args) else ["--output=%s" % (out / "r")]
+    before = _snapshot_tree(tmp_path)
+    proc = run_tool("noise_model/noise.py", [a.format(**paths) for a in args] + output)
+    assert_one_line_error(proc, *[p.format(**paths) for p in expected])
     assert os.listdir(out) == []
+    assert _snapshot_tree(tmp_path) == before
 
 
 @pytest.mark.parametrize("shape, negative, expected", [
@@ -380,3 +393,148 @@ def test_inference_refuses_mismatched_or_missing_checkpoint(tmp_path, checkpoint
     last = assert_one_line_error(proc, expected)
     assert (ckpt in last) if missing else (os.path.join(ckpt, "ckpt-3") in last)
     assert os.listdir(out) == []
+
+
+def _inference_setup(tmp_path, checkpoint_dir, feature_rows=None, n_val=8):
+    """ref.npy, val.npy, a class list and a TSV for inference.py; returns the common flags."""
+    rng = np.random.default_rng(4)
+    data_dir = make_data_dir(tmp_path / "data", rng, n_val=n_val)
+    classes = write_text(tmp_path / "classes.txt", "\n".join(CLASSES) + "\n")
+    rows = feature_rows if feature_rows is not None else rng.random((3, IMG_DIM))
+    tsv = write_text(tmp_path / "in.tsv", "".join("k%d\t%s\t%s\n" % (i, CLASSES[i % 3], features_text(r))
+                                                   for i, r in enumerate(rows)))
+    flags = ["--data_dir=" + data_dir, "--class_list=" + classes, "--image_feature_list=" + tsv,
+             "--checkpoint_dir=" + checkpoint_dir, "--img_dim=%d" % IMG_DIM, "--num_ref=%d" % NUM_REF]
+    return dict(data_dir=data_dir, classes=classes, tsv=tsv, flags=flags)
+
+
+def _snapshot_tree(*directories):
+    """{path: bytes} of every file under the directories."""
+    files = {}
+    for directory in directories:
+        for parent, _, names in os.walk(directory):
+            for name in names:
+                path = os.path.join(parent, name)
+                files[path] = open(path, "rb").read()
+    return files
+
+
+# id, the output flag, which input it names, expected parts
+INFERENCE_OUTPUT_CASES = [
+    ("output_is_feature_list", "--output_file", "tsv", ["--output_file:", "is also --image_feature_list"]),
+    ("output_is_class_list", "--output_file", "classes", ["--output_file:", "is also --class_list"]),
+    ("output_is_ref_npy", "--output_file", "ref", ["--output_file:", "is also a file of --data_dir"]),
+    ("weights_is_checkpoint_index", "--output_weights", "index", ["--output_weights:", "is also a checkpoint file"]),
+]
+
+
+@pytest.mark.parametrize("case", INFERENCE_OUTPUT_CASES, ids=[c[0] for c in INFERENCE_OUTPUT_CASES])
+def test_inference_refuses_output_equal_to_input(tmp_path, checkpoint_img_dim4, case):
+    """Today's defect: --output_file equal to --image_feature_list replaced the features."""
+    _, flag, which, expected = case
+    setup = _inference_setup(tmp_path, checkpoint_img_dim4)
+    target = {"tsv": setup["tsv"], "classes": setup["classes"], "ref": os.path.join(setup["data_dir"], "ref.npy"),
+              "index": os.path.join(checkpoint_img_dim4, "ckpt-3.index")}[which]
+    outputs = ["--output_file=%s" % (tmp_path / "pred.txt"), "--output_weights=%s" % (tmp_path / "w.tsv")]
+    outputs = [o if not o.startswith(flag) else "%s=%s" % (flag, target) for o in outputs]
+    before = _snapshot_tree(tmp_path, checkpoint_img_dim4)
+    proc = run_tool("inference.py", setup["flags"] + outputs)
+    assert_one_line_error(proc, target + ": ", *expected)
+    assert _snapshot_tree(tmp_path, checkpoint_img_dim4) == before
+
+
+@pytest.mark.parametrize("mode", ["inference", "val"])
+def test_inference_refuses_what_training_refuses(tmp_path, checkpoint_img_dim4, mode):
+    """Negative features under --embed_norm=log, and --mode=val with fewer rows than one batch,
+    are refused as train.py refuses them (they were written as nan lines)."""
+    rows = np.random.default_rng(5).random((3, IMG_DIM))
+    rows[1, 2] = -0.5
+    setup = _inference_setup(tmp_path, checkpoint_img_dim4, feature_rows=rows, n_val=3)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = run_tool("inference.py", setup["flags"] + ["--mode=" + mode, "--batch_size=4",
+                                                      "--output_file=%s" % (out / "pred.txt")])
+    if mode == "inference":
+        assert_one_line_error(proc, setup["tsv"] + ":2: feature: has a negative feature (-0.5)", "--embed_norm=log")
+    else:
+        assert_one_line_error(proc, os.path.join(setup["data_dir"], "val.npy") + ": has 3 rows, fewer than "
+                              "--batch_size=4")
+    assert os.listdir(out) == []
+
+
+def test_find_reference_nan_in_all_npy(tmp_path):
+    """A NaN feature used to end in an OpenCV k-means traceback."""
+    classes = write_text(tmp_path / "classes.txt", "\n".join(CLASSES) + "\n")
+    _write_all_npy(tmp_path / "all.npy", [4, 4, 4], np.random.default_rng(0))
+    table = np.load(tmp_path / "all.npy")
+    table[5, 2] = np.nan
+    save_npy(tmp_path / "all.npy", table)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = run_tool("util/find_reference.py", ["--class_list=" + classes, "--input_npy=%s" % (tmp_path / "all.npy"),
+                                               "--output_dir=%s" % out, "--num_ref=2", "--img_dim=4",
+                                               "--num_workers=1"])
+    assert_one_line_error(proc, "%s: row 5 holds nan or inf" % (tmp_path / "all.npy"))
+    assert os.listdir(out) == []
+
+
+@pytest.mark.parametrize("tool", ["convert_data", "heldout_train_data"])
+def test_output_equal_to_input_is_refused(tmp_path, tool):
+    """The filtered or converted output would replace the input it is read from."""
+    if tool == "convert_data":
+        data = write_text(tmp_path / "train.npy", GOOD)  # a TSV that happens to be named like the output
+        classes = write_text(tmp_path / "classes.txt", "\n".join(CLASSES) + "\n")
+        args = ["--split=train", "--class_list=" + classes, "--data_path=" + data, "--output_dir=%s" % tmp_path]
+        expected = "%s: --output_dir: is also --data_path" % data
+    else:
+        data = write_text(tmp_path / "train.tsv", GOOD)
+        keep = write_text(tmp_path / "keep.tsv", "apple\t1\n")
+        args = ["--heldout_class_list=" + keep, "--input_file=" + data, "--output_file=" + data]
+        expected = "%s: --output_file: is also --input_file" % data
+    before = _snapshot_tree(tmp_path)
+    proc = run_tool("util/%s.py" % tool, args)
+    assert_one_line_error(proc, expected)
+    assert _snapshot_tree(tmp_path) == before
+
+
+# ---------------------------------------------------------------------------------------
+# The catalogue itself.
+
+CATALOGUE_ABBREVIATIONS = {"cat": "tests/test_bad_input_catalogue.py", "ex": "tests/test_export_saved_model.py",
+                           "hi": "tests/test_import_tf1_checkpoint.py", "hard": "tests/test_input_hardening.py",
+                           "c1m": "tests/test_noise_clothing1m.py", "out": "tests/test_output_faults.py"}
+
+
+def catalogued_tests():
+    """(row number, file, test function, parameter id or None) for every test docs/errors.md names."""
+    import re
+
+    refs = []
+    with open(os.path.join(ROOT, "docs", "errors.md"), encoding="utf-8") as f:
+        for line in f:
+            row = re.match(r"\| (\d+) \|", line)
+            if not row:
+                continue
+            last_file, last_function = None, None
+            for item in re.findall(r"`([^`]*)`", line.rstrip().rstrip("|").rsplit("|", 1)[1]):
+                match = re.fullmatch(r"(?:([\w/.]+)?::)?(\w+)?(?:\[([^\]]+)\])?", item)
+                if not match or not (match.group(2) or match.group(3)):
+                    continue
+                file_part, function, param = match.groups()
+                if file_part is not None:
+                    last_file = CATALOGUE_ABBREVIATIONS.get(file_part, file_part)
+                last_function = function or last_function
+                refs.append((int(row.group(1)), last_file, last_function, param))
+    return refs
+
+
+def test_every_catalogued_test_exists():
+    refs = catalogued_tests()
+    rows = {r[0] for r in refs}
+    assert rows == set(range(1, max(rows) + 1)), "a catalogue row names no test"
+    for row, path, function, param in refs:
+        assert path is not None and function is not None, row
+        source = open(os.path.join(ROOT, path), encoding="utf-8").read()
+        assert "def %s(" % function in source, (row, path, function)
+        if param is not None:
+            assert '"%s"' % param in source, (row, path, function, param)

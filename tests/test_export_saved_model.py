@@ -85,12 +85,70 @@ def test_unknown_class_gives_nan(trained):
     assert np.isnan(out["similarity"].numpy()[1:]).all()
 
 
-def test_reexport_replaces_atomically_and_leaves_no_temp(trained):
+def test_reexport_refuses_without_overwrite_and_replaces_with_it(trained):
+    """Re-exporting over a SavedModel needs --overwrite; a user's file beside it stays."""
+    export_dir = trained["export_dir"]
+    (export_dir / "NOTES.txt").write_text("mine")
+    before = (export_dir / "saved_model.pb").read_bytes()
     result = subprocess.run(trained["args"], capture_output=True, text=True, env=ENV)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: %s: --export_dir: is not empty (holds NOTES.txt, " % export_dir), last
+    assert "--overwrite" in last
+    (export_dir / "saved_model.pb").write_bytes(b"stale")  # shows the replacement below
+    result = subprocess.run(trained["args"] + ["--overwrite"], capture_output=True, text=True, env=ENV)
     assert result.returncode == 0, result.stderr
     leftovers = [n for n in os.listdir(trained["root"]) if n.startswith(".exported")]
     assert leftovers == []
-    assert os.path.exists(trained["export_dir"] / "saved_model.pb")
+    assert (export_dir / "NOTES.txt").read_text() == "mine"
+    assert (export_dir / "saved_model.pb").read_bytes() not in (b"stale", b"")
+    assert len((export_dir / "saved_model.pb").read_bytes()) == len(before)
+    test_signatures_match_inference_py(trained)
+
+
+def _export_in_process(trained, export_dir, overwrite=False):
+    from util.export_saved_model import export_saved_model
+
+    root = trained["root"]
+    return export_saved_model(str(root / "ckpt"), str(root / "data"), str(root / "classes.txt"), str(export_dir),
+                              IMG_DIM, NUM_REF, "log", overwrite=overwrite)
+
+
+def test_export_never_deletes_a_non_empty_directory(trained, tmp_path):
+    """Today's defect: --export_dir pointing at a data directory deleted it with everything in it."""
+    from util.errors import InputError
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.npy").write_bytes(b"precious")
+    with pytest.raises(InputError, match="is not empty"):
+        _export_in_process(trained, data)
+    # Even with --overwrite a file the export did not write is never replaced or removed.
+    _export_in_process(trained, data, overwrite=True)
+    assert (data / "train.npy").read_bytes() == b"precious"
+    assert (data / "saved_model.pb").exists()
+    assert sorted(n for n in os.listdir(tmp_path) if n.startswith(".")) == []
+
+
+def test_export_is_readable_by_other_users(trained, tmp_path):
+    """Directories 0755 and files 0644 under umask 022 (a server may run as another user)."""
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        export_dir, _ = _export_in_process(trained, tmp_path / "served")
+    finally:
+        os.umask(old)
+    modes = {}
+    for parent, dirs, files in os.walk(export_dir):
+        for name in dirs + files:
+            path = os.path.join(parent, name)
+            modes[os.path.relpath(path, export_dir)] = stat.S_IMODE(os.stat(path).st_mode)
+    modes["."] = stat.S_IMODE(os.stat(export_dir).st_mode)
+    assert "variables" in modes and "saved_model.pb" in modes
+    for name, mode in modes.items():
+        is_dir = os.path.isdir(os.path.join(export_dir, name))
+        assert mode == (0o755 if is_dir else 0o644), (name, oct(mode))
 
 
 def test_wrong_config_is_one_line_error(trained, tmp_path):

@@ -43,7 +43,7 @@ def verified_tsv(draw):
     corruption = draw(st.sampled_from([None, None, "drop_column", "non_number", "extra_value",
                                        "missing_value", "nan", "unknown_class", "bad_vlabel"]))
     target = draw(st.integers(0, n - 1))
-    token = draw(st.sampled_from(["abc", "", "1.2.3", "0x10", "1e", "--1", "1,", " "]))
+    token = draw(st.sampled_from(["abc", "", "1.2.3", "0x10", "1e", "--1", "1,", " ", "True", "false", "1_0"]))
     return rows, h, corruption, target, token, draw(st.booleans()), draw(st.booleans())
 
 

@@ -258,3 +258,64 @@ def test_bad_arguments_refused(tmp_path, original_layout):
         import_tf1_checkpoint(original_layout, str(tmp_path / "out"), num_ref=0)
     with pytest.raises(InputError, match="--checkpoint_dir"):
         import_tf1_checkpoint(original_layout, original_layout)
+
+
+def _snapshot(directory):
+    """{name: bytes} of every file in `directory` (flat)."""
+    return {n: open(os.path.join(directory, n), "rb").read() for n in sorted(os.listdir(directory))}
+
+
+def _existing_run(directory, steps):
+    """A train.py-like directory holding checkpoints at `steps` (its own CheckpointManager)."""
+    model = CleanNet(NUM_REF, IMG_DIM, "log").build_variables()
+    step = tf.Variable(0, dtype=tf.int64, trainable=False)
+    manager = tf.train.CheckpointManager(make_checkpoint(model, step), str(directory), max_to_keep=10,
+                                         checkpoint_name="ckpt")
+    for s in steps:
+        step.assign(s)
+        manager.save(checkpoint_number=s)
+    return _snapshot(directory)
+
+
+def test_non_empty_directory_refused_without_flag(tmp_path, original_layout):
+    """Today's defect: an import deleted the oldest checkpoints of a run and became its latest."""
+    run_dir = tmp_path / "run"
+    before = _existing_run(run_dir, [1, 2, 3, 4, 5, 6])
+    with pytest.raises(InputError, match="is not empty.*--add_to_existing") as err:
+        import_tf1_checkpoint(original_layout, str(run_dir), num_ref=NUM_REF)
+    assert str(err.value).startswith(str(run_dir) + ": --checkpoint_dir: ")
+    assert _snapshot(run_dir) == before
+    assert os.path.basename(tf.train.latest_checkpoint(str(run_dir))) == "ckpt-6"
+
+
+def test_add_to_existing_keeps_every_checkpoint(tmp_path, original_layout, arrays):
+    run_dir = tmp_path / "run"
+    before = _existing_run(run_dir, [1, 2, 3, 4, 5, 6])
+    saved = import_tf1_checkpoint(original_layout, str(run_dir), num_ref=NUM_REF, add_to_existing=True)
+    after = _snapshot(run_dir)
+    for name, data in before.items():  # every old checkpoint file is still there, unchanged
+        if name != "checkpoint":
+            assert after[name] == data, name
+    assert os.path.basename(saved) == "ckpt-%d" % STEP
+    model, step, path = restore_imported(str(run_dir))
+    assert step == STEP and path == saved
+    assert_scores_match(model, arrays, seed=5)
+
+
+def test_checkpoint_of_the_same_step_is_never_replaced(tmp_path, original_layout):
+    run_dir = tmp_path / "run"
+    before = _existing_run(run_dir, [STEP])
+    with pytest.raises(InputError, match="already holds a checkpoint of step %d" % STEP):
+        import_tf1_checkpoint(original_layout, str(run_dir), num_ref=NUM_REF, add_to_existing=True)
+    assert _snapshot(run_dir) == before
+
+
+def test_cli_refuses_non_empty_directory(tmp_path, original_layout):
+    out_dir = tmp_path / "data"
+    out_dir.mkdir()
+    (out_dir / "train.npy").write_bytes(b"user data")
+    result = run_cli("--tf1_checkpoint=%s" % original_layout, "--checkpoint_dir=%s" % out_dir)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: %s: --checkpoint_dir: is not empty (holds train.npy)" % out_dir), last
+    assert _snapshot(out_dir) == {"train.npy": b"user data"}

@@ -141,9 +141,38 @@ def test_crlf_blank_lines_and_no_final_newline(dataset, prepared, tmp_path):
         assert (tmp_path / "out" / (split + ".txt")).read_text() == (out / (split + ".txt")).read_text()
 
 
+def test_byte_order_mark_and_crlf_in_every_list(dataset, prepared, tmp_path):
+    """Lists saved by an editor that adds a byte-order mark prepare exactly as plain ones
+    (the BOM used to be read into the first key, and the error named another file)."""
+    out, _ = prepared
+    root = _copy_root(dataset, tmp_path)
+    for name in [clothing1m.CLEAN_KV, clothing1m.NOISY_KV] + list(clothing1m.KEY_LISTS.values()):
+        text = (root / name).read_text()
+        (root / name).write_bytes(b"\xef\xbb\xbf" + "\r\n".join(text.splitlines()).encode() + b"\r\n")
+    clothing1m.prepare_clothing1m(str(root), str(tmp_path / "out"), seed=0)
+    for split in clothing1m.SPLITS:
+        assert (tmp_path / "out" / (split + ".txt")).read_text() == (out / (split + ".txt")).read_text()
+
+
+def test_non_utf8_list_is_one_line_naming_file_and_line(dataset, tmp_path):
+    root = _copy_root(dataset, tmp_path)
+    lines = (root / clothing1m.NOISY_KV).read_bytes().splitlines()
+    lines[3] = b"images/caf\xe9.jpg 3"  # Latin-1, not UTF-8
+    (root / clothing1m.NOISY_KV).write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(InputError) as err:
+        clothing1m.prepare_clothing1m(str(root), str(tmp_path / "out"))
+    assert str(err.value).startswith("%s:4: not valid UTF-8 text" % (root / clothing1m.NOISY_KV))
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("filename, line, expected", [
     ("clean_label_kv.txt", "images/0/00/img00000.jpg", "expected 'key label'"),
-    ("clean_label_kv.txt", "images/0/00/img00000.jpg x", "not an integer"),
+    ("clean_label_kv.txt", "images/0/00/img00000.jpg x", "label: expected an integer, found 'x'"),
+    # Python's int() takes these; a label file must not (they were read as 1, 10, 1).
+    ("clean_label_kv.txt", "images/0/00/img00000.jpg True", "label: expected an integer, found 'True'"),
+    ("clean_label_kv.txt", "images/0/00/img00000.jpg 1_0", "label: expected an integer, found '1_0'"),
+    ("noisy_label_kv.txt", "images/a.jpg \u0661", "label: expected an integer"),
+    ("noisy_label_kv.txt", "images/a.jpg 0x1", "label: expected an integer, found '0x1'"),
     ("noisy_label_kv.txt", "images/a.jpg 14", "outside [0, 14)"),
     ("noisy_label_kv.txt", "images/a.jpg -1", "outside [0, 14)"),
     ("noisy_label_kv.txt", "images/../../etc/passwd 3", "'..' component"),

@@ -333,6 +333,8 @@ def main(argv):
     check_flag(FLAGS.img_dim == -1 or FLAGS.img_dim > 0, "img_dim",
                "must be positive or -1 (take it from the first row), got %d" % FLAGS.img_dim)
     check_flag(FLAGS.chunk_rows > 0, "chunk_rows", "must be positive, got %d" % FLAGS.chunk_rows)
+    fileio.refuse_output_equal_to_inputs({"output_dir": os.path.join(FLAGS.output_dir, FLAGS.split + ".npy")},
+                                         [("--data_path", FLAGS.data_path), ("--class_list", FLAGS.class_list)])
     convert(FLAGS.split, FLAGS.class_list, FLAGS.data_path, FLAGS.output_dir,
             num_ref=FLAGS.num_ref, img_dim=None if FLAGS.img_dim == -1 else FLAGS.img_dim,
             chunk_rows=FLAGS.chunk_rows)

@@ -29,7 +29,7 @@ def load_verified(path, img_dim):
     Returns:
       (features float32 [N, h], class_ids int32 [N], vlabels float32 [N] of 0.0 / 1.0).
     """
-    array = load_npy(path, ndim=2)
+    array = load_npy(path, ndim=2, finite=False)  # every column is checked below
     _check_real(array, path)
     width = array.shape[1]
     if width < 3 or (img_dim is not None and width != img_dim + 2):
@@ -107,7 +107,7 @@ def load_ref(path, img_dim, num_ref):
     Returns:
       float32 [C, num_ref, img_dim].
     """
-    array = load_npy(path, ndim=3)
+    array = load_npy(path, ndim=3, finite=False)  # checked below
     _check_real(array, path)
     if ((num_ref is not None and array.shape[1] != num_ref)
             or (img_dim is not None and array.shape[2] != img_dim)):
@@ -118,6 +118,35 @@ def load_ref(path, img_dim, num_ref):
     ref = np.asarray(array, dtype=np.float32)
     _check_finite(ref.reshape(len(ref), -1), path, "reference")
     return ref
+
+
+def refuse_negative_for_log(features, path, embed_norm, line_numbers=None):
+    """embed_norm=log takes log(x + 1): negative features would give NaN scores.
+
+    Args:
+      features: float [n, h].
+      path: the file they come from.
+      embed_norm: the model's embedding normalisation; only "log" is checked.
+      line_numbers: int [n], the 1-based text line of each row (TSV), or None (.npy:
+        rows are named from 0).
+    """
+    if embed_norm != "log" or not np.size(features):
+        return
+    bad = np.flatnonzero((np.asarray(features) < 0).any(axis=1))
+    if bad.size:
+        row = bad[0]
+        where = dict(line=int(line_numbers[row])) if line_numbers is not None else {}
+        prefix = "" if line_numbers is not None else "row %d: " % row
+        raise InputError("%shas a negative feature (%g); --embed_norm=log computes log(x + 1) and needs "
+                         "non-negative features: use --embed_norm=l2norm or no_norm"
+                         % (prefix, float(np.min(features[row]))), path=path, field="feature", **where)
+
+
+def require_full_batch(num_rows, batch_size, path, flag="--batch_size"):
+    """Refuses a file with fewer rows than one batch (scoring full batches would see none)."""
+    if num_rows < batch_size:
+        raise InputError("has %d rows, fewer than %s=%d: there is no full batch to score"
+                         % (num_rows, flag, batch_size), path=path)
 
 
 def check_class_ids(class_ids, num_classes, path):

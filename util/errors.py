@@ -48,11 +48,21 @@ class TrainingError(Exception):
 
 EXIT_INPUT_ERROR = 2
 EXIT_TRAINING_ERROR = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+
+
+def describe_os_error(err):
+    """One line for an OSError: "PATH: REASON" (both paths of a failed rename)."""
+    where = [str(p) for p in (err.filename, err.filename2) if p is not None]
+    reason = err.strerror or str(err)
+    return (" -> ".join(where) + ": " if where else "") + reason.replace("\n", " ")
 
 
 def cli_main(main):
     """Wraps an absl `main(argv)`: `InputError` becomes one stderr line and exit 2,
-    `TrainingError` one stderr line and exit 1."""
+    `TrainingError` one stderr line and exit 1, an OSError that no tool turned into an
+    `InputError` (a file it could not read or write) one line naming the path and exit 2,
+    Ctrl-C one line and exit 130 (temporary files are removed as the stack unwinds)."""
 
     def wrapped(argv):
         try:
@@ -61,6 +71,14 @@ def cli_main(main):
             sys.stderr.write("error: %s\n" % err)
             sys.stderr.flush()
             sys.exit(EXIT_INPUT_ERROR)
+        except OSError as err:
+            sys.stderr.write("error: %s\n" % describe_os_error(err))
+            sys.stderr.flush()
+            sys.exit(EXIT_INPUT_ERROR)
+        except KeyboardInterrupt:
+            sys.stderr.write("error: interrupted\n")
+            sys.stderr.flush()
+            sys.exit(EXIT_INTERRUPTED)
         except TrainingError as err:
             sys.stderr.write("error: %s\n" % str(err).replace("\n", " "))
             sys.stderr.flush()

@@ -22,8 +22,11 @@ sample (the batch is still scored; NaN compares false with any threshold).
     loaded = tf.saved_model.load("exported/cleannet")
     sims = loaded.signatures["score_by_name"](features=x, class_names=tf.constant(["cat"]))
 
-The SavedModel is written to a temporary directory beside --export_dir and renamed into
-place when complete; an existing --export_dir is replaced only then.
+The SavedModel is written to a temporary directory beside --export_dir and moved into
+place when complete, readable by other users (directories 0755, files 0644 under umask
+022). A non-empty --export_dir is refused unless --overwrite is given; even then only
+the SavedModel's own entries (saved_model.pb, variables/, assets/, fingerprint.pb) are
+replaced, and nothing else in the directory is touched.
 """
 
 import os
@@ -32,12 +35,15 @@ import sys
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import shutil
-import tempfile
-
 from absl import app, flags, logging
 
+from util import output_dir
 from util.errors import InputError, check_flag, cli_main
+from util.fileio import registered_temporary
+
+# The entries tf.saved_model.save writes: all that --overwrite may replace.
+SAVED_MODEL_ENTRIES = ("saved_model.pb", "saved_model.pbtxt", "variables", "assets", "assets.extra",
+                       "fingerprint.pb")
 
 
 def build_serving_module(model, class_embeddings, class_names):
@@ -101,23 +107,27 @@ def load_model(checkpoint_dir, img_dim, num_ref, embed_norm):
     return model, step
 
 
-def export_saved_model(checkpoint_dir, data_dir, class_list, export_dir, img_dim, num_ref, embed_norm="log"):
+def export_saved_model(checkpoint_dir, data_dir, class_list, export_dir, img_dim, num_ref, embed_norm="log",
+                       overwrite=False):
     """Restores CleanNet from checkpoint_dir and writes the SavedModel to export_dir atomically.
 
     Args:
       checkpoint_dir: a train.py checkpoint directory (or its best/ subdirectory).
       data_dir: holds ref.npy [C, num_ref, img_dim].
       class_list: the class list (C names).
-      export_dir: the SavedModel directory to create (replaced if it exists).
+      export_dir: the SavedModel directory to create; a non-empty one is refused unless
+        `overwrite`, and then only the SavedModel's entries in it are replaced.
       img_dim, num_ref, embed_norm: the model configuration (checked against the checkpoint).
+      overwrite: the user's explicit permission to replace a SavedModel in export_dir.
 
     Returns:
       (export_dir, global step of the restored checkpoint).
     """
-    import tensorflow as tf
-
     from util import datafiles, tsv_reader
 
+    export_dir = os.path.abspath(export_dir)
+    output_dir.check_output_directory(export_dir, "--export_dir", overwrite,
+                                      "pass --overwrite to replace the SavedModel in it (other files are kept)")
     class_names = tsv_reader.read_class_list(class_list)
     reference = datafiles.load_ref(os.path.join(data_dir, "ref.npy"), img_dim, num_ref)
     if len(class_names) != reference.shape[0]:
@@ -127,28 +137,24 @@ def export_saved_model(checkpoint_dir, data_dir, class_list, export_dir, img_dim
     from cleannet.scoring import ClassEmbeddingScorer
     class_embeddings = ClassEmbeddingScorer(model, reference).class_embeddings.numpy()
     module = build_serving_module(model, class_embeddings, class_names)
-
-    export_dir = os.path.abspath(export_dir)
-    parent = os.path.dirname(export_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(export_dir) + ".", suffix=".tmp", dir=parent)
-    old = None
-    try:
-        tf.saved_model.save(module, tmp, signatures={"serving_default": module.score,
-                                                     "score_by_name": module.score_by_name})
-        if os.path.exists(export_dir):
-            old = tmp + ".old"
-            os.rename(export_dir, old)
-        os.rename(tmp, export_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not os.path.exists(export_dir):
-            os.rename(old, export_dir)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    _save_and_publish(module, export_dir)
     logging.info("Exported the model of step %d (%d classes) to %s", step, len(class_names), export_dir)
     return export_dir, step
+
+
+def _save_and_publish(module, export_dir):
+    """tf.saved_model.save into a staging directory, then `output_dir.publish_entries`."""
+    import tensorflow as tf
+
+    staging = output_dir.make_staging_directory(export_dir)
+    with registered_temporary(staging):
+        try:
+            tf.saved_model.save(module, staging, signatures={"serving_default": module.score,
+                                                             "score_by_name": module.score_by_name})
+        except (tf.errors.OpError, OSError) as err:
+            raise InputError("cannot write the SavedModel (%s)" % str(err).splitlines()[0],
+                             path=export_dir, field="--export_dir") from None
+        output_dir.publish_entries(staging, export_dir, SAVED_MODEL_ENTRIES)
 
 
 def define_flags():
@@ -159,7 +165,10 @@ def define_flags():
     flags.DEFINE_integer("img_dim", 2048, "Dimensionality of the image embedding.")
     flags.DEFINE_integer("num_ref", 32, "Number of reference image embeddings for a class.")
     flags.DEFINE_string("embed_norm", "log", "log|l2norm|no_norm (l2_norm is accepted as l2norm).")
-    flags.DEFINE_string("export_dir", None, "The SavedModel directory to write (replaced if it exists).")
+    flags.DEFINE_string("export_dir", None, "The SavedModel directory to write; a non-empty one is refused "
+                        "unless --overwrite.")
+    flags.DEFINE_bool("overwrite", False, "Replace the SavedModel in a non-empty --export_dir (only its "
+                      "saved_model.pb, variables/, assets/, fingerprint.pb; other files are kept).")
 
 
 def main(argv):
@@ -173,7 +182,7 @@ def main(argv):
     check_flag(FLAGS.embed_norm in EMBED_NORMS, "embed_norm",
                "must be one of %s, got %r" % ("|".join(EMBED_NORMS), FLAGS.embed_norm))
     path, _ = export_saved_model(FLAGS.checkpoint_dir, FLAGS.data_dir, FLAGS.class_list, FLAGS.export_dir,
-                                 FLAGS.img_dim, FLAGS.num_ref, FLAGS.embed_norm)
+                                 FLAGS.img_dim, FLAGS.num_ref, FLAGS.embed_norm, overwrite=FLAGS.overwrite)
     print(path)
 
 

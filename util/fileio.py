@@ -7,9 +7,15 @@ passes the user's explicit permission, and every failure is an `InputError` nami
 file.
 """
 
+import codecs
 import contextlib
+import errno
+import glob
 import os
+import shutil
+import signal
 import tempfile
+import threading
 import zipfile
 
 import numpy as np
@@ -17,28 +23,165 @@ import numpy as np
 from util.errors import InputError
 
 
+# Temporary files and directories of this process, removed on SIGTERM: path -> pid.
+_TEMPORARIES = {}
+_SIGNAL_CLEANUP_INSTALLED = False
+
+
+def usual_mode(directory):
+    """The mode `open` / `mkdir` would give under the current umask (0644 / 0755 for 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
+def set_usual_permissions(root):
+    """Gives `root` and everything under it the usual modes (`usual_mode`), so that a
+    program run by another user can read what tempfile.mkdtemp (0700) and friends made."""
+    os.chmod(root, usual_mode(directory=True))
+    for parent, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(os.path.join(parent, name), usual_mode(directory=True))
+        for name in files:
+            os.chmod(os.path.join(parent, name), usual_mode(directory=False))
+
+
+def output_error(path, err):
+    """An `InputError` naming the output `path` for an OSError met while writing it."""
+    reason = err.strerror or str(err)
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason += "; nothing was written"
+    return InputError("cannot write (%s)" % reason, path=path)
+
+
+def remove_temporaries():
+    """Removes the registered temporary files and directories of this process, and the
+    files named after them (`TMP.*`, e.g. a scratch file a tool keeps beside its output)."""
+    for path, pid in list(_TEMPORARIES.items()):
+        if pid != os.getpid():  # a forked worker must not remove its parent's files
+            continue
+        for name in [path] + glob.glob(glob.escape(path) + ".*"):
+            if os.path.isdir(name) and not os.path.islink(name):
+                shutil.rmtree(name, ignore_errors=True)
+            elif os.path.lexists(name):
+                try:
+                    os.remove(name)
+                except OSError:
+                    pass
+        _TEMPORARIES.pop(path, None)
+
+
+def _on_termination(signum, frame):
+    """SIGTERM: remove this process's temporaries, then die of the signal as before."""
+    del frame
+    remove_temporaries()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _install_signal_cleanup():
+    """Installs `_on_termination` for SIGTERM unless the program has its own handler.
+
+    (SIGINT needs none: Python raises KeyboardInterrupt and `registered_temporary`'s
+    clean-up runs as the stack unwinds.)
+    """
+    global _SIGNAL_CLEANUP_INSTALLED
+    if _SIGNAL_CLEANUP_INSTALLED or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _on_termination)
+    _SIGNAL_CLEANUP_INSTALLED = True
+
+
+@contextlib.contextmanager
+def registered_temporary(path):
+    """Marks an existing temporary file or directory for removal on exit from the block
+    by an exception (KeyboardInterrupt included) or on SIGTERM; yields `path`.
+
+    A normal exit leaves it (the block has renamed it into place or removed it).
+    """
+    _install_signal_cleanup()
+    _TEMPORARIES[path] = os.getpid()
+    try:
+        yield path
+    except BaseException:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.lexists(path):
+            os.remove(path)
+        raise
+    finally:
+        _TEMPORARIES.pop(path, None)
+
+
+def refuse_output_equal_to_inputs(output_paths, input_paths):
+    """Raises InputError if an output path names the same file as an input path.
+
+    Args:
+      output_paths: {flag name: path or None} of the files a tool will write.
+      input_paths: iterable of (description, path or None) of the files it reads.
+
+    Paths are compared after resolving symbolic links and `..`; an existing output is
+    also compared by device and inode (a hard link is the same file).
+    """
+    inputs = [(what, p) for what, p in input_paths if p]
+    outputs = [(flag, out) for flag, out in output_paths.items() if out]
+    for i, (flag, out) in enumerate(outputs):
+        for what, source in inputs + [("--" + other, p) for other, p in outputs[:i]]:
+            if _same_file(out, source):
+                raise InputError("is also %s (%s); writing it would destroy that input: choose "
+                                 "another output path" % (what, source), path=out, field="--" + flag)
+
+
+def tf_checkpoint_files(directory):
+    """(description, path) of the TensorFlow checkpoint files in `directory`: its state file
+    `checkpoint`, every `*.index` and `*.data-*` (for `refuse_output_equal_to_inputs`)."""
+    if not directory or not os.path.isdir(directory):
+        return []
+    names = sorted(n for n in os.listdir(directory)
+                   if n == "checkpoint" or n.endswith(".index") or ".data-" in n)
+    return [("a checkpoint file of %s" % directory, os.path.join(directory, n)) for n in names]
+
+
+def _same_file(a, b):
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yields a temporary path beside `path`; renames it onto `path` only on success.
 
     On any exception (including KeyboardInterrupt) the temporary file is removed and
-    `path` is left as it was.
+    `path` is left as it was; so is it when the process is stopped by SIGTERM (see
+    `registered_temporary`). An OSError on the output (the path is a directory, its
+    parent is a file, permission denied, disk full) becomes an `InputError` naming
+    `path`. Scratch files the caller writes under names that start with the temporary
+    path (e.g. `tmp + ".part"`) get the same OSError conversion and SIGTERM clean-up.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise InputError("is a directory; an output file is needed here", path=path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an output file gets the usual mode
     try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    except OSError as err:
+        raise output_error(path, err) from None
+    os.close(fd)
+    with registered_temporary(tmp):
+        try:
+            os.chmod(tmp, usual_mode(directory=False))  # mkstemp makes 0600
+            yield tmp
+            os.replace(tmp, path)
+        except OSError as err:
+            if err.filename is None or str(err.filename).startswith(tmp):
+                raise output_error(path, err) from None
+            raise
 
 
 @contextlib.contextmanager
@@ -58,7 +201,53 @@ def save_npy(path, array):
         np.save(f, array, allow_pickle=False)
 
 
-def load_npy(path, field=None, ndim=None, allow_pickle=False, mmap_mode=None):
+# The longest line a list file (one key, label or weight row per line) may have.
+MAX_TEXT_LINE_BYTES = 1 << 20
+
+
+def iter_text_lines(path, field=None, max_line_bytes=MAX_TEXT_LINE_BYTES):
+    """Yields (line number, text) for every line of a UTF-8 text file, streamed.
+
+    A byte-order mark at the start is dropped and the line end (LF or CRLF) removed, so
+    every list reader treats such files alike. A missing or unreadable file, a line that
+    is not UTF-8 or is longer than `max_line_bytes` (read no further than that) is an
+    `InputError` naming the file and line; `field` names the flag or list in messages.
+    """
+    path = os.fspath(path)
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise InputError("file not found", path=path, field=field) from None
+    except OSError as err:
+        raise InputError("cannot read (%s)" % (err.strerror or err), path=path, field=field) from None
+    with f:
+        for number, raw in enumerate(iter_raw_lines(f, path, max_line_bytes, field), 1):
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InputError("not valid UTF-8 text (byte %d of the line)" % (err.start + 1),
+                                 path=path, line=number, field=field) from None
+            yield number, text.rstrip("\r\n")
+
+
+def iter_raw_lines(f, path, max_line_bytes, field=None):
+    """Yields the lines of binary file `f` with their line ends; a line longer than
+    `max_line_bytes` is an InputError raised after reading no more than that of it."""
+    number = 0
+    while True:
+        raw = f.readline(max_line_bytes + 1)
+        if not raw:
+            return
+        number += 1
+        if len(raw) > max_line_bytes:
+            raise InputError("line longer than %d bytes, more than a valid line can be" % max_line_bytes,
+                             path=path, line=number, field=field)
+        yield raw
+
+
+def load_npy(path, field=None, ndim=None, allow_pickle=False, mmap_mode=None, finite=True):
     """Loads a `.npy` file, turning every failure into an `InputError` naming the file.
 
     Args:
@@ -67,6 +256,9 @@ def load_npy(path, field=None, ndim=None, allow_pickle=False, mmap_mode=None):
       ndim: if given, the required number of dimensions.
       allow_pickle: the user's explicit permission to unpickle object arrays.
       mmap_mode: passed to `np.load` (e.g. "r" to map a large file instead of reading it).
+      finite: refuse nan and inf in a floating-point array (checked in blocks, so a mapped
+        file is not read into memory whole). Pass False only where the caller checks
+        every value itself with a more precise message.
 
     Returns:
       The array (numeric dtype unless allow_pickle admitted an object array).
@@ -93,4 +285,28 @@ def load_npy(path, field=None, ndim=None, allow_pickle=False, mmap_mode=None):
     if ndim is not None and array.dtype != object and array.ndim != ndim:
         raise InputError("has shape %s, expected %d dimensions" % (array.shape, ndim),
                          path=path, field=field)
+    if finite:
+        check_finite(array, path, field)
     return array
+
+
+def check_finite(array, path, field=None, block_bytes=1 << 26):
+    """Raises InputError naming the first row (index on the first axis) holding nan or inf.
+
+    Only floating-point and complex arrays can hold them; the check reads `block_bytes`
+    of rows at a time, so a memory-mapped file is streamed, not loaded.
+    """
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.complexfloating)):
+        return
+    if array.ndim == 0:
+        if not np.isfinite(array):
+            raise InputError("is nan or inf; every value must be finite", path=path, field=field)
+        return
+    row_bytes = max(1, array.itemsize * int(np.prod(array.shape[1:])))
+    step = max(1, block_bytes // row_bytes)
+    for start in range(0, array.shape[0], step):
+        block = np.asarray(array[start:start + step]).reshape(min(step, array.shape[0] - start), -1)
+        bad = np.flatnonzero(~np.isfinite(block).all(axis=1))
+        if bad.size:
+            raise InputError("row %d holds nan or inf; every value must be finite" % (start + bad[0]),
+                             path=path, field=field)

@@ -179,6 +179,8 @@ def main(argv):
     FLAGS = flags.FLAGS
     check_flag(len(argv) == 1, "input_npy", "unexpected arguments %s" % argv[1:])
 
+    fileio.refuse_output_equal_to_inputs({"output_dir": os.path.join(FLAGS.output_dir, "ref.npy")},
+                                         [("--input_npy", FLAGS.input_npy), ("--class_list", FLAGS.class_list)])
     class_names = tsv_reader.read_class_list(FLAGS.class_list)
     features, class_ids = datafiles.load_all(FLAGS.input_npy, FLAGS.img_dim,
                                              allow_pickle=FLAGS.allow_pickle)

@@ -22,7 +22,7 @@ import dataclasses
 from absl import flags
 from absl import logging
 
-from util import fileio
+from util import fileio, tsv_reader
 from util.errors import InputError, check_flag
 from util.flagutil import run_tool
 
@@ -99,7 +99,8 @@ def filter_heldout(heldout_class_list, input_file, output_file):
     except OSError as err:
         raise InputError("cannot read (%s)" % (err.strerror or err), path=input_file) from None
     with source, fileio.atomic_open(output_file, "wb") as out:
-        for line_no, raw in enumerate(source, 1):
+        max_bytes = tsv_reader.max_line_bytes(None)
+        for line_no, raw in enumerate(fileio.iter_raw_lines(source, input_file, max_bytes), 1):
             line = raw.rstrip(b"\r\n")
             if line_no == 1 and line.startswith(b"\xef\xbb\xbf"):
                 line = line[3:]
@@ -141,6 +142,9 @@ def define_flags():
 def main(argv):
     FLAGS = flags.FLAGS
     check_flag(len(argv) == 1, "input_file", "unexpected arguments %s" % argv[1:])
+    fileio.refuse_output_equal_to_inputs({"output_file": FLAGS.output_file},
+                                         [("--input_file", FLAGS.input_file),
+                                          ("--heldout_class_list", FLAGS.heldout_class_list)])
     filter_heldout(FLAGS.heldout_class_list, FLAGS.input_file, FLAGS.output_file)
 
 

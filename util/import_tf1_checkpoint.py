@@ -14,10 +14,13 @@ train.py resumes from (at the original's global step) and inference.py scores wi
     prefix, so the files are `DIR/.index` and `DIR/.data-00000-of-00001` (used when the
     state file is missing or points elsewhere, e.g. after the directory was moved).
 
-The output is `CHECKPOINT_DIR/ckpt-STEP` written by `tf.train.CheckpointManager`
-(max_to_keep 5) with `cleannet.checkpoints.make_checkpoint`, so it also records img_dim,
-num_ref and embed_norm. The original's optimizer slots (`.../Momentum`) are not imported:
-training resumes with zero momentum.
+The output is `CHECKPOINT_DIR/ckpt-STEP` written by `tf.train.CheckpointManager` with
+`cleannet.checkpoints.make_checkpoint`, so it also records img_dim, num_ref and
+embed_norm. A non-empty --checkpoint_dir is refused unless --add_to_existing is given;
+then the import is added beside the checkpoints there and becomes the latest, and no
+checkpoint is deleted (a checkpoint of the same step is refused, never replaced). The
+original's optimizer slots (`.../Momentum`) are not imported: training resumes with zero
+momentum.
 """
 
 import os
@@ -32,7 +35,9 @@ from absl import app, flags, logging
 
 from cleannet.checkpoints import make_checkpoint
 from cleannet.model import EMBED_NORMS, CleanNet
+from util import output_dir
 from util.errors import InputError, check_flag, cli_main
+from util.fileio import output_error
 
 FLAGS = flags.FLAGS
 
@@ -52,7 +57,6 @@ GLOBAL_STEP = "global_step"
 # The first query-encoder kernel is [img_dim, 256]: the checkpoint's img_dim.
 IMG_DIM_SOURCE = "query_encoder/fully_connected/weights"
 CHECKPOINT_NAME = "ckpt"
-MAX_TO_KEEP = 5
 
 
 def variable_map(model):
@@ -154,17 +158,21 @@ def _checkpoint_global_step(tensors, prefix):
     return int(step)
 
 
-def _check_arguments(checkpoint_dir, img_dim, num_ref, embed_norm):
+def _check_arguments(checkpoint_dir, img_dim, num_ref, embed_norm, add_to_existing):
     check_flag(bool(checkpoint_dir), "checkpoint_dir", "must be given")
     check_flag(not os.path.exists(checkpoint_dir) or os.path.isdir(checkpoint_dir), "checkpoint_dir",
                "%s exists and is not a directory" % checkpoint_dir)
+    output_dir.check_output_directory(checkpoint_dir, "--checkpoint_dir", add_to_existing,
+                                      "pass --add_to_existing to add the import beside what is there "
+                                      "(nothing is deleted; the import becomes the latest checkpoint)")
     check_flag(img_dim is None or img_dim > 0, "img_dim", "must be positive, got %s" % img_dim)
     check_flag(num_ref is not None and num_ref > 0, "num_ref", "must be positive, got %s" % num_ref)
     check_flag(embed_norm in EMBED_NORMS, "embed_norm",
                "must be one of %s, got %r" % ("|".join(EMBED_NORMS), embed_norm))
 
 
-def import_tf1_checkpoint(tf1_checkpoint, checkpoint_dir, img_dim=None, num_ref=32, embed_norm="log"):
+def import_tf1_checkpoint(tf1_checkpoint, checkpoint_dir, img_dim=None, num_ref=32, embed_norm="log",
+                          add_to_existing=False):
     """Converts an original TF1 CleanNet checkpoint into this port's checkpoint format.
 
     Args:
@@ -176,6 +184,8 @@ def import_tf1_checkpoint(tf1_checkpoint, checkpoint_dir, img_dim=None, num_ref=
       num_ref: references per class R (the weights do not depend on it; it is recorded
         in the checkpoint for inference.py / train.py's configuration check).
       embed_norm: "log" | "l2norm" | "l2_norm" | "no_norm", as the original was trained.
+      add_to_existing: the user's permission to write into a non-empty checkpoint_dir
+        (its checkpoints are kept; the import becomes the latest).
 
     Returns:
       The prefix of the written checkpoint, `checkpoint_dir/ckpt-STEP`.
@@ -184,7 +194,7 @@ def import_tf1_checkpoint(tf1_checkpoint, checkpoint_dir, img_dim=None, num_ref=
       InputError: missing or unreadable checkpoint, missing variable, wrong shape, or a
         bad argument.
     """
-    _check_arguments(checkpoint_dir, img_dim, num_ref, embed_norm)
+    _check_arguments(checkpoint_dir, img_dim, num_ref, embed_norm, add_to_existing)
     prefix = resolve_tf1_checkpoint(tf1_checkpoint)
     if os.path.isdir(checkpoint_dir) and os.path.samefile(checkpoint_dir, os.path.dirname(prefix) or "."):
         raise InputError("is the TF1 checkpoint's own directory; write the imported checkpoint to another "
@@ -224,14 +234,32 @@ def import_tf1_checkpoint(tf1_checkpoint, checkpoint_dir, img_dim=None, num_ref=
         logging.warning("Not imported (not part of CleanNet): %s", ", ".join(unused))
 
     step_variable = tf.Variable(global_step, dtype=tf.int64, trainable=False, name="global_step")
-    checkpoint = make_checkpoint(model, step_variable)
-    os.makedirs(checkpoint_dir, exist_ok=True)
-    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=MAX_TO_KEEP,
-                                         checkpoint_name=CHECKPOINT_NAME)
-    saved = manager.save(checkpoint_number=global_step)
+    saved = _save_without_rotation(make_checkpoint(model, step_variable), checkpoint_dir, global_step)
     logging.info("Imported %d variables at global step %d (img_dim=%d, num_ref=%d, embed_norm=%s) into %s",
                  len(mapping), global_step, stored_img_dim, num_ref, embed_norm, saved)
     return saved
+
+
+def _save_without_rotation(checkpoint, checkpoint_dir, global_step):
+    """Saves `checkpoint` as CHECKPOINT_DIR/ckpt-STEP, the latest; deletes no checkpoint.
+
+    A checkpoint of that step already in the directory is refused (never replaced).
+    """
+    prefix = os.path.join(checkpoint_dir, "%s-%d" % (CHECKPOINT_NAME, global_step))
+    if tf.io.gfile.glob(prefix + ".*"):
+        raise InputError("already holds a checkpoint of step %d (%s.*); it was not written by this import "
+                         "and is not replaced: import into another directory" % (global_step, prefix),
+                         path=checkpoint_dir, field="--checkpoint_dir")
+    try:
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=None,
+                                             checkpoint_name=CHECKPOINT_NAME)
+        return manager.save(checkpoint_number=global_step)
+    except OSError as err:
+        raise output_error(checkpoint_dir, err) from None
+    except tf.errors.OpError as err:
+        raise InputError("cannot write the checkpoint (%s)" % str(err).splitlines()[0],
+                         path=checkpoint_dir, field="--checkpoint_dir") from None
 
 
 def define_flags():
@@ -243,6 +271,8 @@ def define_flags():
     flags.DEFINE_integer("img_dim", None, "Dimensionality of the image feature (default: from the checkpoint).")
     flags.DEFINE_integer("num_ref", 32, "Number of reference image embeddings for a class.")
     flags.DEFINE_string("embed_norm", "log", "log|l2norm|no_norm (l2_norm accepted), as the model was trained.")
+    flags.DEFINE_bool("add_to_existing", False, "Write into a non-empty --checkpoint_dir: its checkpoints are "
+                      "kept (none is deleted) and the import becomes the latest.")
 
 
 def main(argv):
@@ -251,7 +281,8 @@ def main(argv):
     check_flag(bool(FLAGS.tf1_checkpoint), "tf1_checkpoint", "must be given")
     check_flag(bool(FLAGS.checkpoint_dir), "checkpoint_dir", "must be given")
     saved = import_tf1_checkpoint(FLAGS.tf1_checkpoint, FLAGS.checkpoint_dir, img_dim=FLAGS.img_dim,
-                                  num_ref=FLAGS.num_ref, embed_norm=FLAGS.embed_norm)
+                                  num_ref=FLAGS.num_ref, embed_norm=FLAGS.embed_norm,
+                                  add_to_existing=FLAGS.add_to_existing)
     print(saved)
 
 

@@ -18,7 +18,9 @@ vector: h decimal numbers joined by ','. The layout is chosen per row by its col
 vlabel is 1 (label correct), 0 (label wrong) or -1 (invalid; the reader keeps such rows
 and the caller drops and counts them). ref_id is a non-negative integer. Lines may end in
 LF or CRLF, a UTF-8 byte-order mark is ignored, and empty lines are allowed only at the
-end of the file. A file without rows is an `InputError`.
+end of the file. A file without rows is an `InputError`. A line longer than any valid row
+can be (`max_line_bytes`: 64 bytes per value plus 64 KiB for the other columns) is refused
+before it is read whole, so memory stays bounded by the chunk and --img_dim.
 
 Each line is split once, at its LAST tab, into metadata and the feature string, so keys
 and URLs may contain commas. The feature strings of a chunk of rows are parsed in one
@@ -166,7 +168,7 @@ def iter_tsv_chunks(path, kind, class_to_id, img_dim=None, chunk_rows=4096,
     path = os.fspath(path)
     parser = _ChunkParser(path, kind, class_to_id, img_dim, class_list_path)
     rows = 0
-    for lines, numbers in _iter_line_blocks(path, chunk_rows):
+    for lines, numbers in _iter_line_blocks(path, chunk_rows, lambda: max_line_bytes(parser.dim)):
         chunk = parser.parse(lines, numbers)
         rows += len(chunk)
         yield chunk
@@ -193,13 +195,17 @@ def _open_binary(path):
         raise InputError("cannot read (%s)" % (err.strerror or err), path=path) from None
 
 
-def _iter_line_blocks(path, chunk_rows):
-    """Yields (lines, line_numbers): up to chunk_rows non-empty lines without line ends."""
+def _iter_line_blocks(path, chunk_rows, line_limit):
+    """Yields (lines, line_numbers): up to chunk_rows non-empty lines without line ends.
+
+    line_limit() gives the longest line allowed (`max_line_bytes`); it is asked for each
+    block read, so it tightens once the first rows fixed the feature dimension.
+    """
     with _open_binary(path) as f:
         line_no = 0
         first_empty = None  # first empty line since the last row
         lines, numbers = [], []
-        for raw in f:
+        for raw in _iter_bounded_lines(f, path, line_limit):
             line_no += 1
             line = raw.rstrip(b"\r\n")
             if line_no == 1 and line.startswith(codecs.BOM_UTF8):
@@ -218,6 +224,58 @@ def _iter_line_blocks(path, chunk_rows):
                 lines, numbers = [], []
         if lines:
             yield lines, numbers
+
+
+# The longest line a valid row can be: a value is at most MAX_VALUE_BYTES bytes with its comma
+# ("-1.2345678901234567e-308," is 25), key, url, class name and vlabel at most MAX_META_BYTES.
+MAX_VALUE_BYTES = 64
+MAX_META_BYTES = 1 << 16
+# The feature dimension assumed for that bound until --img_dim or the first rows fix it.
+MAX_DIM_WITHOUT_IMG_DIM = 1 << 16
+
+
+def max_line_bytes(img_dim):
+    """The longest line (bytes, line end included) a valid row of `img_dim` values can be."""
+    dim = img_dim if img_dim is not None else MAX_DIM_WITHOUT_IMG_DIM
+    return dim * MAX_VALUE_BYTES + MAX_META_BYTES
+
+
+def _iter_bounded_lines(f, path, line_limit, block_bytes=1 << 20):
+    """Yields the lines of binary file `f` (without their LF), reading blocks of
+    `block_bytes`; a line longer than line_limit() bytes (asked once per block) is an
+    InputError raised once that much of it is read, so one huge line never costs more
+    memory than a block and a valid row."""
+    line_no = 0
+    pending = b""
+    while True:
+        block = f.read(block_bytes)
+        limit = line_limit()
+        if not block:
+            break
+        lines = (pending + block).split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            line_no += 1
+            if len(line) >= limit:
+                _raise_line_too_long(path, line_no, limit)
+            yield line
+        if len(pending) >= limit:
+            _raise_line_too_long(path, line_no + 1, limit)
+    if pending:
+        yield pending
+
+
+def _raise_line_too_long(path, line_no, limit):
+    raise InputError("line is longer than any valid row can be (more than %d bytes: at most %d bytes per "
+                     "feature value and %d for the other columns); it was not read to its end"
+                     % (limit, MAX_VALUE_BYTES, MAX_META_BYTES), path=path, line=line_no)
+
+
+def _may_hold_words(feature_strings):
+    """True if a feature string could hold a word such as True / false, which pandas' fast
+    parser reads as 1 / 0: each spelling of them has an 'a' or a 'u', no number has one.
+    (A substring search per line: about 1% of the parse time.)"""
+    return any(b"a" in s or b"u" in s or b"A" in s or b"U" in s for s in feature_strings)
 
 
 def _parse_features_fast(feature_strings):
@@ -339,7 +397,7 @@ class _ChunkParser:
         """float32 [n, h] from n feature strings; the first row fixes h if not yet known."""
         array = _parse_features_fast(feature_strings)
         if (array is None or (self.dim is not None and array.shape[1] != self.dim)
-                or not np.isfinite(array).all()):
+                or not np.isfinite(array).all() or _may_hold_words(feature_strings)):
             array = self._parse_features_slow(feature_strings, numbers)
         if self.dim is None:
             self.dim = array.shape[1]

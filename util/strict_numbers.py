@@ -1,0 +1,43 @@
+"""Strict parsing of numbers in text files: plain decimal notation, ASCII digits, finite.
+
+Python's `int` and `float` accept more than a data file should hold: `int("1_0")` is 10,
+`int("١")` (an Arabic-Indic digit) is 1, `float("nan")`, `float("inf")` and
+`float("1e999")` are not finite, and other readers take "True" / "False" as 1 / 0 or
+"0x1A" as 26. Every text reader of the project parses numeric fields with these
+functions instead, so a malformed field is one `InputError` naming the file, the line
+and the field.
+"""
+
+import math
+import re
+
+from util.errors import InputError
+
+# Optional sign, ASCII digits ([0-9], not \d, which matches any Unicode digit).
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+# Optional sign, digits with an optional point (or a point and digits), optional exponent.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_SHOWN = 40  # characters of a bad field shown in a message
+
+
+def parse_int(text, path=None, line=None, field=None):
+    """An integer written in decimal (surrounding blanks allowed); InputError otherwise."""
+    value = text.strip(" \t\r\n")
+    if not _INTEGER.fullmatch(value):
+        raise InputError("expected an integer, found %r" % _shorten(text), path=path, line=line, field=field)
+    return int(value)
+
+
+def parse_float(text, path=None, line=None, field=None):
+    """A finite number in decimal notation (surrounding blanks allowed); InputError otherwise."""
+    value = text.strip(" \t\r\n")
+    if not _DECIMAL.fullmatch(value):
+        raise InputError("expected a number, found %r" % _shorten(text), path=path, line=line, field=field)
+    number = float(value)
+    if not math.isfinite(number):
+        raise InputError("%r is beyond the range of a float64" % _shorten(text), path=path, line=line, field=field)
+    return number
+
+
+def _shorten(text):
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
