@@ -170,4 +170,5 @@ def test_clothing1m_stages_chain(tmp_path):
     assert "Training joint_stage2 from iteration 1 to 2" in log
     _assert_stage_files(stage2, "joint_stage2", 2)
     reader = tf.train.load_checkpoint(os.path.join(stage2, "ckpt-2"))
-    assert reader.get_tensor("optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE") == 2
+    assert reader.get_tensor("global_step/.ATTRIBUTES/VARIABLE_VALUE") == 2
+    assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 2
