@@ -5,6 +5,7 @@ section 3, and our digits schedule) or computed with NumPy, never taken from the
 under test.
 """
 
+import glob
 import os
 import subprocess
 import sys
@@ -438,6 +439,32 @@ def test_resume_continues_at_saved_iteration_with_saved_momentum(digits_dir, tmp
     # The directory now belongs to stage clean: another stage may not reuse it.
     with pytest.raises(InputError, match="train_dir"):
         stage_runner.run_stage(_config(digits_dir, train_dir, stage="ntype"))
+
+
+def _event_steps(train_dir, tag):
+    steps = []
+    for path in sorted(glob.glob(os.path.join(train_dir, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            steps += [event.step for value in event.summary.value if value.tag == tag]
+    return sorted(steps)
+
+
+def test_caffe_order_of_tests_displays_and_snapshots(digits_dir, tmp_path):
+    """Caffe with test_interval 2, display 3, snapshot 2, max_iter 7: tests at iterations
+    0, 2, 4, 6 and 7; displays after iterations 0, 3, 6 (0-based, the last one too);
+    snapshots at 2, 4, 6 and 7 (the 5 newest kept)."""
+    train_dir = str(tmp_path / "clean")
+    stage_runner.run_stage(_config(digits_dir, train_dir, max_iter=7, display=3))
+    assert _event_steps(train_dir, "test/accuracy") == [0, 2, 4, 6, 7]
+    assert _event_steps(train_dir, "train/loss") == [0, 3, 6]
+    assert _event_steps(train_dir, "train/lr") == [0, 3, 6]
+    state = tf.train.get_checkpoint_state(train_dir)
+    assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ["ckpt-2", "ckpt-4", "ckpt-6",
+                                                                               "ckpt-7"]
+    # Run again with a later max_iter: resumed at 7, tested again only at 8 (the end).
+    stage_runner.run_stage(_config(digits_dir, train_dir, max_iter=8, display=3))
+    assert _event_steps(train_dir, "test/accuracy") == [0, 2, 4, 6, 7, 8]
+    assert _event_steps(train_dir, "train/loss") == [0, 3, 6, 7]
 
 
 def test_non_finite_loss_stops_with_one_line(digits_dir, tmp_path):
