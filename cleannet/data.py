@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from util.datafiles import class_offsets  # noqa: F401  (re-exported: offsets of the grouped all.npy)
+from util.shuffled_order import epoch_shuffled_order
 
 
 def verified_indices(num_samples, batch_size, seed, start_step=0):
@@ -28,22 +29,15 @@ def verified_indices(num_samples, batch_size, seed, start_step=0):
     Args:
       num_samples: rows in train.npy, N > 0.
       batch_size: rows per batch.
-      seed: the shuffling seed; epoch e uses the permutation seeded by (seed, e).
+      seed: the shuffling seed; epoch e uses the permutation seeded by (seed, e)
+        (util.shuffled_order).
       start_step: the first step to produce (for resuming).
 
     Returns:
       An endless `tf.data.Dataset` of int64 [batch_size].
     """
-    start = start_step * batch_size
-    first_epoch, offset = divmod(start, num_samples)
-
-    def epoch_order(epoch):
-        return tf.data.Dataset.from_tensor_slices(
-            tf.random.experimental.stateless_shuffle(tf.range(num_samples, dtype=tf.int64),
-                                                     seed=tf.stack([tf.cast(seed, tf.int64), epoch])))
-
-    order = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch_order)
-    return order.skip(offset).batch(batch_size, drop_remainder=True)
+    order = epoch_shuffled_order(num_samples, seed, start_step * batch_size)
+    return order.batch(batch_size, drop_remainder=True)
 
 
 def unverified_indices(offsets, batch_size, seed, start_step=0):

@@ -50,6 +50,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from noise_model import noise
+from noise_model import protocol
 from util.errors import InputError, check_flag, cli_main
 from util.fileio import atomic_open, save_npy
 from util.progress import Progress
@@ -59,7 +60,7 @@ IMAGE_SIZE = 32
 RECORD_PIXELS = 3 * IMAGE_SIZE * IMAGE_SIZE
 TRAIN_BATCHES = ["data_batch_%d" % i for i in range(1, 6)]
 TEST_BATCH = "test_batch"
-SPLITS = ("clean_train", "mixed_train", "ntype_train", "ntype_test", "test")
+SPLITS = protocol.SPLITS["cifar10"]
 NTYPE_TRAIN_SHARE = 0.8
 
 

@@ -41,7 +41,6 @@ Command line:
 import concurrent.futures
 import json
 import os
-import re
 import sys
 
 if __package__ in (None, ""):
@@ -52,14 +51,13 @@ import numpy as np
 from absl import app, flags, logging
 
 from noise_model import noise
+from noise_model import protocol
+from noise_model.clothing1m_format import CROP_SIZE, NUM_CLASSES, ON_BAD_IMAGE_CHOICES, RESIZE_SIZE, check_key
 from util.errors import InputError, check_flag, cli_main
 from util.fileio import atomic_open, iter_text_lines, save_npy
 from util.strict_numbers import parse_int
 from util.progress import Progress
 
-NUM_CLASSES = 14
-RESIZE_SIZE = 256
-CROP_SIZE = 227
 CLEAN_KV = "clean_label_kv.txt"
 NOISY_KV = "noisy_label_kv.txt"
 KEY_LISTS = {
@@ -68,24 +66,12 @@ KEY_LISTS = {
     "clean_test": "clean_test_key_list.txt",
     "noisy_train": "noisy_train_key_list.txt",
 }
-SPLITS = ("clean_train", "clean_val", "mixed_train", "ntype_train", "ntype_val", "ntype_test",
-          "test")
-ON_BAD_IMAGE_CHOICES = ("stop", "skip")
+SPLITS = protocol.SPLITS["clothing1m"]
 _CHUNK = 2048
 
 
 # ---------------------------------------------------------------------------------------
 # Reading the list files.
-
-
-def check_key(key, path=None, line=None):
-    """Raises InputError unless `key` is a relative path that stays inside the root."""
-    if (os.path.isabs(key) or key.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", key)):
-        raise InputError("key '%s' is an absolute path; keys must be relative to the dataset "
-                         "root" % key, path=path, line=line)
-    if ".." in re.split(r"[\\/]", key):
-        raise InputError("key '%s' has a '..' component; keys must stay inside the dataset "
-                         "root" % key, path=path, line=line)
 
 
 def _read_lines(path):

@@ -37,22 +37,13 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from noise_model import clothing1m
+from noise_model.clothing1m_format import CROP_SIZE, ON_BAD_IMAGE_CHOICES, RESIZE_SIZE, check_key
+from noise_model.protocol import ARRAY_DATASETS, DATASETS, NUM_NOISE_TYPES, SPLITS
 from util.errors import InputError
 from util.fileio import iter_text_lines, load_npy
+from util.shuffled_order import epoch_shuffled_order
 from util.strict_numbers import parse_int
 
-ARRAY_DATASETS = ("cifar10", "digits")
-DATASETS = ARRAY_DATASETS + ("clothing1m",)
-SPLITS = {
-    "cifar10": ("clean_train", "mixed_train", "ntype_train", "ntype_test", "test"),
-    "digits": ("clean_train", "mixed_train", "ntype_train", "ntype_test", "test"),
-    "clothing1m": ("clean_train", "clean_val", "mixed_train", "ntype_train", "ntype_val",
-                   "ntype_test", "test"),
-}
-NUM_NOISE_TYPES = 3
-RESIZE_SIZE = clothing1m.RESIZE_SIZE
-CROP_SIZE = clothing1m.CROP_SIZE
 METADATA_FILE = "metadata.json"
 
 
@@ -89,7 +80,7 @@ def read_metadata(prepared_dir):
         if not isinstance(metadata.get("dataset_root"), str):
             raise InputError("missing the dataset root", path=path, field="dataset_root")
         metadata.setdefault("on_bad_image", "stop")
-        if metadata["on_bad_image"] not in clothing1m.ON_BAD_IMAGE_CHOICES:
+        if metadata["on_bad_image"] not in ON_BAD_IMAGE_CHOICES:
             raise InputError("must be 'stop' or 'skip', found %r" % metadata["on_bad_image"],
                              path=path, field="on_bad_image")
     return metadata
@@ -194,7 +185,7 @@ def read_split_list(path, dataset_root, num_classes):
         if len(fields) != 4:
             raise InputError("expected 'key clean noisy ntype', found %d fields" % len(fields),
                              path=path, line=number)
-        clothing1m.check_key(fields[0], path, number)
+        check_key(fields[0], path, number)
         values = [parse_int(v, path, number, name) for v, name in zip(fields[1:], ("clean", "noisy", "ntype"))]
         limits = (num_classes, num_classes, NUM_NOISE_TYPES)
         if any(not -1 <= v < limit for v, limit in zip(values, limits)):
@@ -222,8 +213,8 @@ def load_mean_image(prepared_dir, size):
 def training_order(num_samples, seed, start_position=0):
     """The training stream's row indices from stream position `start_position` on.
 
-    Epoch e is the permutation of range(num_samples) seeded by (seed, e) (stateless, so
-    the same for any run); epochs follow each other without a break.
+    Epoch e is the permutation of range(num_samples) seeded by (seed, e); epochs follow
+    each other without a break (util.shuffled_order.epoch_shuffled_order).
 
     Args:
       num_samples: rows in the split, N > 0.
@@ -234,16 +225,8 @@ def training_order(num_samples, seed, start_position=0):
     Returns:
       An endless `tf.data.Dataset` of (row index int64 [], stream position int64 []).
     """
-    first_epoch, offset = divmod(int(start_position), int(num_samples))
-
-    def epoch_order(epoch):
-        return tf.data.Dataset.from_tensor_slices(tf.random.experimental.stateless_shuffle(
-            tf.range(num_samples, dtype=tf.int64),
-            seed=tf.stack([tf.constant(seed, tf.int64), epoch])))
-
-    order = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch_order)
     positions = tf.data.Dataset.range(int(start_position), np.iinfo(np.int64).max)
-    return tf.data.Dataset.zip((order.skip(offset), positions))
+    return tf.data.Dataset.zip((epoch_shuffled_order(num_samples, seed, start_position), positions))
 
 
 def _check_not_empty(count, training, path):

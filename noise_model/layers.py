@@ -19,12 +19,12 @@ import numpy as np
 import keras
 import tensorflow as tf
 
+from noise_model.protocol import NUM_NOISE_TYPES
 from util.errors import InputError
 
 # Caffe floors every logarithm at FLT_MIN, the smallest normal float32.
 FLT_MIN = float(np.finfo(np.float32).tiny)
 LOG_FLT_MIN = float(np.log(np.float64(FLT_MIN)))
-NUM_NOISE_TYPES = 3
 
 
 def validate_matrix_c(matrix_c):

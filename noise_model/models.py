@@ -27,10 +27,9 @@ import numpy as np
 import keras
 import tensorflow as tf
 
+from noise_model.protocol import DATASETS, NUM_NOISE_TYPES
 from util.errors import InputError
 
-DATASETS = ("cifar10", "digits", "clothing1m")
-NUM_NOISE_TYPES = 3
 
 
 def _gaussian(stddev):
@@ -344,6 +343,30 @@ class JointModel(keras.Model):
 
     def call(self, x, training=False):
         return self.clean_net(x, training=training), self.ntype_net(x, training=training)
+
+
+def build_stage_net(dataset, kind, num_classes, image_size):
+    """Builds (creates the weights of) a training stage's model.
+
+    Args:
+      dataset: "cifar10", "digits" or "clothing1m".
+      kind: "clean" (build_clean_model), "ntype" (build_ntype_model) or "joint"
+        (a JointModel of the two); protocol.STAGE_NET names a stage's kind.
+      num_classes: L, the number of clean-label classes.
+      image_size: the network input side (32 or 227).
+
+    Returns:
+      The Keras model, called once on zeros [1, image_size, image_size, 3].
+    """
+    if kind == "clean":
+        model = build_clean_model(dataset, num_classes)
+    elif kind == "ntype":
+        model = build_ntype_model(dataset)
+    elif kind == "joint":
+        model = JointModel(build_clean_model(dataset, num_classes), build_ntype_model(dataset))
+    else:
+        raise ValueError("unknown net kind %r" % kind)
+    return build_model(model, image_size)
 
 
 def copy_matching_weights(source_model, target_model, layer_names=None):

@@ -27,7 +27,7 @@ import pytest
 from process_control import local_cluster_tf_configs
 import tensorflow as tf
 
-from noise_model import stages
+from noise_model import models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_SCRIPT = os.path.join(ROOT, "noise_model", "train.py")
@@ -59,7 +59,7 @@ def train_command(data_dir, train_dir, extra=()):
 
 def stage_weights(train_dir, stage, iteration=MAX_ITER):
     """The weights of train_dir/STAGE/ckpt-ITERATION restored into a fresh model."""
-    model = stages.build_net("digits", STAGE_NETS[stage], 10, 32)
+    model = models.build_stage_net("digits", STAGE_NETS[stage], 10, 32)
     before = [w.copy() for w in model.get_weights()]
     path = os.path.join(str(train_dir), stage, "ckpt-%d" % iteration)
     tf.train.Checkpoint(model=model).restore(path).expect_partial().assert_existing_objects_matched()

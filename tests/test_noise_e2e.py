@@ -86,6 +86,7 @@ def test_cifar10_four_stages_chain(tmp_path):
     log = _train(*common, "--stage=clean", "--train_dir=" + clean, "--max_iter=4")
     assert "Iteration 0, Testing net" in log and "Iteration 4, Testing net" in log
     assert "lr = 0.001" in log
+    assert "Snapshotting to %s" % os.path.join(clean, "ckpt-4") in log
     final = _assert_stage_files(clean, "clean", 4)
     assert 0.0 <= final["metrics"]["test/accuracy"] <= 1.0
     assert {"train/loss", "train/clean_loss", "train/lr", "train/accuracy", "test/accuracy",
@@ -170,4 +171,5 @@ def test_clothing1m_stages_chain(tmp_path):
     assert "Training joint_stage2 from iteration 1 to 2" in log
     _assert_stage_files(stage2, "joint_stage2", 2)
     reader = tf.train.load_checkpoint(os.path.join(stage2, "ckpt-2"))
-    assert reader.get_tensor("optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE") == 2
+    assert reader.get_tensor("global_step/.ATTRIBUTES/VARIABLE_VALUE") == 2
+    assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 2

@@ -80,7 +80,8 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, data_dir):
     assert steps[-1] == MAX_ITER
     for step in steps:
         values = read_all(os.path.join(killed_dir, "ckpt-%d" % step))
-        assert int(values["optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE"]) == step
+        assert int(values["global_step/.ATTRIBUTES/VARIABLE_VALUE"]) == step
+        assert int(values["optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"]) == step
     resumed = read_all(os.path.join(killed_dir, "ckpt-%d" % MAX_ITER))
     uninterrupted = read_all(os.path.join(reference_dir, "ckpt-%d" % MAX_ITER))
     assert resumed.keys() == uninterrupted.keys()
@@ -108,5 +109,5 @@ def test_sigterm_saves_a_checkpoint_at_the_current_iteration(tmp_path, data_dir)
     assert steps[0] == 10 and newest > last >= 13, steps
     assert set(steps) == set(range(10, newest, 10)) | {newest}  # one extra: the SIGTERM's
     values = read_all(os.path.join(train_dir, "ckpt-%d" % newest))
-    assert int(values["optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE"]) == newest
+    assert int(values["global_step/.ATTRIBUTES/VARIABLE_VALUE"]) == newest
     assert not os.path.exists(os.path.join(train_dir, "final.json"))  # not finished

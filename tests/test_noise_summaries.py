@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from noise_model import stages
+from noise_model import settings as settings_lib
+from noise_model import stage_runner
 from noise_model import summaries
-from noise_model import train
 
 
 def test_confusion_matrix_counts_labelled_samples():
@@ -76,10 +76,10 @@ def digits_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("summaries")
     data_dir = str(root / "prepared")
     digits.prepare_digits(data_dir, seed=0)
-    overrides = {name: None for name in stages.SETTING_NAMES}
+    overrides = {name: None for name in settings_lib.SETTING_NAMES}
     overrides.update(max_iter=2, batch_size=16, test_batch_size=200, test_interval=100,
                      snapshot_interval=100, display=1)
-    train.run_all("digits", data_dir, str(root / "run"), overrides, seed=0)
+    stage_runner.run_all("digits", data_dir, str(root / "run"), overrides, seed=0)
     return data_dir, str(root / "run")
 
 

@@ -1,9 +1,11 @@
-"""Tests of noise_model/stages.py and the stage logic of noise_model/train.py.
+"""Tests of the stage settings, objectives, stage files and stage runs of noise_model.
 
-The expected values are written out here from SPEC.md 2.3 / 2.4 (and our digits schedule)
-or computed with NumPy, never taken from the code under test.
+The expected values are written out here from the original's schedules (docs/noise_model.md,
+section 3, and our digits schedule) or computed with NumPy, never taken from the code
+under test.
 """
 
+import glob
 import os
 import subprocess
 import sys
@@ -13,8 +15,11 @@ import pytest
 import tensorflow as tf
 
 from noise_model import models
-from noise_model import stages
-from noise_model import train
+from noise_model import objectives
+from noise_model import settings as settings_lib
+from noise_model import stage_files
+from noise_model import stage_runner
+from noise_model.protocol import STAGE_NET
 from util.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,33 +29,33 @@ TRAIN_SCRIPT = os.path.join(ROOT, "noise_model", "train.py")
 # ---------------------------------------------------------------------------------------
 # The stage defaults table.
 
-# SPEC.md 2.3: (base_lr, stepsize, max_iter) per stage.
+# The original's CIFAR-10 schedule: (base_lr, stepsize, max_iter) per stage.
 CIFAR_SCHEDULES = {"clean": (0.001, 4000, 5000), "noisy_gt": (0.001, 4000, 6000),
                    "ntype": (0.0001, 1000, 1500), "joint": (0.001, 4000, 6000)}
-# SPEC.md 2.4.
+# The original's Clothing1M schedule.
 CLOTHING_SCHEDULES = {"clean": (0.001, 10000, 15000), "ntype": (0.001, 3000, 5000),
                       "joint": (0.001, 50000, 100000), "joint_stage2": (0.001, 50000, 160000)}
 
 
 @pytest.mark.parametrize("stage", sorted(CIFAR_SCHEDULES))
-def test_cifar10_defaults_are_spec_2_3(stage):
-    s = stages.default_settings("cifar10", stage)
-    assert (s["base_lr"], s["stepsize"], s["max_iter"]) == CIFAR_SCHEDULES[stage]
-    assert s["momentum"] == 0.9 and s["gamma"] == 0.1
-    assert s["weight_decay"] == 0.004
-    assert s["bias_lr_mult"] == 2 and s["bias_decay_mult"] == 1
-    assert s["batch_size"] == 100 and s["test_batch_size"] == 100
-    assert s["test_interval"] == 500
+def test_cifar10_defaults_are_the_originals(stage):
+    s = settings_lib.default_settings("cifar10", stage)
+    assert (s.base_lr, s.stepsize, s.max_iter) == CIFAR_SCHEDULES[stage]
+    assert s.momentum == 0.9 and s.gamma == 0.1
+    assert s.weight_decay == 0.004
+    assert s.bias_lr_mult == 2 and s.bias_decay_mult == 1
+    assert s.batch_size == 100 and s.test_batch_size == 100
+    assert s.test_interval == 500
 
 
 @pytest.mark.parametrize("stage", sorted(CLOTHING_SCHEDULES))
-def test_clothing1m_defaults_are_spec_2_4(stage):
-    s = stages.default_settings("clothing1m", stage)
-    assert (s["base_lr"], s["stepsize"], s["max_iter"]) == CLOTHING_SCHEDULES[stage]
-    assert s["momentum"] == 0.9 and s["gamma"] == 0.1
-    assert s["weight_decay"] == 0.0005
-    assert s["bias_lr_mult"] == 2 and s["bias_decay_mult"] == 0
-    assert s["batch_size"] == 128 and s["test_batch_size"] == 100
+def test_clothing1m_defaults_are_the_originals(stage):
+    s = settings_lib.default_settings("clothing1m", stage)
+    assert (s.base_lr, s.stepsize, s.max_iter) == CLOTHING_SCHEDULES[stage]
+    assert s.momentum == 0.9 and s.gamma == 0.1
+    assert s.weight_decay == 0.0005
+    assert s.bias_lr_mult == 2 and s.bias_decay_mult == 0
+    assert s.batch_size == 128 and s.test_batch_size == 100
 
 
 @pytest.mark.parametrize("dataset,stage,weights", [
@@ -58,29 +63,78 @@ def test_clothing1m_defaults_are_spec_2_4(stage):
     ("cifar10", "clean", (1, 0, 0, None)),
     ("cifar10", "noisy_gt", (1, 0, 0, None)),
     ("cifar10", "ntype", (0, 1, 0, None)),
-    ("cifar10", "joint", (1, 1, 1, 1)),        # SPEC.md 2.3 step 4
+    ("cifar10", "joint", (1, 1, 1, 1)),        # the original's joint step
     ("digits", "joint", (1, 1, 1, 1)),
-    ("clothing1m", "joint", (0.1, 0, 1, 0)),   # SPEC.md 2.4 stage 1
+    ("clothing1m", "joint", (0.1, 0, 1, 0)),   # the original's stage 1
     ("clothing1m", "joint_stage2", (1, 0.1, 1, 0.1)),  # stage 2
 ])
 def test_default_loss_weights(dataset, stage, weights):
-    s = stages.default_settings(dataset, stage)
-    assert (s["clean_loss_weight"], s["ntype_loss_weight"], s["noisy_loss_weight"]) == weights[:3]
+    s = settings_lib.default_settings(dataset, stage)
+    assert (s.clean_loss_weight, s.ntype_loss_weight, s.noisy_loss_weight) == weights[:3]
     if weights[3] is not None:
-        assert s["update_noise_lr"] == weights[3]
+        assert s.update_noise_lr == weights[3]
 
 
 def test_digits_keeps_cifar_learning_rates():
     for stage, (lr, _, _) in CIFAR_SCHEDULES.items():
-        s = stages.default_settings("digits", stage)
-        assert s["base_lr"] == lr
-        assert 0 < s["stepsize"] <= s["max_iter"]
+        s = settings_lib.default_settings("digits", stage)
+        assert s.base_lr == lr
+        assert 0 < s.stepsize <= s.max_iter
+
+
+# Every documented default (docs/noise_model.md, section 3), per (dataset, stage), in the
+# order of SETTING_NAMES: base_lr, stepsize, max_iter, gamma, momentum, weight_decay,
+# bias_lr_mult, bias_decay_mult, batch_size, test_batch_size, test_interval,
+# snapshot_interval, display, update_noise_lr, clean/ntype/noisy loss weights.
+_CIFAR = (0.1, 0.9, 0.004, 2.0, 1.0, 100, 100, 500, 1000, 100)
+_DIGITS = (0.1, 0.9, 0.004, 2.0, 1.0, 100, 100, 250, 500, 50)
+_C1M = (0.1, 0.9, 0.0005, 2.0, 0.0, 128, 100, 1000, 5000, 20)
+_CLEAN_NET, _NTYPE_NET, _BOTH = (1.0, 1.0, 0.0, 0.0), (1.0, 0.0, 1.0, 0.0), (1.0, 1.0, 1.0, 1.0)
+DOCUMENTED = {
+    ("cifar10", "clean"): (0.001, 4000, 5000) + _CIFAR + _CLEAN_NET,
+    ("cifar10", "noisy_gt"): (0.001, 4000, 6000) + _CIFAR + _CLEAN_NET,
+    ("cifar10", "ntype"): (0.0001, 1000, 1500) + _CIFAR + _NTYPE_NET,
+    ("cifar10", "joint"): (0.001, 4000, 6000) + _CIFAR + _BOTH,
+    ("digits", "clean"): (0.001, 500, 600) + _DIGITS + _CLEAN_NET,
+    ("digits", "noisy_gt"): (0.001, 600, 900) + _DIGITS + _CLEAN_NET,
+    ("digits", "ntype"): (0.0001, 300, 450) + _DIGITS + _NTYPE_NET,
+    ("digits", "joint"): (0.001, 600, 900) + _DIGITS + _BOTH,
+    ("clothing1m", "clean"): (0.001, 10000, 15000) + _C1M + _CLEAN_NET,
+    ("clothing1m", "ntype"): (0.001, 3000, 5000) + _C1M + _NTYPE_NET,
+    ("clothing1m", "joint"): (0.001, 50000, 100000) + _C1M + (0.0, 0.1, 0.0, 1.0),
+    ("clothing1m", "joint_stage2"): (0.001, 50000, 160000) + _C1M + (0.1, 1.0, 0.1, 1.0),
+}
+
+
+@pytest.mark.parametrize("dataset,stage", sorted(DOCUMENTED))
+def test_each_factory_gives_the_documented_values(dataset, stage):
+    settings = settings_lib.FACTORIES[(dataset, stage)]()
+    assert settings == settings_lib.default_settings(dataset, stage)
+    values = tuple(getattr(settings, name) for name in settings_lib.SETTING_NAMES)
+    assert values == DOCUMENTED[(dataset, stage)]
+    for name in settings_lib.SETTING_NAMES:  # integer counts, float rates
+        expected_type = int if name in ("stepsize", "max_iter", "batch_size", "test_batch_size", "test_interval",
+                                        "snapshot_interval", "display") else float
+        assert type(getattr(settings, name)) is expected_type, name
+    assert set(settings_lib.FACTORIES) == set(DOCUMENTED)
+
+
+def test_stage_all_overrides_reach_loss_weights_of_joint_stages_only():
+    overrides = {"base_lr": 0.01, "clean_loss_weight": 0.5, "update_noise_lr": None}
+    assert settings_lib.stage_overrides("clean", overrides) == {"base_lr": 0.01}
+    assert settings_lib.stage_overrides("joint_stage2", overrides) == overrides
+    configs = stage_runner.stage_configs("clothing1m", "data", "run", overrides)
+    assert [c.stage for c in configs] == ["clean", "ntype", "joint", "joint_stage2"]
+    assert [c.settings.clean_loss_weight for c in configs] == [1.0, 0.0, 0.5, 0.5]
+    assert all(c.settings.base_lr == 0.01 for c in configs)
+    assert configs[3].init_dir == os.path.join("run", "joint") and configs[1].caffemodel_weights is None
 
 
 def test_resolve_settings_overrides_and_validation():
-    s = stages.resolve_settings("cifar10", "clean", {"base_lr": 0.01, "max_iter": None,
+    s = settings_lib.resolve_settings("cifar10", "clean", {"base_lr": 0.01, "max_iter": None,
                                                      "batch_size": 7})
-    assert s["base_lr"] == 0.01 and s["max_iter"] == 5000 and s["batch_size"] == 7
+    assert s.base_lr == 0.01 and s.max_iter == 5000 and s.batch_size == 7
+    assert type(s.batch_size) is int and type(s.base_lr) is float
     bad = [("cifar10", "clean", {"base_lr": -1.0}),
            ("cifar10", "clean", {"batch_size": 0}),
            ("cifar10", "clean", {"momentum": 1.0}),
@@ -94,7 +148,7 @@ def test_resolve_settings_overrides_and_validation():
            ("mnist", "clean", {})]
     for dataset, stage, overrides in bad:
         with pytest.raises(InputError):
-            stages.resolve_settings(dataset, stage, overrides)
+            settings_lib.resolve_settings(dataset, stage, overrides)
 
 
 # ---------------------------------------------------------------------------------------
@@ -112,7 +166,7 @@ def _np_masked_ce(labels, logits):
 
 
 def _np_noisy_label_loss(clean_logits, ntype_logits, noisy, matrix_c):
-    """SPEC.md 2.1 value, sample by sample."""
+    """The noisy-label loss (docs/noise_model.md), sample by sample."""
     m, num_classes = clean_logits.shape
     p_y = np.exp(_np_log_softmax(clean_logits.astype(np.float64)))
     p_z = np.exp(_np_log_softmax(ntype_logits.astype(np.float64)))
@@ -163,23 +217,23 @@ def test_stage_loss_terms_and_weights():
              ("clothing1m", "joint_stage2", clean_logits, ntype_logits,
               ce_clean + 0.1 * ce_ntype + nll)]
     for dataset, stage, cl, nl, expected in cases:
-        settings = stages.default_settings(dataset, stage)
-        terms = train.loss_terms(stage, cl, nl, labels, loss_layer)
-        total = float(train.weighted_loss(terms, settings))
+        settings = settings_lib.default_settings(dataset, stage)
+        terms = objectives.loss_terms(stage, cl, nl, labels, loss_layer)
+        total = float(objectives.weighted_loss(terms, settings))
         np.testing.assert_allclose(total, expected, rtol=1e-5, err_msg=stage)
-    joint_terms = train.loss_terms("joint", clean_logits, ntype_logits, labels, loss_layer)
+    joint_terms = objectives.loss_terms("joint", clean_logits, ntype_logits, labels, loss_layer)
     assert set(joint_terms) == {"clean_loss", "ntype_loss", "noisy_label_loss"}
     np.testing.assert_allclose(float(joint_terms["noisy_label_loss"]), nll, rtol=1e-5)
     # An overridden weight is used as given.
-    settings = stages.resolve_settings("cifar10", "joint", {"noisy_loss_weight": 2.5})
-    np.testing.assert_allclose(float(train.weighted_loss(joint_terms, settings)),
+    settings = settings_lib.resolve_settings("cifar10", "joint", {"noisy_loss_weight": 2.5})
+    np.testing.assert_allclose(float(objectives.weighted_loss(joint_terms, settings)),
                                ce_clean + ce_ntype + 2.5 * nll, rtol=1e-5)
 
 
 def test_test_splits_per_stage():
-    assert train.test_splits("cifar10", "joint") == [("test", "test", 0)]
-    assert train.test_splits("cifar10", "ntype") == [("test", "ntype_test", 2)]
-    assert train.test_splits("clothing1m", "clean") == [("val", "clean_val", 0),
+    assert objectives.test_splits("cifar10", "joint") == [("test", "test", 0)]
+    assert objectives.test_splits("cifar10", "ntype") == [("test", "ntype_test", 2)]
+    assert objectives.test_splits("clothing1m", "clean") == [("val", "clean_val", 0),
                                                         ("test", "test", 0)]
 
 
@@ -208,13 +262,13 @@ def test_training_order_is_a_pure_function_of_seed_and_position():
 
 def _save_stage(train_dir, dataset, stage, model, num_classes, image_size):
     """Writes a finished-looking stage directory holding `model` (as train.py does)."""
-    stages.write_stage_info(train_dir, {"dataset": dataset, "stage": stage,
-                                        "net": stages.STAGE_NET[stage],
+    stage_files.write_stage_info(train_dir, {"dataset": dataset, "stage": stage,
+                                        "net": STAGE_NET[stage],
                                         "num_classes": num_classes, "image_size": image_size})
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), train_dir, 2,
-                                         checkpoint_name=stages.CHECKPOINT_PREFIX)
+                                         checkpoint_name=stage_files.CHECKPOINT_PREFIX)
     path = manager.save(checkpoint_number=10)
-    stages.write_final(train_dir, path, 10, {"test/accuracy": 0.5})
+    stage_files.write_final(train_dir, path, 10, {"test/accuracy": 0.5})
     return {layer.name: [w.numpy().copy() for w in layer.weights] for layer in model.layers}
 
 
@@ -231,14 +285,14 @@ def test_cifar_stage_initialisation_copies_the_right_layers(tmp_path):
     tf.random.set_seed(1)
     clean_dir, ntype_dir = str(tmp_path / "clean"), str(tmp_path / "ntype")
     clean_saved = _save_stage(clean_dir, "cifar10", "clean",
-                              stages.build_net("cifar10", "clean", 10, 32), 10, 32)
+                              models.build_stage_net("cifar10", "clean", 10, 32), 10, 32)
     ntype_saved = _save_stage(ntype_dir, "cifar10", "ntype",
-                              stages.build_net("cifar10", "ntype", 10, 32), 10, 32)
+                              models.build_stage_net("cifar10", "ntype", 10, 32), 10, 32)
 
-    # ntype from clean: the conv layers only (SPEC.md 2.3 step 3).
-    ntype = stages.build_net("cifar10", "ntype", 10, 32)
+    # ntype from clean: the conv layers only (the original's CIFAR-10 step 3).
+    ntype = models.build_stage_net("cifar10", "ntype", 10, 32)
     fresh = _weights(ntype)
-    copied = stages.initialize_stage("ntype", "cifar10", ntype, 10, 32,
+    copied = stage_files.initialize_stage("ntype", "cifar10", ntype, 10, 32,
                                      clean_model_dir=clean_dir, log=lambda msg: None)
     assert copied["clean"] == ["conv1", "conv2", "conv3"]
     now = _weights(ntype)
@@ -248,15 +302,15 @@ def test_cifar_stage_initialisation_copies_the_right_layers(tmp_path):
         assert _same(now[name], fresh[name]) and not _same(now[name], clean_saved[name][:1])
 
     # noisy_gt from clean: every layer.
-    baseline = stages.build_net("cifar10", "clean", 10, 32)
-    stages.initialize_stage("noisy_gt", "cifar10", baseline, 10, 32,
+    baseline = models.build_stage_net("cifar10", "clean", 10, 32)
+    stage_files.initialize_stage("noisy_gt", "cifar10", baseline, 10, 32,
                             clean_model_dir=clean_dir, log=lambda msg: None)
     for name, values in _weights(baseline).items():
         assert _same(values, clean_saved[name])
 
     # joint: clean branch from clean, noise-type branch from ntype, every layer.
-    joint = stages.build_net("cifar10", "joint", 10, 32)
-    copied = stages.initialize_stage("joint", "cifar10", joint, 10, 32, clean_model_dir=clean_dir,
+    joint = models.build_stage_net("cifar10", "joint", 10, 32)
+    copied = stage_files.initialize_stage("joint", "cifar10", joint, 10, 32, clean_model_dir=clean_dir,
                                      ntype_model_dir=ntype_dir, log=lambda msg: None)
     assert copied == {"clean": ["conv1", "conv2", "conv3", "ip1", "ip2"],
                       "ntype": ["conv1", "conv2", "conv3", "ip1", "ip2"]}
@@ -268,7 +322,7 @@ def test_cifar_stage_initialisation_copies_the_right_layers(tmp_path):
 
     # A joint run's directory serves as a clean-model source too (its clean branch).
     _save_stage(str(tmp_path / "joint"), "cifar10", "joint", joint, 10, 32)
-    net, _, finished = stages.load_stage_net(str(tmp_path / "joint"), "clean", "cifar10", 10,
+    net, _, finished = stage_files.load_stage_net(str(tmp_path / "joint"), "clean", "cifar10", 10,
                                              32, "clean_model_dir")
     assert finished
     for name, values in _weights(net).items():
@@ -277,30 +331,30 @@ def test_cifar_stage_initialisation_copies_the_right_layers(tmp_path):
 
 def test_stage_initialisation_errors(tmp_path):
     clean_dir = str(tmp_path / "clean")
-    _save_stage(clean_dir, "cifar10", "clean", stages.build_net("cifar10", "clean", 10, 32), 10, 32)
-    net = stages.build_net("cifar10", "clean", 10, 32)
+    _save_stage(clean_dir, "cifar10", "clean", models.build_stage_net("cifar10", "clean", 10, 32), 10, 32)
+    net = models.build_stage_net("cifar10", "clean", 10, 32)
     noop = lambda msg: None  # noqa: E731
     with pytest.raises(InputError, match="clean_model_dir"):
-        stages.initialize_stage("noisy_gt", "cifar10", net, 10, 32, log=noop)
+        stage_files.initialize_stage("noisy_gt", "cifar10", net, 10, 32, log=noop)
     with pytest.raises(InputError, match="no checkpoint|no stage run"):
-        stages.initialize_stage("noisy_gt", "cifar10", net, 10, 32,
+        stage_files.initialize_stage("noisy_gt", "cifar10", net, 10, 32,
                                 clean_model_dir=str(tmp_path / "empty"), log=noop)
     with pytest.raises(InputError, match="digits"):  # a cifar10 run given to digits
-        stages.initialize_stage("noisy_gt", "digits", net, 10, 32, clean_model_dir=clean_dir,
+        stage_files.initialize_stage("noisy_gt", "digits", net, 10, 32, clean_model_dir=clean_dir,
                                 log=noop)
-    joint = stages.build_net("cifar10", "joint", 10, 32)
+    joint = models.build_stage_net("cifar10", "joint", 10, 32)
     with pytest.raises(InputError, match="expected a ntype net"):
-        stages.initialize_stage("joint", "cifar10", joint, 10, 32, clean_model_dir=clean_dir,
+        stage_files.initialize_stage("joint", "cifar10", joint, 10, 32, clean_model_dir=clean_dir,
                                 ntype_model_dir=clean_dir, log=noop)
 
 
 def test_clothing1m_ntype_starts_from_every_matching_clean_layer(tmp_path):
     clean_dir = str(tmp_path / "clean")
     clean_saved = _save_stage(clean_dir, "clothing1m", "clean",
-                              stages.build_net("clothing1m", "clean", 14, 227), 14, 227)
+                              models.build_stage_net("clothing1m", "clean", 14, 227), 14, 227)
     ntype = models.build_ntype_model("clothing1m")
     fresh = _weights(ntype)
-    copied = stages.initialize_stage("ntype", "clothing1m", ntype, 14, 227,
+    copied = stage_files.initialize_stage("ntype", "clothing1m", ntype, 14, 227,
                                      clean_model_dir=clean_dir, log=lambda msg: None)
     # "from 1": the convs and fc6 match CaffeNet by name and shape; the new head does not.
     assert copied["clean"] == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6"]
@@ -317,14 +371,14 @@ def test_pretrained_weights_file_is_loaded_by_name_and_shape(tmp_path):
     source.save_weights(path)
     target = models.build_clean_model("cifar10", 10)
     fresh = _weights(target)
-    loaded = stages.load_pretrained_weights(target, path)
+    loaded = stage_files.load_pretrained_weights(target, path)
     assert loaded == ["conv1", "conv2", "conv3", "ip1"]
     now = _weights(target)
     for name in loaded:
         assert _same(now[name], [w.numpy() for w in source.get_layer(name).weights])
     assert _same(now["ip2"], fresh["ip2"])
     with pytest.raises(InputError):
-        stages.load_pretrained_weights(target, str(tmp_path / "missing.weights.h5"))
+        stage_files.load_pretrained_weights(target, str(tmp_path / "missing.weights.h5"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -344,24 +398,25 @@ def _config(data_dir, train_dir, stage="clean", **overrides):
     base = {"max_iter": 3, "batch_size": 16, "test_batch_size": 200, "test_interval": 2,
             "snapshot_interval": 2, "display": 1}
     base.update(overrides)
-    settings = stages.resolve_settings("digits", stage, base)
-    return train.StageConfig(dataset="digits", stage=stage, data_dir=data_dir,
-                             train_dir=train_dir, settings=settings, seed=0)
+    settings = settings_lib.resolve_settings("digits", stage, base)
+    return stage_runner.StageConfig(dataset="digits", stage=stage, data_dir=data_dir,
+                                    train_dir=train_dir, settings=settings, seed=0)
 
 
 def test_resume_continues_at_saved_iteration_with_saved_momentum(digits_dir, tmp_path):
     train_dir = str(tmp_path / "clean")
-    metrics = train.run_stage(_config(digits_dir, train_dir, base_lr=0.01))
+    metrics = stage_runner.run_stage(_config(digits_dir, train_dir, base_lr=0.01))
     assert set(metrics) == {"test/accuracy", "test/loss"}
     assert 0.0 <= metrics["test/accuracy"] <= 1.0
     assert tf.train.latest_checkpoint(train_dir).endswith("ckpt-3")
-    final = stages.read_final(train_dir)
+    final = stage_files.read_final(train_dir)
     assert final["iteration"] == 3 and final["checkpoint"] == "ckpt-3"
     saved = tf.train.load_checkpoint(os.path.join(train_dir, "ckpt-3"))
     names = [n for n, _ in tf.train.list_variables(os.path.join(train_dir, "ckpt-3"))]
-    assert saved.get_tensor("optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE") == 3
+    assert saved.get_tensor("global_step/.ATTRIBUTES/VARIABLE_VALUE") == 3
+    assert saved.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 3
     kernel_key = [n for n in names if n.startswith("model/ip2/") and "kernel" in n][0]
-    slot_keys = [n for n in names if n.startswith("optimizer/momentum_slots/")]
+    slot_keys = [n for n in names if n.startswith("optimizer/_variables/")]
     w3 = saved.get_tensor(kernel_key)
     slot_values = [saved.get_tensor(k) for k in slot_keys]
     v3 = [v for v in slot_values if v.shape == w3.shape]
@@ -369,20 +424,47 @@ def test_resume_continues_at_saved_iteration_with_saved_momentum(digits_dir, tmp
 
     # Continue to iteration 4 with a negligible lr: Caffe's update is then
     # V4 = momentum · V3, W4 = W3 − V4, which holds only if weights and slots were restored.
-    train.run_stage(_config(digits_dir, train_dir, base_lr=1e-30, max_iter=4))
+    stage_runner.run_stage(_config(digits_dir, train_dir, base_lr=1e-30, max_iter=4))
     resumed = tf.train.load_checkpoint(os.path.join(train_dir, "ckpt-4"))
-    assert resumed.get_tensor("optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE") == 4
+    assert resumed.get_tensor("global_step/.ATTRIBUTES/VARIABLE_VALUE") == 4
+    assert resumed.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 4
     np.testing.assert_allclose(resumed.get_tensor(kernel_key), w3 - 0.9 * v3[0],
                                rtol=1e-6, atol=1e-9)
-    assert stages.read_final(train_dir)["iteration"] == 4
+    assert stage_files.read_final(train_dir)["iteration"] == 4
 
     # A finished stage run again returns its stored metrics without training.
-    again = train.run_stage(_config(digits_dir, train_dir, base_lr=1e-30, max_iter=4))
-    assert again == stages.read_final(train_dir)["metrics"]
+    again = stage_runner.run_stage(_config(digits_dir, train_dir, base_lr=1e-30, max_iter=4))
+    assert again == stage_files.read_final(train_dir)["metrics"]
 
     # The directory now belongs to stage clean: another stage may not reuse it.
     with pytest.raises(InputError, match="train_dir"):
-        train.run_stage(_config(digits_dir, train_dir, stage="ntype"))
+        stage_runner.run_stage(_config(digits_dir, train_dir, stage="ntype"))
+
+
+def _event_steps(train_dir, tag):
+    steps = []
+    for path in sorted(glob.glob(os.path.join(train_dir, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            steps += [event.step for value in event.summary.value if value.tag == tag]
+    return sorted(steps)
+
+
+def test_caffe_order_of_tests_displays_and_snapshots(digits_dir, tmp_path):
+    """Caffe with test_interval 2, display 3, snapshot 2, max_iter 7: tests at iterations
+    0, 2, 4, 6 and 7; displays after iterations 0, 3, 6 (0-based, the last one too);
+    snapshots at 2, 4, 6 and 7 (the 5 newest kept)."""
+    train_dir = str(tmp_path / "clean")
+    stage_runner.run_stage(_config(digits_dir, train_dir, max_iter=7, display=3))
+    assert _event_steps(train_dir, "test/accuracy") == [0, 2, 4, 6, 7]
+    assert _event_steps(train_dir, "train/loss") == [0, 3, 6]
+    assert _event_steps(train_dir, "train/lr") == [0, 3, 6]
+    state = tf.train.get_checkpoint_state(train_dir)
+    assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ["ckpt-2", "ckpt-4", "ckpt-6",
+                                                                               "ckpt-7"]
+    # Run again with a later max_iter: resumed at 7, tested again only at 8 (the end).
+    stage_runner.run_stage(_config(digits_dir, train_dir, max_iter=8, display=3))
+    assert _event_steps(train_dir, "test/accuracy") == [0, 2, 4, 6, 7, 8]
+    assert _event_steps(train_dir, "train/loss") == [0, 3, 6, 7]
 
 
 def test_non_finite_loss_stops_with_one_line(digits_dir, tmp_path):
@@ -406,7 +488,7 @@ def test_non_finite_loss_stops_with_one_line(digits_dir, tmp_path):
             if name.startswith("model/"):
                 assert np.all(np.isfinite(reader.get_tensor(name))), name
         assert latest in line or os.path.basename(latest) in line
-    assert stages.read_final(train_dir) is None
+    assert stage_files.read_final(train_dir) is None
 
 
 def test_cli_rejects_bad_flags_with_one_line(tmp_path):

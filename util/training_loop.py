@@ -15,7 +15,8 @@ are; `TrainingLoop` says when they happen, in the same order for both:
         on SIGTERM: save (if not saved at this step) and stop
 
 Training metrics are `keras.metrics.Mean` trackers, one per scalar the step returns, reset
-at each log line. Summary writers are made by `summary_writers` (chief only).
+at each log line. Summary writers are made by `summary_writers` (chief only). A task may
+also define `on_saved(step, path)`, called after each checkpoint is written.
 """
 
 import os
@@ -59,14 +60,18 @@ class MeanTrackers:
             tracker.reset_state()
 
 
-def check_finite(outputs: Mapping[str, tf.Tensor], step: int, run_dir: RunDirectory) -> None:
-    """Raises TrainingError when the step's loss (or its `finite` flag) is not finite."""
+def check_finite(outputs: Mapping[str, tf.Tensor], step: int, run_dir: RunDirectory,
+                 step_name: str = "step") -> None:
+    """Raises TrainingError when the step's loss (or its `finite` flag) is not finite.
+
+    `step_name` is what the message calls a step ("step"; the noisy-label stages: "iteration").
+    """
     loss = float(outputs["loss"])
     finite = bool(outputs["finite"]) if "finite" in outputs else bool(tf.math.is_finite(loss))
     if not finite:
-        raise TrainingError("the loss became %s (non-finite loss or gradient) at step %d; nothing from that step "
+        raise TrainingError("the loss became %s (non-finite loss or gradient) at %s %d; nothing from that %s "
                             "was saved; last good checkpoint: %s. Lower the learning rate or check the input "
-                            "for extreme values." % (loss, step, run_dir.latest or "none"))
+                            "for extreme values." % (loss, step_name, step, step_name, run_dir.latest or "none"))
 
 
 class TrainingLoop:
@@ -81,10 +86,11 @@ class TrainingLoop:
       validate_every / save_every: intervals in steps (also done at end_step).
       best_metric: name of a validation metric whose maximum is kept in best/ (None: none).
       best_so_far: the best value reached before this process started.
+      step_name: what error messages call a step ("step", or "iteration" for Caffe's solvers).
     """
 
     def __init__(self, task, run_dir: RunDirectory, end_step: int, validate_every: int, save_every: int,
-                 best_metric: Optional[str] = None, best_so_far: Optional[float] = None):
+                 best_metric: Optional[str] = None, best_so_far: Optional[float] = None, step_name: str = "step"):
         self.task = task
         self.run_dir = run_dir
         self.end_step = end_step
@@ -95,14 +101,17 @@ class TrainingLoop:
         self.trackers = MeanTrackers()
         self.metrics = {}
         self.last_saved_step = None
+        self.step_name = step_name
 
     def validate(self, step: int) -> dict:
         self.metrics = self.task.validate(step)
         return self.metrics
 
     def _save(self, step: int, validated: bool) -> None:
-        self.run_dir.save(step)
+        path = self.run_dir.save(step)
         self.last_saved_step = step
+        if hasattr(self.task, "on_saved"):
+            self.task.on_saved(step, path)
         if not (validated and self.best_metric):
             return
         value = self.metrics[self.best_metric]
@@ -118,7 +127,7 @@ class TrainingLoop:
         with distribution.TerminationFlag() as termination:
             while step < self.end_step:
                 outputs = task.next_step()
-                check_finite(outputs, step + 1, self.run_dir)
+                check_finite(outputs, step + 1, self.run_dir, self.step_name)
                 step = task.step
                 self.trackers.update(outputs)
                 task.after_step(step, outputs)
