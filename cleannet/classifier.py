@@ -251,18 +251,28 @@ def build_image_classifier(backbone: str, num_classes: int, image_size: int, hid
 
 
 class ResumeFromBackup(keras.callbacks.BackupAndRestore):
-    """Keras' BackupAndRestore, kept after training; a backup that does not fit the model is an InputError."""
+    """Keras' BackupAndRestore, kept after training, restored before fit by `restore`.
+
+    The state is restored before fit (not in on_train_begin) so that the training data can
+    start at the epoch the run stands at; a backup that does not fit the model is an InputError.
+    """
 
     def __init__(self, backup_dir: str):
         super().__init__(backup_dir, save_freq="epoch", double_checkpoint=True, delete_checkpoint=False)
 
-    def on_train_begin(self, logs=None):
+    def restore(self, model: keras.Model, steps_per_epoch: int) -> int:
+        """Loads the last backup, if any, into model (weights and optimizer); returns the epochs it finished."""
+        self.set_model(model)
         try:
-            super().on_train_begin(logs)
+            super().on_train_begin()
         except (ValueError, OSError, KeyError) as err:
             raise InputError("cannot resume from this checkpoint (made with other flags? %s); use another "
                              "--train_dir" % str(err).splitlines()[0], path=self.backup_dir,
                              field="--train_dir") from None
+        return int(model.optimizer.iterations.numpy()) // steps_per_epoch
+
+    def on_train_begin(self, logs=None):
+        """Nothing: `restore` did it."""
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
@@ -284,9 +294,8 @@ class EpochProgress(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.progress is None:
-            desc = "classifier" + (" (resumed after epoch %d)" % epoch if epoch else "")
-            self.progress = Progress(total=self.params["epochs"] - epoch, unit="epochs", desc=desc,
-                                     log_every_s=0).start()
+            self.progress = Progress(total=self.params["epochs"], unit="epochs", desc="classifier", log_every_s=0,
+                                     initial=epoch).start()
 
     def on_epoch_end(self, epoch, logs=None):
         self.progress.update(1, values={k: float(v) for k, v in (logs or {}).items()})
@@ -296,30 +305,6 @@ class EpochProgress(keras.callbacks.Callback):
             self.progress.close()
 
 
-def follow_the_run(epoch_dataset: Callable[[tf.Tensor], tf.data.Dataset], steps_per_epoch: int,
-                   epochs: int, optimizer: keras.optimizers.Optimizer) -> tf.data.Dataset:
-    """The training batches of the whole run, epoch by epoch, from where the run stands.
-
-    Args:
-      epoch_dataset: epoch (scalar int64 tensor, 0-based) → tf.data.Dataset of that epoch's
-        (x, y, sample_weight) batches, a pure function of the epoch (e.g. a stateless shuffle).
-      steps_per_epoch: batches per epoch (what epoch_dataset yields).
-      epochs: the epoch to stop at.
-      optimizer: its step counter, read when the data starts flowing (after
-        BackupAndRestore restored it), tells the first epoch: a resumed run gets the epochs
-        an uninterrupted one would have had.
-
-    Returns:
-      tf.data.Dataset for model.fit(..., steps_per_epoch=steps_per_epoch).
-    """
-    def first_epoch(_):
-        return tf.cast(tf.convert_to_tensor(optimizer.iterations), tf.int64) // steps_per_epoch
-
-    return (tf.data.Dataset.from_tensors(0).map(first_epoch)
-            .flat_map(lambda start: tf.data.Dataset.range(start, epochs))
-            .flat_map(epoch_dataset))
-
-
 def fit_weighted(model: keras.Model, epoch_dataset: Callable[[tf.Tensor], tf.data.Dataset], steps_per_epoch: int,
                  test_data, epochs: int, learning_rate: float, train_dir: str | None = None,
                  callbacks: Sequence[keras.callbacks.Callback] = ()) -> float:
@@ -327,7 +312,10 @@ def fit_weighted(model: keras.Model, epoch_dataset: Callable[[tf.Tensor], tf.dat
 
     Args:
       model: keras.Model, inputs → logits [B, num_classes].
-      epoch_dataset, steps_per_epoch: as follow_the_run.
+      epoch_dataset: epoch (scalar int64 tensor, 0-based) → tf.data.Dataset of that epoch's
+        steps_per_epoch (x, labels int64 [B], sample weights float32 [B]) batches, a pure
+        function of the epoch (a stateless shuffle), so that a resumed run trains on the
+        epochs an uninterrupted one would have.
       test_data: None, (x, labels) arrays, or a tf.data.Dataset of (x, labels, weights).
       epochs, learning_rate, train_dir: as the flags.
       callbacks: more Keras callbacks, run after the backup and before the logs.
@@ -340,15 +328,18 @@ def fit_weighted(model: keras.Model, epoch_dataset: Callable[[tf.Tensor], tf.dat
                   weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                   jit_compile=False)
     model.optimizer.build(model.trainable_variables)
-    every = [StopOnNonFiniteLoss()]
+    every, start = [StopOnNonFiniteLoss()], 0
     if train_dir:
-        every.insert(0, ResumeFromBackup(os.path.join(train_dir, "checkpoints")))
+        backup = ResumeFromBackup(os.path.join(train_dir, "checkpoints"))
+        start = backup.restore(model, steps_per_epoch)
+        every.insert(0, backup)
     every += list(callbacks) + [EpochProgress()]
     if train_dir:
         every.append(keras.callbacks.TensorBoard(os.path.join(train_dir, "log"), write_graph=False,
                                                  profile_batch=0))
-    data = follow_the_run(epoch_dataset, steps_per_epoch, epochs, model.optimizer)
-    history = model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=test_data,
+    data = tf.data.Dataset.range(start, max(start, epochs)).flat_map(epoch_dataset)
+    history = model.fit(data, epochs=epochs, initial_epoch=start, steps_per_epoch=steps_per_epoch,
+                        validation_data=test_data,
                         validation_batch_size=TEST_BATCH_SIZE if isinstance(test_data, tuple) else None,
                         callbacks=every, shuffle=False, verbose=0)
     if test_data is None:

@@ -68,6 +68,41 @@ def test_hard_weights_beat_no_weights(data):
     assert soft > none + 0.1, (none, soft)
 
 
+def test_loss_is_weighted_cross_entropy_over_batch_size(data):
+    """Keras' loss on one batch of every sample equals NumPy's Σ w_i·CE_i / N at the same weights."""
+    import keras
+
+    from cleannet.classifier import load_samples, sample_weights
+
+    keys, features, labels = load_samples(str(data / "train.tsv"), NAMES)
+    weights = sample_weights(keys, labels, NAMES, "soft", str(data / "weights.tsv"))
+    seen = {}
+
+    class Capture(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen["logits"] = np.asarray(self.model(features), np.float64)  # before the update
+
+        def on_train_batch_end(self, batch, logs=None):
+            seen["loss"] = float(logs["loss"])
+
+    run_classifier(data, "soft", epochs=1, batch_size=len(labels), callbacks=[Capture()])
+    logits = seen["logits"]
+    log_softmax = logits - logits.max(axis=1, keepdims=True)
+    log_softmax -= np.log(np.exp(log_softmax).sum(axis=1, keepdims=True))
+    cross_entropy = -log_softmax[np.arange(len(labels)), labels]
+    assert 0 < np.count_nonzero(weights) < len(weights)  # weights that matter
+    np.testing.assert_allclose(seen["loss"], np.sum(weights * cross_entropy) / len(labels), rtol=1e-5)
+
+
+def test_non_finite_loss_stops_before_saving():
+    from cleannet.classifier import StopOnNonFiniteLoss
+    from util.errors import TrainingError
+
+    StopOnNonFiniteLoss().on_train_batch_end(0, {"loss": 0.5})
+    with pytest.raises(TrainingError, match="batch 3"):
+        StopOnNonFiniteLoss().on_train_batch_end(3, {"loss": float("nan")})
+
+
 def test_missing_key_names_it(data, tmp_path):
     lines = (data / "weights.tsv").read_text().splitlines(True)
     short = tmp_path / "weights.tsv"
@@ -90,12 +125,25 @@ def test_class_mismatch_and_bad_header(data, tmp_path):
         run_classifier(data, "soft", weights_file=str(headless))
 
 
+def classifier_cli(data, *flags):
+    return [sys.executable, os.path.join(ROOT, "train_classifier.py"), "--train_tsv=%s" % (data / "train.tsv"),
+            "--class_list=%s" % (data / "classes.txt")] + list(flags)
+
+
+def test_cli_missing_key_is_one_line_exit_2(data, tmp_path):
+    bad = tmp_path / "w.tsv"
+    bad.write_text("key\tclass_name\tsoft_weight\thard_weight\n")
+    result = subprocess.run(classifier_cli(data, "--weights_file=%s" % bad, "--weighting=hard", "--epochs=1"),
+                            capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 2
+    assert "k0000" in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
 def test_cli_writes_checkpoints_and_tensorboard(data, tmp_path):
     train_dir = tmp_path / "run"
-    args = [sys.executable, os.path.join(ROOT, "train_classifier.py"), "--train_tsv=%s" % (data / "train.tsv"),
-            "--test_tsv=%s" % (data / "test.tsv"), "--class_list=%s" % (data / "classes.txt"),
-            "--weights_file=%s" % (data / "weights.tsv"), "--weighting=hard", "--epochs=2",
-            "--hidden_units=8", "--train_dir=%s" % train_dir]
+    args = classifier_cli(data, "--test_tsv=%s" % (data / "test.tsv"), "--weights_file=%s" % (data / "weights.tsv"),
+                          "--weighting=hard", "--epochs=2", "--hidden_units=8", "--train_dir=%s" % train_dir)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(args, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
@@ -111,22 +159,8 @@ def test_cli_writes_checkpoints_and_tensorboard(data, tmp_path):
     predicted = np.argmax(model.predict(test_features, verbose=0), axis=1)
     assert abs(np.mean(predicted == test_labels) - accuracy) < 1e-6
     assert epochs_done(train_dir) == 2
-    import tensorflow as tf
-
-    tags = {}
-    for run in ("train", "validation"):
-        tags[run] = set()
-        for name in os.listdir(train_dir / "log" / run):
-            for event in tf.compat.v1.train.summary_iterator(str(train_dir / "log" / run / name)):
-                tags[run].update(v.tag for v in event.summary.value)
+    tags = tensorboard_tags(train_dir / "log")
     assert {"epoch_loss", "epoch_accuracy"} <= tags["train"] and "epoch_accuracy" in tags["validation"], tags
-    # A missing key from the command line: exit 2, one line naming the key.
-    bad = tmp_path / "w.tsv"
-    bad.write_text("key\tclass_name\tsoft_weight\thard_weight\n")
-    result = subprocess.run(args[:5] + ["--weights_file=%s" % bad, "--weighting=hard", "--epochs=1"],
-                            capture_output=True, text=True, env=env)
-    assert result.returncode == 2
-    assert "k0000" in result.stderr.strip().splitlines()[-1]
 
 
 def test_load_samples_from_npy(tmp_path):
@@ -151,6 +185,19 @@ def epochs_done(train_dir):
 
     with open(os.path.join(train_dir, "checkpoints", "training_metadata.json")) as f:
         return json.load(f)["epoch"]
+
+
+def tensorboard_tags(log_dir):
+    """{run: the set of tags} of the TensorBoard event files in log_dir/train and log_dir/validation."""
+    import tensorflow as tf
+
+    tags = {}
+    for run in ("train", "validation"):
+        tags[run] = set()
+        for name in os.listdir(log_dir / run):
+            for event in tf.compat.v1.train.summary_iterator(str(log_dir / run / name)):
+                tags[run].update(v.tag for v in event.summary.value)
+    return tags
 
 
 def saved_state(train_dir):
@@ -181,6 +228,8 @@ def test_resume_from_checkpoint(data, tmp_path):
     straight = run_classifier(data, "hard", epochs=3, train_dir=str(tmp_path / "b"))
     assert resumed == straight
     assert_same_state(saved_state(tmp_path / "a"), saved_state(tmp_path / "b"))
+    tags = tensorboard_tags(tmp_path / "a" / "log")
+    assert {"epoch_loss", "epoch_accuracy"} <= tags["train"] and "epoch_accuracy" in tags["validation"], tags
     with pytest.raises(InputError, match="resume"):  # another architecture in the same train_dir
         run_classifier(data, "hard", epochs=4, hidden_units=5, train_dir=str(tmp_path / "a"))
 
@@ -210,6 +259,49 @@ def test_interrupted_fit_resumes_to_the_same_result(data, tmp_path):
     run_classifier(data, "soft", **dict(settings, epochs=2, train_dir=str(tmp_path / "two")))
     assert any(not np.array_equal(x, y) for (_, x), (_, y) in zip(saved_state(tmp_path / "two"),
                                                                  saved_state(tmp_path / "straight")))
+
+
+@pytest.mark.parametrize("batches_per_epoch", [1, 2])
+def test_each_epoch_trains_on_its_own_data_also_after_a_restart(tmp_path, batches_per_epoch):
+    """fit_weighted feeds epoch e's batches to epoch e, from the first epoch and after a resume."""
+    import keras
+    import tensorflow as tf
+
+    from cleannet.classifier import fit_weighted
+
+    seen = tf.Variable(-1.0)
+
+    class Spy(keras.layers.Layer):  # records the batch the training step really used
+        def call(self, x):
+            seen.assign(x[0, 0])
+            return x
+
+    def epoch_dataset(epoch):  # every feature of epoch e is e
+        features = tf.fill([4, 1], tf.cast(epoch, tf.float32))
+        return tf.data.Dataset.from_tensor_slices((features, tf.zeros([4], tf.int64), tf.ones([4]))).batch(
+            4 // batches_per_epoch)
+
+    epochs_seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            epochs_seen.append((self.epoch, float(seen.numpy())))
+            if self.epoch == 1 and batch == batches_per_epoch - 1 and stop:
+                self.model.stop_training = True
+
+    def run():
+        model = keras.Sequential([keras.Input((1,)), Spy(), keras.layers.Dense(2)])
+        fit_weighted(model, epoch_dataset, batches_per_epoch, None, 4, 0.01, str(tmp_path), [Record()])
+
+    stop = True
+    run()  # stops after epoch 1 (0-based)
+    stop = False
+    run()  # resumes at epoch 2
+    expected = [(e, float(e)) for e in range(4) for _ in range(batches_per_epoch)]
+    assert epochs_seen == expected, epochs_seen
 
 
 # ---------------------------------------------------------------------------------------
