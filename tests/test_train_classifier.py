@@ -1,4 +1,4 @@
-"""Tests for cleannet/classifier.py (train_classifier.py): weighting by CleanNet's sample weights helps; bad joins fail."""
+"""Tests for cleannet/classifier.py (train_classifier.py): CleanNet's sample weights help; bad joins fail."""
 
 import os
 import subprocess
