@@ -1,4 +1,4 @@
-"""Image lists and the tf.data image pipeline of train_classifier.py's image-list mode.
+"""Image lists and the tf.data image pipeline of the classifier's image-list mode (cleannet/classifier.py).
 
 An image list is a UTF-8 text file, one image per line, three tab-separated columns:
 
@@ -205,6 +205,17 @@ def resize_if_needed(image, image_size):
     return tf.ensure_shape(resized, [image_size, image_size, 3])
 
 
+def shuffled_order(num: int, seed: int, epoch) -> tf.Tensor:
+    """int64 [num]: a permutation of 0..num-1 drawn from (seed, epoch) alone, stateless.
+
+    `epoch` may be an int or a scalar int64 tensor (e.g. read from a variable while a
+    tf.data pipeline runs): the same (seed, epoch) gives the same order in any process, so
+    a resumed run sees the epochs an uninterrupted one would.
+    """
+    key = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    return tf.random.experimental.stateless_shuffle(tf.range(num, dtype=tf.int64), seed=key)
+
+
 def make_image_dataset(paths, labels, weights, image_size, backbone, batch_size, training, seed=0, epoch=0):
     """A tf.data pipeline over images.
 
@@ -218,7 +229,7 @@ def make_image_dataset(paths, labels, weights, image_size, backbone, batch_size,
       training: True: shuffled and mirrored left-right at random, both drawn from
         (seed, epoch): another order and other mirrors each epoch, the same ones when an
         epoch is rerun (after a restart); False: list order, no augmentation.
-      seed, epoch: ints.
+      seed: int; epoch: int or scalar int64 tensor.
 
     Returns:
       tf.data.Dataset of (images float32 [B, S, S, 3] preprocessed, labels int64 [B],
@@ -228,10 +239,9 @@ def make_image_dataset(paths, labels, weights, image_size, backbone, batch_size,
     table = tf.constant(paths, dtype=tf.string)
     labels = tf.constant(np.asarray(labels, np.int64))
     weights = tf.constant(np.asarray(weights, np.float32))
-    order = np.arange(len(paths), dtype=np.int64)
-    if training:
-        order = np.random.default_rng([seed, epoch]).permutation(order)
-    flip_seed = tf.constant([seed, epoch], tf.int64)
+    positions = tf.range(len(paths), dtype=tf.int64)
+    order = shuffled_order(len(paths), seed, epoch) if training else positions
+    flip_seed = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
 
     def load(position, index):
         image = tf.image.resize(tf.cast(decode_rgb(table[index]), tf.float32), [image_size, image_size],
@@ -241,6 +251,6 @@ def make_image_dataset(paths, labels, weights, image_size, backbone, batch_size,
                 image, seed=tf.random.experimental.stateless_fold_in(flip_seed, position))
         return preprocess(image), labels[index], weights[index]
 
-    data = tf.data.Dataset.from_tensor_slices((np.arange(len(order), dtype=np.int64), order))
+    data = tf.data.Dataset.from_tensor_slices((positions, order))
     data = data.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)

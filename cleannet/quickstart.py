@@ -164,7 +164,7 @@ def main(argv):
               "--checkpoint_dir=" + os.path.join(model_dir, "checkpoints", "best"),
               "--output_file=" + os.path.join(work_dir, "train_predictions.txt"), "--output_weights=" + weights,
               "--img_dim=64", "--num_ref=%d" % FLAGS.num_ref, "--mode=inference"], log)
-    from train_classifier import train_classifier
+    from cleannet.classifier import train_classifier
 
     logging.set_verbosity(logging.WARNING)  # the classifier's per-epoch progress lines
     print()

@@ -1,6 +1,6 @@
-"""Helpers for tests that drive training processes: run a script and signal it at a logged
-step (kill-and-resume), read its checkpoints, and set up a two-worker cluster on
-127.0.0.1 (multi-worker distribution)."""
+"""Helpers for tests that drive the tools as processes: run a tool once (run_cli), run a
+training script and signal it at a logged step (kill-and-resume), read its checkpoints,
+and set up a two-worker cluster on 127.0.0.1 (multi-worker distribution)."""
 
 import glob
 import json
@@ -8,6 +8,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import threading
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,3 +73,20 @@ def local_cluster_tf_configs(num_workers=2):
     workers = ["127.0.0.1:%d" % free_port() for _ in range(num_workers)]
     return [json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
             for index in range(num_workers)]
+
+
+def run_cli(script, *args, module=False, timeout=300):
+    """Runs one of the repository's tools as a user would; returns the CompletedProcess (text).
+
+    Args:
+      script: the tool's path from the repository root, e.g. "util/convert_data.py".
+      *args: its command-line arguments (str).
+      module: run it as `python -m util.convert_data` instead of `python ROOT/util/convert_data.py`.
+      timeout: seconds before subprocess.TimeoutExpired.
+    """
+    if module:
+        command = ["-m", script[:-len(".py")].replace("/", ".")]
+    else:
+        command = [os.path.join(ROOT, script)]
+    return subprocess.run([sys.executable] + command + [str(a) for a in args], capture_output=True, text=True,
+                          cwd=ROOT, env=ENV, timeout=timeout)

@@ -10,24 +10,22 @@ the CLI prints; two train.py cases also go through the CLI to check the wrapper.
 
 import os
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from cleannet_fixtures import write_cleannet_data
+from process_control import run_cli
+
 from util.errors import InputError
 from util.fileio import save_npy
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 CLASSES = ["apple", "banana", "cherry"]
 IMG_DIM, NUM_REF = 4, 2
 
 
-def run_tool(script, args, timeout=120):
-    return subprocess.run([sys.executable, os.path.join(ROOT, script)] + list(args), cwd=ROOT,
-                          capture_output=True, text=True, env=ENV, timeout=timeout)
+def run_tool(script, args):
+    return run_cli(script, *args)
 
 
 def assert_one_line_error(proc, *expected_parts):
@@ -219,22 +217,9 @@ def test_load_matrix_c_refuses_bad_matrix(tmp_path, shape, negative, expected):
 # ---------------------------------------------------------------------------------------
 # train.py and inference.py.
 
-def make_data_dir(directory, rng, n_train=12, n_val=8, n_all=9):
+def make_data_dir(directory, seed):
     """Tiny valid CleanNet data (img_dim 4, num_ref 2, 3 classes) in util/datafiles.py layouts."""
-    os.makedirs(directory, exist_ok=True)
-    num_classes = len(CLASSES)
-
-    def verified(n):
-        return np.concatenate([rng.random((n, IMG_DIM)), rng.integers(0, num_classes, (n, 1)),
-                               rng.integers(0, 2, (n, 1))], axis=1).astype(np.float32)
-
-    save_npy(os.path.join(directory, "train.npy"), verified(n_train))
-    save_npy(os.path.join(directory, "val.npy"), verified(n_val))
-    all_ids = np.sort(np.arange(n_all) % num_classes)
-    save_npy(os.path.join(directory, "all.npy"),
-             np.concatenate([rng.random((n_all, IMG_DIM)), all_ids[:, None]], axis=1).astype(np.float32))
-    save_npy(os.path.join(directory, "ref.npy"), rng.random((num_classes, NUM_REF, IMG_DIM)).astype(np.float32))
-    return str(directory)
+    return write_cleannet_data(directory, seed, IMG_DIM, len(CLASSES), NUM_REF, n_train=12, n_val=8, n_all=9)
 
 
 def _truncate(path):
@@ -298,7 +283,7 @@ def test_train_refuses_bad_data_file(tmp_path, case):
     from cleannet.trainer import train
 
     _, name, damage, expected = case
-    data_dir = make_data_dir(tmp_path / "data", np.random.default_rng(1))
+    data_dir = make_data_dir(tmp_path / "data", seed=1)
     path = os.path.join(data_dir, name)
     damage(path)
     with pytest.raises(InputError) as err:
@@ -343,7 +328,7 @@ def test_train_refuses_flag_out_of_range(tmp_path, case):
 
 def test_train_cli_pickle_error(tmp_path):
     """Through the CLI wrapper: one line on stderr, exit 2, no checkpoint written."""
-    data_dir = make_data_dir(tmp_path / "data", np.random.default_rng(2))
+    data_dir = make_data_dir(tmp_path / "data", seed=2)
     common = ["--data_dir=" + data_dir, "--checkpoint_dir=%s" % (tmp_path / "ckpt"),
               "--log_dir=%s" % (tmp_path / "log"), "--img_dim=4", "--num_ref=2", "--batch_size_sup=4",
               "--batch_size_unsup=2", "--val_batch_size=4", "--n_step=2", "--val_interval=1"]

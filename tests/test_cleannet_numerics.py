@@ -1,29 +1,20 @@
 """A non-finite loss stops CleanNet training with a message naming the step and the last
 good checkpoint, and nothing after that checkpoint is written."""
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
+from cleannet_fixtures import write_cleannet_data
+
 from cleannet.trainer import TrainConfig, train
 from util.errors import TrainingError
-from util.fileio import save_npy
 
 IMG_DIM, CLASSES, NUM_REF = 8, 3, 2
 
 
 @pytest.fixture
 def data_dir(tmp_path):
-    rng = np.random.default_rng(0)
-
-    def verified(n):
-        return np.column_stack([rng.random((n, IMG_DIM)), rng.integers(0, CLASSES, n),
-                                rng.integers(0, 2, n)]).astype(np.float32)
-
-    save_npy(tmp_path / "train.npy", verified(20))
-    save_npy(tmp_path / "val.npy", verified(8))
-    save_npy(tmp_path / "ref.npy", rng.random((CLASSES, NUM_REF, IMG_DIM), dtype=np.float32))
-    return tmp_path
+    return write_cleannet_data(tmp_path, img_dim=IMG_DIM, num_classes=CLASSES, num_ref=NUM_REF, n_train=20, n_val=8)
 
 
 def config(data_dir, tmp_path, **overrides):

@@ -1,17 +1,16 @@
 """Tests for util/convert_data.py: TSV -> train/val/all/ref .npy, by function and by CLI."""
 
+import functools
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+import process_control
+
 from util import convert_data
 from util.errors import InputError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "util", "convert_data.py")
 CLASSES = ["apple", "banana", "cherry", "date"]
 
 
@@ -32,11 +31,7 @@ def write(tmp_path, name, lines, newline="\n"):
     return str(path)
 
 
-def run_cli(*args, module=False):
-    command = [sys.executable] + (["-m", "util.convert_data"] if module else [SCRIPT])
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run(command + list(args), capture_output=True, text=True, cwd=ROOT,
-                          env=env, timeout=120)
+run_cli = functools.partial(process_control.run_cli, "util/convert_data.py")
 
 
 def verified_data(seed, n, h):

@@ -8,12 +8,12 @@ import sys
 import numpy as np
 import pytest
 
+from cleannet_fixtures import write_cleannet_data
 from process_control import local_cluster_tf_configs
 import tensorflow as tf
 
 from cleannet.checkpoints import make_checkpoint, restore
 from cleannet.model import CleanNet
-from util.fileio import save_npy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMG_DIM, NUM_CLASSES, NUM_REF = 8, 3, 2
@@ -21,19 +21,8 @@ IMG_DIM, NUM_CLASSES, NUM_REF = 8, 3, 2
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    directory = tmp_path_factory.mktemp("dist_data")
-
-    def verified(n):
-        features = rng.random((n, IMG_DIM), dtype=np.float32)
-        return np.column_stack([features, rng.integers(0, NUM_CLASSES, n), rng.integers(0, 2, n)]).astype(np.float32)
-
-    save_npy(directory / "train.npy", verified(40))
-    save_npy(directory / "val.npy", verified(16))
-    all_ids = np.sort(rng.integers(0, NUM_CLASSES, 60))
-    save_npy(directory / "all.npy", np.column_stack([rng.random((60, IMG_DIM)), all_ids]).astype(np.float32))
-    save_npy(directory / "ref.npy", rng.random((NUM_CLASSES, NUM_REF, IMG_DIM), dtype=np.float32))
-    return directory
+    return write_cleannet_data(tmp_path_factory.mktemp("dist_data"), img_dim=IMG_DIM, num_classes=NUM_CLASSES,
+                               num_ref=NUM_REF, n_train=40, n_val=16, n_all=60)
 
 
 def train_command(data_dir, out_dir, extra=()):
@@ -82,6 +71,7 @@ def test_mirrored_two_cpu_replicas_equal_single_device(data_dir, single_device, 
     assert max_difference(final_weights(tmp_path / "ckpt"), single_device) < 1e-5
 
 
+@pytest.mark.slow
 def test_multi_worker_two_processes_equal_single_device(data_dir, single_device, tmp_path):
     processes = []
     for tf_config in local_cluster_tf_configs(2):

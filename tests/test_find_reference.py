@@ -1,17 +1,16 @@
 """Tests for util/find_reference.py: per-class k-means references."""
 
+import functools
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+import process_control
+
 from util import find_reference
 from util.errors import InputError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "util", "find_reference.py")
 
 NUM_CLASSES, NUM_REF, DIM, PER_BLOB = 3, 4, 8, 30
 
@@ -99,10 +98,7 @@ def test_repeat_still_refuses_an_empty_class(data):
                                        small_class="repeat")
 
 
-def run_cli(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, SCRIPT] + list(args), capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=300)
+run_cli = functools.partial(process_control.run_cli, "util/find_reference.py")
 
 
 @pytest.fixture

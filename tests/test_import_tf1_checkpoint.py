@@ -6,14 +6,15 @@ optimizer's slots, an int32 global_step), including the original's layout where 
 directory itself is the checkpoint prefix (files DIR/.index, DIR/.data-00000-of-00001).
 """
 
+import functools
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
+
+import process_control
 
 from cleannet.checkpoints import make_checkpoint, read_config, restore
 from cleannet.metrics import similarity
@@ -21,8 +22,6 @@ from cleannet.model import CleanNet
 from util.errors import InputError
 from util.import_tf1_checkpoint import import_tf1_checkpoint
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "util", "import_tf1_checkpoint.py")
 IMG_DIM = 10
 NUM_REF = 4
 STEP = 1234
@@ -137,10 +136,7 @@ def assert_scores_match(model, arrays, embed_norm="log", seed=0):
     np.testing.assert_allclose(similarity(phi_s, phi_q).numpy(), expected, atol=1e-5)
 
 
-def run_cli(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, SCRIPT] + list(args), capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=120)
+run_cli = functools.partial(process_control.run_cli, "util/import_tf1_checkpoint.py")
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,8 @@ import time
 import numpy as np
 import pytest
 
+from cleannet_fixtures import write_cleannet_data
 from process_control import ENV, ROOT, checkpoint_steps, read_all, run_until
-
-from util.fileio import save_npy
 
 IMG_DIM, NUM_CLASSES, NUM_REF = 8, 3, 2
 N_STEP, VAL_INTERVAL = 60, 5
@@ -32,19 +31,8 @@ STEP_LINE = re.compile(r"step (\d+): train/loss")
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """Tiny CleanNet data (img_dim 8, 3 classes, 2 references) in util/datafiles.py layouts."""
-    rng = np.random.default_rng(0)
-    directory = tmp_path_factory.mktemp("data")
-
-    def verified(n):
-        class_ids = rng.integers(0, NUM_CLASSES, n)
-        return np.c_[rng.random((n, IMG_DIM)) * 3, class_ids, rng.integers(0, 2, n)].astype(np.float32)
-
-    save_npy(directory / "train.npy", verified(20))
-    save_npy(directory / "val.npy", verified(8))
-    all_ids = np.sort(rng.integers(0, NUM_CLASSES, 15))
-    save_npy(directory / "all.npy", np.c_[rng.random((15, IMG_DIM)) * 3, all_ids].astype(np.float32))
-    save_npy(directory / "ref.npy", (rng.random((NUM_CLASSES, NUM_REF, IMG_DIM)) * 3).astype(np.float32))
-    return str(directory)
+    return write_cleannet_data(tmp_path_factory.mktemp("data"), img_dim=IMG_DIM, num_classes=NUM_CLASSES,
+                               num_ref=NUM_REF, n_train=20, n_val=8, n_all=15, scale=3.0)
 
 
 def train_args(data_dir, run_dir, n_step=N_STEP, val_interval=VAL_INTERVAL):
@@ -55,7 +43,9 @@ def train_args(data_dir, run_dir, n_step=N_STEP, val_interval=VAL_INTERVAL):
             "--log_interval=1", "--learning_rate=0.05", "--dropout_rate=0", "--seed=7"]
 
 
-def test_sigkill_ten_times_then_resume_matches_uninterrupted_run(tmp_path, data_dir):
+# One kill in the default suite; ten in a row in the slow suite (pytest -m slow).
+@pytest.mark.parametrize("num_kills", [1, pytest.param(NUM_KILLS, marks=pytest.mark.slow)])
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, data_dir, num_kills):
     # The uninterrupted run goes on beside the interrupted ones (2 processes on 2 cores).
     reference_dir = str(tmp_path / "reference")
     reference = subprocess.Popen(train_args(data_dir, reference_dir), cwd=ROOT, env=ENV,
@@ -65,8 +55,8 @@ def test_sigkill_ten_times_then_resume_matches_uninterrupted_run(tmp_path, data_
     rng = np.random.default_rng(2024)
     # Kill points: after the log line of a random step (some before the first checkpoint),
     # plus a random delay so that kills also land inside validation and checkpoint writes.
-    targets = np.sort(rng.choice(np.arange(1, N_STEP), NUM_KILLS, replace=False))
-    delays = rng.uniform(0.0, 0.05, NUM_KILLS)
+    targets = np.sort(rng.choice(np.arange(1, N_STEP), num_kills, replace=False))
+    delays = rng.uniform(0.0, 0.05, num_kills)
     killed_mid_training = 0
     leftovers = set()  # temporary files a kill left behind (reported, not an error)
     for target, delay in zip(targets, delays):
@@ -86,7 +76,7 @@ def test_sigkill_ten_times_then_resume_matches_uninterrupted_run(tmp_path, data_
         if proc.returncode == -signal.SIGKILL:
             leftovers.update(p for p in glob.glob(os.path.join(killed_dir, "ckpt", "**", "*"), recursive=True)
                              if "_temp" in os.path.basename(p) or p.endswith(".tmp"))
-    assert killed_mid_training >= NUM_KILLS // 2, killed_mid_training
+    assert killed_mid_training >= num_kills // 2, killed_mid_training
 
     proc, _ = run_until(train_args(data_dir, killed_dir), STEP_LINE, lambda step: None)
     assert proc.returncode == 0

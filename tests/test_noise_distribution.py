@@ -116,6 +116,7 @@ def test_batch_not_divisible_by_replicas_is_refused(data_dir, tmp_path):
     assert len(errors) == 1 and "batch_size" in errors[0] and "divisible" in errors[0]
 
 
+@pytest.mark.slow
 def test_multi_worker_two_processes_equal_single_device(data_dir, single_device, tmp_path):
     processes = []
     for tf_config in local_cluster_tf_configs(2):

@@ -1,17 +1,15 @@
 """Synthetic noise, C estimation and noise types (SPEC.md 2.2), with hand-computed answers."""
 
+import functools
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+import process_control
+
 from noise_model import noise
 from util.errors import InputError
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "noise_model", "noise.py")
 
 
 def pairs_from_counts(counts):
@@ -144,11 +142,7 @@ def test_noise_types():
         noise.get_noise_types(clean, noisy + 1, matrix_c)
 
 
-def run_cli(args, as_module=False):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    command = [sys.executable] + (["-m", "noise_model.noise"] if as_module else [SCRIPT])
-    return subprocess.run(command + args, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=60)
+run_cli = functools.partial(process_control.run_cli, "noise_model/noise.py")
 
 
 def read_text_matrix(path):
@@ -158,8 +152,8 @@ def read_text_matrix(path):
 
 def test_cli_writes_npy_and_text(tmp_path):
     stem = str(tmp_path / "q")
-    result = run_cli(["--action=make_q", "--level=0.4", "--num_classes=3", "--seed=2",
-                      "--output=" + stem])
+    result = run_cli("--action=make_q", "--level=0.4", "--num_classes=3", "--seed=2",
+                      "--output=" + stem)
     assert result.returncode == 0, result.stderr
     matrix_q = np.load(stem + ".npy")
     np.testing.assert_array_equal(matrix_q, noise.generate_matrix_q(0.4, 3, 2))
@@ -167,24 +161,24 @@ def test_cli_writes_npy_and_text(tmp_path):
 
     clean = np.array([0, 1, 2, 2, 1, 0, 1])
     (tmp_path / "clean.txt").write_text("".join("%d\n" % v for v in clean))
-    result = run_cli(["--action=corrupt", "--labels=%s" % (tmp_path / "clean.txt"),
+    result = run_cli("--action=corrupt", "--labels=%s" % (tmp_path / "clean.txt"),
                       "--matrix_q=%s.npy" % stem, "--seed=7",
-                      "--output=%s" % (tmp_path / "noisy")], as_module=True)
+                      "--output=%s" % (tmp_path / "noisy"), module=True)
     assert result.returncode == 0, result.stderr
     noisy = np.load(tmp_path / "noisy.npy")
     np.testing.assert_array_equal(noisy, noise.corrupt(clean, matrix_q, 7))
     assert (tmp_path / "noisy.txt").read_text() == "".join("%d\n" % v for v in noisy)
 
-    result = run_cli(["--action=estimate_c", "--clean_labels=%s" % (tmp_path / "clean.txt"),
+    result = run_cli("--action=estimate_c", "--clean_labels=%s" % (tmp_path / "clean.txt"),
                       "--noisy_labels=%s" % (tmp_path / "noisy.npy"), "--num_classes=3",
-                      "--output=%s" % (tmp_path / "c")])
+                      "--output=%s" % (tmp_path / "c"))
     assert result.returncode == 0, result.stderr
     np.testing.assert_array_equal(np.load(tmp_path / "c.npy"),
                                   noise.compute_matrix_c(clean, noisy, 3))
 
-    result = run_cli(["--action=noise_types", "--clean_labels=%s" % (tmp_path / "clean.txt"),
+    result = run_cli("--action=noise_types", "--clean_labels=%s" % (tmp_path / "clean.txt"),
                       "--noisy_labels=%s" % (tmp_path / "noisy.txt"),
-                      "--matrix_c=%s" % (tmp_path / "c.npy"), "--output=%s" % (tmp_path / "t")])
+                      "--matrix_c=%s" % (tmp_path / "c.npy"), "--output=%s" % (tmp_path / "t"))
     assert result.returncode == 0, result.stderr
     np.testing.assert_array_equal(np.load(tmp_path / "t.npy"), noise.get_noise_types(
         clean, noisy, np.load(tmp_path / "c.npy")))
@@ -201,7 +195,7 @@ def test_cli_rejects_bad_input_with_one_line(tmp_path, args, message):
     (tmp_path / "labels.txt").write_text("0\n1\nseven\n")
     np.save(tmp_path / "q.npy", np.eye(3))
     args = [a.format(labels=tmp_path / "labels.txt", q=tmp_path / "q.npy") for a in args]
-    result = run_cli(args + ["--output=%s" % (tmp_path / "out")])
+    result = run_cli(*args, "--output=%s" % (tmp_path / "out"))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr

@@ -8,8 +8,9 @@ import subprocess
 import sys
 import tomllib
 
-import numpy as np
 import pytest
+
+from cleannet_fixtures import write_cleannet_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -58,6 +59,7 @@ def test_entry_point_is_a_zero_argument_function(name):
     assert not (args.args or args.posonlyargs or args.kwonlyargs or args.vararg or args.kwarg)
 
 
+@pytest.mark.slow
 def test_pip_install_creates_console_scripts(tmp_path):
     source = tmp_path / "src"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
@@ -91,19 +93,7 @@ def test_train_flagfile(tmp_path):
     """absl's --flagfile: the flags in the file are used (data dir, log dir, n_step=0)."""
     img_dim, num_ref, num_classes = 4, 2, 2
     data = tmp_path / "data"
-    data.mkdir()
-    rng = np.random.default_rng(0)
-
-    def verified(n):
-        table = np.zeros((n, img_dim + 2), np.float32)
-        table[:, :img_dim] = rng.random((n, img_dim))
-        table[:, img_dim] = np.arange(n) % num_classes
-        table[:, img_dim + 1] = np.arange(n) % 2
-        return table
-
-    np.save(data / "train.npy", verified(8))
-    np.save(data / "val.npy", verified(8))
-    np.save(data / "ref.npy", rng.random((num_classes, num_ref, img_dim)).astype(np.float32))
+    write_cleannet_data(data, img_dim=img_dim, num_classes=num_classes, num_ref=num_ref, n_train=8, n_val=8)
     flagfile = tmp_path / "train.flags"
     flagfile.write_text("\n".join([
         "--data_dir=%s" % data, "--checkpoint_dir=%s" % (tmp_path / "ckpt"), "--log_dir=%s" % (tmp_path / "log"),

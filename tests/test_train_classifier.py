@@ -1,4 +1,4 @@
-"""Tests for train_classifier.py: weighting by CleanNet's sample weights helps; bad joins fail."""
+"""Tests for cleannet/classifier.py (train_classifier.py): CleanNet's sample weights help; bad joins fail."""
 
 import os
 import subprocess
@@ -50,7 +50,7 @@ def data(tmp_path_factory):
 
 
 def run_classifier(data, weighting, **kwargs):
-    from train_classifier import train_classifier
+    from cleannet.classifier import train_classifier
 
     args = dict(test_tsv=str(data / "test.tsv"), weights_file=str(data / "weights.tsv"), weighting=weighting,
                 epochs=8, batch_size=64, learning_rate=0.01, seed=3)
@@ -66,6 +66,41 @@ def test_hard_weights_beat_no_weights(data):
     # neighbouring classes; dropping exactly the wrong labels recovers the clean classifier.
     assert hard > none + 0.1, (none, hard)
     assert soft > none + 0.1, (none, soft)
+
+
+def test_loss_is_weighted_cross_entropy_over_batch_size(data):
+    """Keras' loss on one batch of every sample equals NumPy's Σ w_i·CE_i / N at the same weights."""
+    import keras
+
+    from cleannet.classifier import load_samples, sample_weights
+
+    keys, features, labels = load_samples(str(data / "train.tsv"), NAMES)
+    weights = sample_weights(keys, labels, NAMES, "soft", str(data / "weights.tsv"))
+    seen = {}
+
+    class Capture(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen["logits"] = np.asarray(self.model(features), np.float64)  # before the update
+
+        def on_train_batch_end(self, batch, logs=None):
+            seen["loss"] = float(logs["loss"])
+
+    run_classifier(data, "soft", epochs=1, batch_size=len(labels), callbacks=[Capture()])
+    logits = seen["logits"]
+    log_softmax = logits - logits.max(axis=1, keepdims=True)
+    log_softmax -= np.log(np.exp(log_softmax).sum(axis=1, keepdims=True))
+    cross_entropy = -log_softmax[np.arange(len(labels)), labels]
+    assert 0 < np.count_nonzero(weights) < len(weights)  # weights that matter
+    np.testing.assert_allclose(seen["loss"], np.sum(weights * cross_entropy) / len(labels), rtol=1e-5)
+
+
+def test_non_finite_loss_stops_before_saving():
+    from cleannet.classifier import StopOnNonFiniteLoss
+    from util.errors import TrainingError
+
+    StopOnNonFiniteLoss().on_train_batch_end(0, {"loss": 0.5})
+    with pytest.raises(TrainingError, match="batch 3"):
+        StopOnNonFiniteLoss().on_train_batch_end(3, {"loss": float("nan")})
 
 
 def test_missing_key_names_it(data, tmp_path):
@@ -90,36 +125,46 @@ def test_class_mismatch_and_bad_header(data, tmp_path):
         run_classifier(data, "soft", weights_file=str(headless))
 
 
+def classifier_cli(data, *flags):
+    return [sys.executable, os.path.join(ROOT, "train_classifier.py"), "--train_tsv=%s" % (data / "train.tsv"),
+            "--class_list=%s" % (data / "classes.txt")] + list(flags)
+
+
+def test_cli_missing_key_is_one_line_exit_2(data, tmp_path):
+    bad = tmp_path / "w.tsv"
+    bad.write_text("key\tclass_name\tsoft_weight\thard_weight\n")
+    result = subprocess.run(classifier_cli(data, "--weights_file=%s" % bad, "--weighting=hard", "--epochs=1"),
+                            capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 2
+    assert "k0000" in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
 def test_cli_writes_checkpoints_and_tensorboard(data, tmp_path):
     train_dir = tmp_path / "run"
-    args = [sys.executable, os.path.join(ROOT, "train_classifier.py"), "--train_tsv=%s" % (data / "train.tsv"),
-            "--test_tsv=%s" % (data / "test.tsv"), "--class_list=%s" % (data / "classes.txt"),
-            "--weights_file=%s" % (data / "weights.tsv"), "--weighting=hard", "--epochs=2",
-            "--hidden_units=8", "--train_dir=%s" % train_dir]
+    args = classifier_cli(data, "--test_tsv=%s" % (data / "test.tsv"), "--weights_file=%s" % (data / "weights.tsv"),
+                          "--weighting=hard", "--epochs=2", "--hidden_units=8", "--train_dir=%s" % train_dir)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(args, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     accuracy = float(result.stdout.strip().split("=")[-1])
     assert 0.0 <= accuracy <= 1.0
-    assert os.path.exists(train_dir / "checkpoints" / "ckpt-2.index")
-    import tensorflow as tf
+    # The model after the last epoch is kept in train_dir/checkpoints; it gives the printed accuracy.
+    from cleannet.classifier import build_classifier, load_samples
 
-    tags = set()
-    for name in os.listdir(train_dir / "log"):
-        for event in tf.compat.v1.train.summary_iterator(str(train_dir / "log" / name)):
-            tags.update(v.tag for v in event.summary.value)
-    assert {"train/loss", "train/accuracy", "test/accuracy"} <= tags
-    # A missing key from the command line: exit 2, one line naming the key.
-    bad = tmp_path / "w.tsv"
-    bad.write_text("key\tclass_name\tsoft_weight\thard_weight\n")
-    result = subprocess.run(args[:5] + ["--weights_file=%s" % bad, "--weighting=hard", "--epochs=1"],
-                            capture_output=True, text=True, env=env)
-    assert result.returncode == 2
-    assert "k0000" in result.stderr.strip().splitlines()[-1]
+    _, train_features, _ = load_samples(str(data / "train.tsv"), NAMES)
+    _, test_features, test_labels = load_samples(str(data / "test.tsv"), NAMES)
+    model = build_classifier(DIM, NUM_CLASSES, 8, train_features)
+    model.load_weights(str(train_dir / "checkpoints" / "latest.weights.h5"))
+    predicted = np.argmax(model.predict(test_features, verbose=0), axis=1)
+    assert abs(np.mean(predicted == test_labels) - accuracy) < 1e-6
+    assert epochs_done(train_dir) == 2
+    tags = tensorboard_tags(train_dir / "log")
+    assert {"epoch_loss", "epoch_accuracy"} <= tags["train"] and "epoch_accuracy" in tags["validation"], tags
 
 
 def test_load_samples_from_npy(tmp_path):
-    from train_classifier import load_samples
+    from cleannet.classifier import load_samples
 
     table = np.array([[0.5, 1.5, 2, 1], [3.0, 4.0, 0, 0], [6.0, 7.0, 3, -1]], np.float32)  # verified layout, h=2
     np.save(tmp_path / "train.npy", table)
@@ -134,18 +179,129 @@ def test_load_samples_from_npy(tmp_path):
         load_samples(str(tmp_path / "bad.npy"), NAMES, img_dim=1)
 
 
-def test_resume_from_checkpoint(data, tmp_path):
+def epochs_done(train_dir):
+    """Epochs finished according to the resume state in train_dir/checkpoints (Keras BackupAndRestore)."""
+    import json
+
+    with open(os.path.join(train_dir, "checkpoints", "training_metadata.json")) as f:
+        return json.load(f)["epoch"]
+
+
+def tensorboard_tags(log_dir):
+    """{run: the set of tags} of the TensorBoard event files in log_dir/train and log_dir/validation."""
     import tensorflow as tf
 
-    run_classifier(data, "hard", epochs=2, train_dir=str(tmp_path))
-    first = tf.train.load_checkpoint(str(tmp_path / "checkpoints" / "ckpt-2"))
-    run_classifier(data, "hard", epochs=3, train_dir=str(tmp_path))
-    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-3")
-    assert int(tf.train.load_checkpoint(str(tmp_path / "checkpoints" / "ckpt-3")).get_tensor(
-        "epoch/.ATTRIBUTES/VARIABLE_VALUE")) == 3
-    assert first.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE") == 2
+    tags = {}
+    for run in ("train", "validation"):
+        tags[run] = set()
+        for name in os.listdir(log_dir / run):
+            for event in tf.compat.v1.train.summary_iterator(str(log_dir / run / name)):
+                tags[run].update(v.tag for v in event.summary.value)
+    return tags
+
+
+def saved_state(train_dir):
+    """Every array (model and optimizer) of the resume state in train_dir/checkpoints, in file order."""
+    import h5py
+
+    arrays = []
+    with h5py.File(os.path.join(train_dir, "checkpoints", "latest.weights.h5"), "r") as f:
+        f.visititems(lambda name, item: arrays.append((name, item[()])) if isinstance(item, h5py.Dataset) else None)
+    return arrays
+
+
+def assert_same_state(a, b):
+    assert [name for name, _ in a] == [name for name, _ in b]
+    for (name, x), (_, y) in zip(a, b):
+        np.testing.assert_array_equal(x, y, err_msg=name)
+
+
+def test_resume_from_checkpoint(data, tmp_path):
+    # A finished run started again with more epochs continues where it stopped, and ends
+    # exactly where one run of all the epochs ends (weights, optimizer state, accuracy).
+    first = run_classifier(data, "hard", epochs=2, train_dir=str(tmp_path / "a"))
+    assert epochs_done(tmp_path / "a") == 2
+    again = run_classifier(data, "hard", epochs=2, train_dir=str(tmp_path / "a"))  # nothing left to do
+    assert again == first and epochs_done(tmp_path / "a") == 2
+    resumed = run_classifier(data, "hard", epochs=3, train_dir=str(tmp_path / "a"))
+    assert epochs_done(tmp_path / "a") == 3
+    straight = run_classifier(data, "hard", epochs=3, train_dir=str(tmp_path / "b"))
+    assert resumed == straight
+    assert_same_state(saved_state(tmp_path / "a"), saved_state(tmp_path / "b"))
+    tags = tensorboard_tags(tmp_path / "a" / "log")
+    assert {"epoch_loss", "epoch_accuracy"} <= tags["train"] and "epoch_accuracy" in tags["validation"], tags
     with pytest.raises(InputError, match="resume"):  # another architecture in the same train_dir
-        run_classifier(data, "hard", epochs=4, hidden_units=5, train_dir=str(tmp_path))
+        run_classifier(data, "hard", epochs=4, hidden_units=5, train_dir=str(tmp_path / "a"))
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_fit_resumes_to_the_same_result(data, tmp_path):
+    """A run stopped after its 2nd epoch and started again ends as the uninterrupted run, bit for bit."""
+    import keras
+
+    class StopAfterSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise Interrupt()
+
+    settings = dict(epochs=4, hidden_units=8, batch_size=100, train_dir=str(tmp_path / "interrupted"))
+    with pytest.raises(Interrupt):
+        run_classifier(data, "soft", callbacks=[StopAfterSecondEpoch()], **settings)
+    assert epochs_done(tmp_path / "interrupted") == 2
+    resumed = run_classifier(data, "soft", **settings)
+    straight = run_classifier(data, "soft", **dict(settings, train_dir=str(tmp_path / "straight")))
+    assert resumed == straight
+    assert_same_state(saved_state(tmp_path / "interrupted"), saved_state(tmp_path / "straight"))
+    # Not a vacuous comparison: the state after 4 epochs differs from the one after 2.
+    run_classifier(data, "soft", **dict(settings, epochs=2, train_dir=str(tmp_path / "two")))
+    assert any(not np.array_equal(x, y) for (_, x), (_, y) in zip(saved_state(tmp_path / "two"),
+                                                                 saved_state(tmp_path / "straight")))
+
+
+@pytest.mark.parametrize("batches_per_epoch", [1, 2])
+def test_each_epoch_trains_on_its_own_data_also_after_a_restart(tmp_path, batches_per_epoch):
+    """fit_weighted feeds epoch e's batches to epoch e, from the first epoch and after a resume."""
+    import keras
+    import tensorflow as tf
+
+    from cleannet.classifier import fit_weighted
+
+    seen = tf.Variable(-1.0)
+
+    class Spy(keras.layers.Layer):  # records the batch the training step really used
+        def call(self, x):
+            seen.assign(x[0, 0])
+            return x
+
+    def epoch_dataset(epoch):  # every feature of epoch e is e
+        features = tf.fill([4, 1], tf.cast(epoch, tf.float32))
+        return tf.data.Dataset.from_tensor_slices((features, tf.zeros([4], tf.int64), tf.ones([4]))).batch(
+            4 // batches_per_epoch)
+
+    epochs_seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            epochs_seen.append((self.epoch, float(seen.numpy())))
+            if self.epoch == 1 and batch == batches_per_epoch - 1 and stop:
+                self.model.stop_training = True
+
+    def run():
+        model = keras.Sequential([keras.Input((1,)), Spy(), keras.layers.Dense(2)])
+        fit_weighted(model, epoch_dataset, batches_per_epoch, None, 4, 0.01, str(tmp_path), [Record()])
+
+    stop = True
+    run()  # stops after epoch 1 (0-based)
+    stop = False
+    run()  # resumes at epoch 2
+    expected = [(e, float(e)) for e in range(4) for _ in range(batches_per_epoch)]
+    assert epochs_seen == expected, epochs_seen
 
 
 # ---------------------------------------------------------------------------------------
@@ -205,7 +361,7 @@ def images(tmp_path_factory):
 
 
 def run_image_classifier(images, weighting, **kwargs):
-    from train_classifier import train_image_classifier
+    from cleannet.classifier import train_image_classifier
 
     args = dict(test_images=str(images / "test.txt"), image_root=str(images / "img"),
                 weights_file=str(images / "weights.tsv"), weighting=weighting, backbone="small_cnn",
@@ -244,6 +400,21 @@ def test_image_list_errors_name_file_and_line(images, tmp_path):
     assert read.keys == ["a", "b"] and list(read.labels) == [IMAGE_CLASSES.index(name)] * 2
 
 
+def test_unreadable_image_named_or_skipped(images, tmp_path):
+    lines = (images / "train.txt").read_text().splitlines(True)
+    # An undecodable image: named with its list line; --skip_bad_images drops and counts it.
+    (images / "img" / "red" / "broken.png").write_bytes(b"not an image at all")
+    (tmp_path / "broken.txt").write_text("".join(lines[:3]) + "x3\tred/broken.png\tred\n")
+    from cleannet.image_input import check_readable, read_image_list
+
+    listed = read_image_list(str(tmp_path / "broken.txt"), IMAGE_CLASSES, image_root=str(images / "img"))
+    with pytest.raises(InputError, match=r"broken\.txt:4: .*broken\.png"):
+        check_readable(listed)
+    kept, skipped = check_readable(listed, skip_bad_images=True)
+    assert skipped == 1 and kept.keys == listed.keys[:3] and kept.line_numbers == [1, 2, 3]
+
+
+@pytest.mark.slow
 def test_cli_image_errors(images, tmp_path):
     lines = (images / "train.txt").read_text().splitlines(True)
     (tmp_path / "escape.txt").write_text("".join(lines[:3]) + "\n" + "x2\tred/../../x.png\tred\n")
@@ -255,24 +426,16 @@ def test_cli_image_errors(images, tmp_path):
     assert result.returncode == 2, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert "escape.txt:5:" in last and "leaves the image root" in last, last
-    # An undecodable image: named with its list line; --skip_bad_images drops and counts it.
     (images / "img" / "red" / "broken.png").write_bytes(b"not an image at all")
     (tmp_path / "broken.txt").write_text("".join(lines[:3]) + "x3\tred/broken.png\tred\n")
-    from cleannet.image_input import check_readable, read_image_list
-
-    listed = read_image_list(str(tmp_path / "broken.txt"), IMAGE_CLASSES, image_root=str(images / "img"))
-    with pytest.raises(InputError, match=r"broken\.txt:4: .*broken\.png"):
-        check_readable(listed)
-    kept, skipped = check_readable(listed, skip_bad_images=True)
-    assert skipped == 1 and kept.keys == listed.keys[:3] and kept.line_numbers == [1, 2, 3]
     result = subprocess.run(args + ["--train_images=%s" % (tmp_path / "broken.txt"), "--skip_bad_images",
                                     "--test_images=%s" % (images / "test.txt"), "--train_dir=%s" % (tmp_path / "run")],
                             capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert "skipped 1 unreadable images" in result.stderr
     assert 0.0 <= float(result.stdout.strip().split("=")[-1]) <= 1.0
-    assert os.path.exists(tmp_path / "run" / "checkpoints" / "ckpt-1.index")
-    assert os.listdir(tmp_path / "run" / "log")
+    assert epochs_done(tmp_path / "run") == 1
+    assert os.listdir(tmp_path / "run" / "log" / "train") and os.listdir(tmp_path / "run" / "log" / "validation")
 
 
 def test_image_pipeline_values(images):
@@ -306,7 +469,7 @@ def test_backbones_build_without_download(tmp_path):
     import keras
 
     from cleannet import image_input
-    from train_classifier import BACKBONES, build_image_classifier
+    from cleannet.classifier import BACKBONES, build_image_classifier
 
     assert BACKBONES == image_input.BACKBONES
     model = build_image_classifier("mobilenet_v2", 3, 32, hidden_units=4, freeze_backbone=True)

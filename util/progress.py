@@ -1,136 +1,126 @@
-"""Progress reporting for long loops: count, rate and time left.
+"""Progress of long loops (count, rate, time left), drawn by tqdm.
 
     with Progress(total=len(classes), unit="classes", desc="k-means") as progress:
         for c in classes:
             ...
             progress.update(1)
 
-When stderr is a terminal, a one-line bar is redrawn in place (carriage return, at most
-every `redraw_s` seconds):
+When stderr is a terminal, tqdm's one-line bar is redrawn in place on stderr (at most every
+`redraw_s` seconds):
 
-    k-means [#########...........] 45% 45/100 classes, 3.2 classes/s, ETA 0:00:17
+    k-means:  45%|████▌     | 45/100 [00:14<00:17,  3.20classes/s]
 
-Otherwise (CI, nohup, a pipe) a line is logged with `absl.logging.info` at most every
-`log_every_s` seconds, and once at the end:
+Otherwise (CI, nohup, a pipe) a plain line is logged with `absl.logging.info` at most every
+`log_every_s` seconds (the first after `log_every_s`), and once at the end:
 
-    k-means: 45/100 classes (45.0%), 3.2 classes/s, elapsed 0:00:14, ETA 0:00:17
+    k-means: 45/100 classes (45%), 3.20 classes/s, elapsed 00:14, left 00:17
+    k-means: 100/100 classes (100%), 3.21 classes/s, elapsed 00:31, left 00:00 (done)
 
-With `total=None` (unknown) the count and the rate are shown without percentage and ETA.
-Only the standard library and absl are used.
+With `total=None` (unknown) the count and the rate are shown, without share and time left.
+stdout is never written to (tools print their results there).
+
+Why tqdm and not keras.utils.Progbar: Progbar imports Keras and so TensorFlow (about 8 s
+and 0.7 GB on a 2-core machine) into tools that otherwise never load it, such as
+util/convert_data.py and the noise-model data preparation.
 """
 
 import sys
-import time
+from typing import Mapping
 
 from absl import logging
+from tqdm import tqdm
 
-BAR_WIDTH = 20
-
-
-def format_duration(seconds):
-    """Seconds as H:MM:SS (hours unbounded); '?' for an unknown (None, negative, inf) duration."""
-    if seconds is None or seconds != seconds or seconds < 0 or seconds == float("inf"):
-        return "?"
-    seconds = int(round(seconds))
-    return "%d:%02d:%02d" % (seconds // 3600, seconds // 60 % 60, seconds % 60)
+LOG_FORMAT = ("{desc}{n_fmt}/{total_fmt}{unit} ({percentage:.0f}%), {rate_fmt}, elapsed {elapsed}, "
+              "left {remaining}{postfix}")
+LOG_FORMAT_NO_TOTAL = "{desc}{n_fmt}{unit}, {rate_fmt}, elapsed {elapsed}{postfix}"
 
 
-def format_count(value):
-    """An integer count with thousands separators; other numbers with 3 significant digits."""
-    if float(value).is_integer():
-        return "{:,}".format(int(value))
-    return "%.3g" % value
-
-
-def _stream_is_tty(stream):
+def _stream_is_tty(stream) -> bool:
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
 
 
+class _AbslLines:
+    """A file-like target for tqdm: every status tqdm writes becomes one absl INFO line."""
+
+    def write(self, text: str) -> None:
+        line = text.strip("\r\n ")
+        if line:
+            logging.info("%s", line)
+
+    def flush(self) -> None:
+        pass
+
+
 class Progress:
     """Reports the progress of a loop as a terminal bar or as periodic log lines.
 
     Args:
-      total: the expected final count, or None when unknown (no percentage, no ETA).
+      total: the expected final count, or None when unknown (no share, no time left).
       unit: what is counted, for the messages ("rows", "images", "steps", ...).
-      desc: a short label put before the numbers.
+      desc: a short label naming the loop.
       log_every_s: seconds between log lines in non-terminal mode (0: every update).
-      stream: where the bar goes (default sys.stderr, looked up when created).
+      stream: where the bar goes in terminal mode (default sys.stderr, looked up when created).
       tty: force terminal (True) or log (False) mode; None: stream.isatty().
       redraw_s: seconds between bar redraws in terminal mode.
-      clock: a function returning seconds (default time.monotonic); for tests.
       initial: the count already done before this run (a resumed job); it counts towards
         the total but not towards the rate.
 
-    Use as a context manager; `update(n)` adds n to the count. On exit the final state is
-    shown (bar completed with a newline, or a last log line).
+    Use as a context manager (or call `start` and `close`); `update(n)` adds n to the
+    count. On exit the final state is shown once: the completed bar and a newline, or a
+    last log line ending "(done)", or "(stopped)" when the loop ended by an exception.
     """
 
-    def __init__(self, total=None, unit="rows", desc="", log_every_s=10, stream=None, tty=None,
-                 redraw_s=0.1, clock=time.monotonic, initial=0):
+    def __init__(self, total: int | None = None, unit: str = "rows", desc: str = "", log_every_s: float = 10,
+                 stream=None, tty: bool | None = None, redraw_s: float = 0.1, initial: int = 0):
         if total is not None and total < 0:
             raise ValueError("total must be None or non-negative, got %r" % (total,))
         if log_every_s < 0:
             raise ValueError("log_every_s must be non-negative, got %r" % (log_every_s,))
-        self.total = total
-        self.unit = unit
-        self.desc = desc
-        self.log_every_s = log_every_s
-        self.stream = sys.stderr if stream is None else stream
-        self.tty = _stream_is_tty(self.stream) if tty is None else bool(tty)
-        self.redraw_s = redraw_s
-        self.clock = clock
-        self.count = initial
-        self.initial = initial
-        self.postfix = ""
-        self.start_time = None
-        self._last_report = None
-        self._bar_length = 0
+        stream = sys.stderr if stream is None else stream
+        self.tty = _stream_is_tty(stream) if tty is None else bool(tty)
         self._closed = False
+        if self.tty:
+            self._bar = tqdm(total=total, desc=desc or None, unit=unit, file=stream, mininterval=redraw_s,
+                             miniters=1, initial=initial)
+        else:
+            # delay > 0: no line for the starting state; the first one after log_every_s.
+            self._bar = tqdm(total=total, desc=desc + ": " if desc else None, unit=" " + unit, file=_AbslLines(),
+                             mininterval=log_every_s, miniters=1, initial=initial, delay=max(log_every_s, 1e-9),
+                             bar_format=LOG_FORMAT if total is not None else LOG_FORMAT_NO_TOTAL)
 
-    # -- public API ---------------------------------------------------------------------
+    @property
+    def count(self) -> int:
+        """The count so far (including `initial`)."""
+        return self._bar.n
 
-    def __enter__(self):
-        self.start()
-        return self
+    def __enter__(self) -> "Progress":
+        return self.start()
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type, exc, tb) -> bool:
         self.close(stopped=exc_type is not None)
         return False
 
-    def start(self):
-        """Starts the clock (done by `with`; call it yourself without a `with`)."""
-        if self.start_time is None:
-            self.start_time = self.clock()
-            self._last_report = self.start_time
+    def start(self) -> "Progress":
+        """Nothing left to do (tqdm starts its clock when made); kept for `with`-less use."""
         return self
 
-    def update(self, n=1, postfix=None):
-        """Adds `n` to the count and reports if it is time to.
+    def update(self, n: int = 1, values: Mapping[str, float] | None = None) -> None:
+        """Adds `n` to the count and shows it if it is time to.
 
         Args:
           n: how many more units are done.
-          postfix: an optional short text shown after the numbers (e.g. "loss 0.31"); it
-            stays until replaced.
+          values: optional numbers shown after the count (e.g. {"loss": 0.31}); they stay
+            until replaced.
         """
-        self.start()
-        self.count += n
-        if postfix is not None:
-            self.postfix = str(postfix)
-        now = self.clock()
-        interval = self.redraw_s if self.tty else self.log_every_s
-        finished = self.total is not None and self.count >= self.total
-        if now - self._last_report >= interval or (finished and self.tty):
-            self._report(now)
+        if values:
+            self._bar.set_postfix({k: "%.4g" % v for k, v in values.items()}, refresh=False)
+        self._bar.update(n)
 
-    def set_total(self, total):
-        """Sets or changes the expected total (None: unknown)."""
-        self.total = total
-
-    def close(self, stopped=False):
-        """Shows the final state once: the bar and a newline, or a last log line.
+    def close(self, stopped: bool = False) -> None:
+        """Shows the final state once.
 
         Args:
           stopped: the loop ended by an exception; the log line says "stopped", not "done".
@@ -138,78 +128,9 @@ class Progress:
         if self._closed:
             return
         self._closed = True
-        self.start()
-        self._report(self.clock(), final="stopped" if stopped else "done")
-
-    # -- numbers ------------------------------------------------------------------------
-
-    def elapsed(self, now=None):
-        """Seconds since start."""
-        if self.start_time is None:
-            return 0.0
-        return (self.clock() if now is None else now) - self.start_time
-
-    def rate(self, now=None):
-        """Units per second since start, not counting `initial` (0 before any time has passed)."""
-        elapsed = self.elapsed(now)
-        return (self.count - self.initial) / elapsed if elapsed > 0 else 0.0
-
-    def eta(self, now=None):
-        """Seconds left at the average rate so far; None when unknown."""
-        if self.total is None:
-            return None
-        left = max(self.total - self.count, 0)
-        if left == 0:
-            return 0.0
-        rate = self.rate(now)
-        return left / rate if rate > 0 else None
-
-    def message(self, now=None):
-        """The log line: 'DESC: COUNT[/TOTAL UNIT (P%)], RATE UNIT/s, elapsed T[, ETA T]'."""
-        now = self.clock() if now is None else now
-        parts = [self._count_text()]
-        parts.append("%s %s/s" % (format_count(round(self.rate(now), 1)), self.unit))
-        parts.append("elapsed %s" % format_duration(self.elapsed(now)))
-        if self.total is not None:
-            parts.append("ETA %s" % format_duration(self.eta(now)))
-        if self.postfix:
-            parts.append(self.postfix)
-        return (self.desc + ": " if self.desc else "") + ", ".join(parts)
-
-    def bar(self, now=None):
-        """The terminal line: 'DESC [####....] P% COUNT/TOTAL UNIT, RATE UNIT/s, ETA T'."""
-        now = self.clock() if now is None else now
-        head = self.desc + " " if self.desc else ""
-        if self.total:
-            fraction = min(self.count / self.total, 1.0)
-            filled = int(fraction * BAR_WIDTH)
-            head += "[%s%s] %3d%% " % ("#" * filled, "." * (BAR_WIDTH - filled), int(fraction * 100))
-        parts = ["%s %s/s" % (format_count(round(self.rate(now), 1)), self.unit)]
-        if self.total is not None:
-            parts.append("ETA %s" % format_duration(self.eta(now)))
-        else:
-            parts.append("elapsed %s" % format_duration(self.elapsed(now)))
-        if self.postfix:
-            parts.append(self.postfix)
-        return head + self._count_text(with_percent=False) + ", " + ", ".join(parts)
-
-    # -- output -------------------------------------------------------------------------
-
-    def _count_text(self, with_percent=True):
-        if self.total is None:
-            return "%s %s" % (format_count(self.count), self.unit)
-        text = "%s/%s %s" % (format_count(self.count), format_count(self.total), self.unit)
-        if with_percent and self.total > 0:
-            text += " (%.1f%%)" % (100.0 * self.count / self.total)
-        return text
-
-    def _report(self, now, final=False):
-        self._last_report = now
         if self.tty:
-            line = self.bar(now)
-            padding = " " * max(self._bar_length - len(line), 0)
-            self._bar_length = len(line)
-            self.stream.write("\r" + line + padding + ("\n" if final else ""))
-            self.stream.flush()
-        else:
-            logging.info("%s%s", self.message(now), " (%s)" % final if final else "")
+            self._bar.close()
+            return
+        logging.info("%s (%s)", str(self._bar).strip(), "stopped" if stopped else "done")
+        self._bar.leave = False
+        self._bar.close()
