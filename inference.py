@@ -62,6 +62,10 @@ flags.DEFINE_enum("decision", "threshold", ["threshold", "relative"],
                   "threshold: label correct when similarity >= --val_sim_thres (the paper's). relative: label "
                   "wrong when another class is closer than the labelled class by more than the margin in "
                   "--checkpoint_dir/calibration.json (written by --mode=calibrate).")
+flags.DEFINE_enum("class_score", "references", ["references", "embedding"],
+                  "How a sample is compared with every class (the cross-class columns, --decision=relative, "
+                  "--mode=calibrate). references: soft nearest reference of the class, in CleanNet's query "
+                  "embedding; embedding: cosine to the class embedding (CleanNet's similarity).")
 flags.DEFINE_bool("calibrate_threshold", False,
                   "--mode=calibrate: also choose a similarity threshold for the relative decision (kept "
                   "only when it lowers the error on val.npy).")
@@ -79,8 +83,9 @@ def load_model(checkpoint_dir, img_dim, num_ref, embed_norm):
 
 
 def calibrate_command():
-    """The command that writes the calibration for this --checkpoint_dir and --data_dir."""
-    return "inference.py --mode=calibrate --checkpoint_dir=%s --data_dir=%s" % (FLAGS.checkpoint_dir, FLAGS.data_dir)
+    """The command that writes the calibration for this --checkpoint_dir, --data_dir and --class_score."""
+    return "inference.py --mode=calibrate --checkpoint_dir=%s --data_dir=%s --class_score=%s" % (
+        FLAGS.checkpoint_dir, FLAGS.data_dir, FLAGS.class_score)
 
 
 def make_decision(checkpoint_path):
@@ -90,7 +95,7 @@ def make_decision(checkpoint_path):
 
     if FLAGS.decision == "threshold":
         return ThresholdDecision(FLAGS.val_sim_thres)
-    calibration = read_calibration(FLAGS.checkpoint_dir, checkpoint_path, calibrate_command())
+    calibration = read_calibration(FLAGS.checkpoint_dir, checkpoint_path, FLAGS.class_score, calibrate_command())
     logging.info("Relative decision: label wrong when margin < %.6g%s (calibrated on %d val samples).",
                  calibration.min_margin, "" if calibration.threshold is None else
                  " or similarity < %.6g" % calibration.threshold, calibration.val_samples)
@@ -100,7 +105,7 @@ def make_decision(checkpoint_path):
 def score(scorer, features, class_ids, cross_class):
     """CrossClassScores when cross_class (every class compared), else similarities [n]."""
     if cross_class:
-        return scorer.score_against_all(features, class_ids, batch_size=FLAGS.batch_size)
+        return scorer.score_against_all(features, class_ids, FLAGS.class_score, batch_size=FLAGS.batch_size)
     return scorer.score(features, class_ids, batch_size=FLAGS.batch_size)
 
 
@@ -215,10 +220,11 @@ def run_calibration(model, reference, checkpoint_path):
         raise InputError("calibration needs val.npy rows and at least two classes in ref.npy",
                          path=os.path.join(FLAGS.data_dir, "val.npy"))
     calibration = calibrate_model(model, reference, features, class_ids, vlabels, checkpoint_path,
-                                  with_threshold=FLAGS.calibrate_threshold, batch_size=FLAGS.batch_size)
+                                  FLAGS.class_score, FLAGS.calibrate_threshold, FLAGS.batch_size)
     path = write_calibration(FLAGS.checkpoint_dir, calibration)
-    logging.info("Wrote %s: min_margin %.6g, threshold %s, val error %.6f on %d samples.", path,
-                 calibration.min_margin, calibration.threshold, calibration.val_error, calibration.val_samples)
+    logging.info("Wrote %s: class score %s, min_margin %.6g, threshold %s, val error %.6f on %d samples.",
+                 path, calibration.class_score, calibration.min_margin, calibration.threshold,
+                 calibration.val_error, calibration.val_samples)
     return calibration
 
 

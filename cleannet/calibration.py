@@ -1,7 +1,8 @@
 """Calibrating the relative decision on the verified validation split, and its file.
 
 The relative decision (cleannet.decision.RelativeDecision) judges a label wrong when
-another class is closer to the sample than the labelled class by more than a margin.
+another class scores higher than the labelled class by more than a margin (class scores:
+cleannet.scoring.CLASS_SCORES).
 `calibrate` picks the min_margin (and, when asked, a similarity threshold) that minimise
 the detection error on verified samples (vlabel 1 = label correct, 0 = wrong); because the
 margin compares classes with each other rather than using an absolute similarity level,
@@ -9,11 +10,11 @@ it transfers to classes that had no verification labels in training.
 
 The result is stored as `calibration.json` beside the checkpoint it was made for:
 
-    {"decision": "relative", "min_margin": -0.12, "threshold": null,
-     "checkpoint": "ckpt-1500", "val_error": 0.07, "val_samples": 128}
+    {"decision": "relative", "class_score": "references", "min_margin": -0.05,
+     "threshold": null, "checkpoint": "ckpt-1500", "val_error": 0.03, "val_samples": 135}
 
 `inference.py --decision=relative` refuses to run without it, or when it names another
-checkpoint than the one loaded.
+checkpoint or class score than the ones in use.
 """
 
 import dataclasses
@@ -35,6 +36,7 @@ EDGE = 1e-3  # how far beyond the extreme values the "judge all correct / all wr
 @dataclasses.dataclass(frozen=True)
 class Calibration:
     """A calibrated relative decision and where it came from."""
+    class_score: str
     min_margin: float
     threshold: Optional[float]
     checkpoint: str
@@ -108,20 +110,23 @@ def calibrate(similarity, margin, vlabels, with_threshold=False):
 
 
 def calibrate_model(model, reference_table, features, class_ids, vlabels, checkpoint,
-                    with_threshold=False, batch_size=4096) -> Calibration:
+                    class_score="references", with_threshold=False, batch_size=4096) -> Calibration:
     """Scores verified samples against every class and calibrates the relative decision.
 
     Args:
       model: a trained CleanNet.
-      reference_table: float32 [C, R, h], ref.npy.
-      features, class_ids, vlabels: the verified split, [n, h], [n], [n] (val.npy).
+      reference_table: float32 [C, R, h], ref.npy (C ≥ 2).
+      features, class_ids, vlabels: the verified split, [n, h], [n], [n] (val.npy, n ≥ 1).
       checkpoint: the checkpoint path (or name) of the model, recorded in the result.
+      class_score: one of cleannet.scoring.CLASS_SCORES.
+      with_threshold: also choose a similarity threshold (see `calibrate`).
     """
     from cleannet.scoring import ClassEmbeddingScorer
 
-    scores = ClassEmbeddingScorer(model, reference_table).score_against_all(features, class_ids, batch_size)
+    scorer = ClassEmbeddingScorer(model, reference_table)
+    scores = scorer.score_against_all(features, class_ids, class_score, batch_size)
     min_margin, threshold, error = calibrate(scores.similarity, scores.margin, vlabels, with_threshold)
-    return Calibration(min_margin, threshold, os.path.basename(str(checkpoint)), error, len(scores))
+    return Calibration(class_score, min_margin, threshold, os.path.basename(str(checkpoint)), error, len(scores))
 
 
 def write_calibration(directory, calibration: Calibration) -> str:
@@ -138,11 +143,11 @@ def write_calibration(directory, calibration: Calibration) -> str:
     return path
 
 
-def read_calibration(directory, checkpoint, calibrate_command) -> Calibration:
+def read_calibration(directory, checkpoint, class_score, calibrate_command) -> Calibration:
     """Reads DIRECTORY/calibration.json for the model restored from `checkpoint`.
 
     Raises InputError (one line saying to run `calibrate_command`) when the file is
-    missing, malformed, non-finite, or made for another checkpoint.
+    missing, malformed, non-finite, or made for another checkpoint or class score.
     """
     path = os.path.join(directory, CALIBRATION_FILE)
     if not os.path.exists(path):
@@ -161,4 +166,8 @@ def read_calibration(directory, checkpoint, calibrate_command) -> Calibration:
     if calibration.checkpoint != name:
         raise InputError("was calibrated for %s but the model is %s; run %s"
                          % (calibration.checkpoint, name, calibrate_command), path=path, field="checkpoint")
+    if calibration.class_score != class_score:
+        raise InputError("was calibrated with --class_score=%s, not %s; pass --class_score=%s or run %s"
+                         % (calibration.class_score, class_score, calibration.class_score, calibrate_command),
+                         path=path, field="class_score")
     return calibration

@@ -3,8 +3,9 @@
 Two decisions, chosen with inference.py's --decision:
 - threshold (the paper's, the default): correct when cos(sample, labelled class) ≥ threshold.
 - relative (beyond the paper): correct when the labelled class is not beaten by another
-  class by more than a margin, i.e. margin = cos(own) − max over other classes cos(other)
-  ≥ min_margin, optionally also requiring cos(own) ≥ threshold. min_margin (and the
+  class by more than a margin, i.e. margin = score(own class) − max over other classes
+  score(other) ≥ min_margin (class scores: cleannet.scoring.CLASS_SCORES), optionally also
+  requiring cos(own) ≥ threshold. min_margin (and the
   threshold) are calibrated on the verified validation split (cleannet.calibration).
 
 Both apply cleannet.metrics.predict_label_correct, in float64 so that a float32 similarity
@@ -45,7 +46,7 @@ class ThresholdDecision:
 class RelativeDecision:
     """Verdict 1[margin ≥ min_margin] (and 1[cos ≥ threshold] when a threshold is set).
 
-    margin: own-class similarity minus the best other class's, in [-2, 2].
+    margin: the labelled class's score minus the best other class's, in [-2, 2].
     """
     min_margin: float
     threshold: Optional[float] = None
@@ -61,15 +62,15 @@ class RelativeDecision:
 
 
 def suggested_classes(scores, verdicts) -> np.ndarray:
-    """int32 [n]: the best other class where the label is judged wrong and that class is
-    closer than the labelled one; -1 elsewhere.
+    """int32 [n]: the best other class where the label is judged wrong and that class
+    scores higher than the labelled one; -1 elsewhere.
 
     Args:
       scores: cleannet.scoring.CrossClassScores for n samples.
       verdicts: int [n] from a decision.
     """
     wins = ((np.asarray(verdicts) == 0) & (scores.best_other_class >= 0)
-            & (scores.best_other_similarity > scores.similarity))
+            & (scores.best_other_score > scores.own_score))
     return np.where(wins, scores.best_other_class, -1).astype(np.int32)
 
 

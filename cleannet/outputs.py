@@ -4,10 +4,11 @@ Formats (one record per scored sample, in input order):
 - plain: the cosine similarity alone, as the original wrote it (default, drop-in);
 - tsv:   key, url (empty when the input had none), class_name, similarity, verdict
          (1 = label judged correct under the decision: cos ≥ threshold by default), with a
-         header line; with cross-class scores also best_other_class (the closest class
-         other than the label), best_other_similarity, margin (similarity minus
+         header line; with cross-class scores (cleannet.scoring.CrossClassScores) also
+         best_other_class (the class other than the label with the highest class score),
+         best_other_similarity (its score), margin (the labelled class's score minus
          best_other_similarity) and suggested_class (best_other_class where the label is
-         judged wrong and that class is closer, else empty);
+         judged wrong and that class scores higher, else empty);
 - jsonl: one JSON object per line with the same fields (null where a tsv field is empty).
 Sample weights for classifier training (the paper's): key, class_name, soft weight
 max(0, cos), hard weight = the verdict, as TSV with a header line.
@@ -105,7 +106,7 @@ class ResultWriter:
         has_other = scores.best_other_class >= 0
         best = [self._name(c) for c in scores.best_other_class.tolist()]
         best_sim = [format_similarity(s) if ok else None
-                    for s, ok in zip(scores.best_other_similarity.tolist(), has_other)]
+                    for s, ok in zip(scores.best_other_score.tolist(), has_other)]
         margin = [format_similarity(m) if ok else None for m, ok in zip(scores.margin.tolist(), has_other)]
         suggested = [self._name(c) for c in suggested_classes(scores, np.asarray(verdicts)).tolist()]
         return [best, best_sim, margin, suggested]
