@@ -28,12 +28,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 from absl import app, flags
 
-flags.DEFINE_list("seeds", ["0", "1", "2", "3"], "Seeds of the split and the label noise (one run each).")
-flags.DEFINE_float("noise_rate", 0.3, "Share of labels replaced by a wrong class.")
-flags.DEFINE_integer("n_step", 3000, "CleanNet training steps.")
-flags.DEFINE_integer("num_ref", 8, "CleanNet reference vectors per class.")
-flags.DEFINE_string("work_dir", "./compare_cleanlab", "Where each seed's quickstart run goes (WORK_DIR/seed_S).")
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """The script's flags (defined when it runs, so that tests can import it)."""
+    flags.DEFINE_list("seeds", ["0", "1", "2", "3"], "Seeds of the split and the label noise (one run each).")
+    flags.DEFINE_float("noise_rate", 0.3, "Share of labels replaced by a wrong class.")
+    flags.DEFINE_integer("n_step", 3000, "CleanNet training steps.")
+    flags.DEFINE_integer("num_ref", 8, "CleanNet reference vectors per class.")
+    flags.DEFINE_string("work_dir", "./compare_cleanlab", "Where each seed's quickstart run goes (WORK_DIR/seed_S).")
 
 GROUPS = (("with verification labels (0-4)", True), ("without verification labels (5-9)", False))
 METHODS = ("threshold", "relative", "cleanlab")
@@ -120,4 +124,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

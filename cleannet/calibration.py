@@ -19,18 +19,24 @@ checkpoint or class score than the ones in use.
 
 import dataclasses
 import json
+import math
 import os
 from typing import Optional
 
 import numpy as np
 
-from cleannet.decision import RelativeDecision, is_finite_number
+from cleannet.decision import RelativeDecision
 from util.errors import InputError
 from util.fileio import atomic_open
 
 CALIBRATION_FILE = "calibration.json"
 THRESHOLD_CANDIDATES = 101  # quantiles of the own-class similarity tried as thresholds
 EDGE = 1e-3  # how far beyond the extreme values the "judge all correct / all wrong" cuts lie
+
+
+def is_finite_number(value) -> bool:
+    """True for a finite int or float (not a bool, None or a string)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,6 @@ compares with the threshold exactly as a Python float does.
 """
 
 import dataclasses
-import math
 from typing import Optional
 
 import numpy as np
@@ -72,7 +71,3 @@ def suggested_classes(scores, verdicts) -> np.ndarray:
     wins = ((np.asarray(verdicts) == 0) & (scores.best_other_class >= 0)
             & (scores.best_other_score > scores.own_score))
     return np.where(wins, scores.best_other_class, -1).astype(np.int32)
-
-
-def is_finite_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
