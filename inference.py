@@ -11,7 +11,7 @@ line, in input order:
 
 Beyond the paper: every sample is also compared with every class. --output_format=tsv|jsonl
 adds best_other_class, best_other_similarity, margin and suggested_class, and
---decision=relative judges a label wrong when another class is closer than the labelled
+--decision=relative judges a label wrong when another class scores higher than the labelled
 one by more than a margin calibrated once on the verified val.npy:
     python inference.py --data_dir=DATA --checkpoint_dir=CKPT --mode=calibrate
 which writes CKPT/calibration.json (see docs/decisions.md).
@@ -53,7 +53,8 @@ flags.DEFINE_integer("num_samples", -1, "Number of samples to infer. -1 indicate
 flags.DEFINE_enum("output_format", "plain", ["plain", "tsv", "jsonl"],
                   "plain: one similarity per line (the original); tsv / jsonl: key, url, class_name, "
                   "similarity, verdict (under --decision), best_other_class, best_other_similarity, "
-                  "margin (similarity minus best_other_similarity), suggested_class.")
+                  "margin (the labelled class's score minus best_other_similarity, see --class_score), "
+                  "suggested_class.")
 flags.DEFINE_string("output_weights", None,
                     "Also write sample weights for classifier training to this TSV (--mode=inference): "
                     "key, class_name, soft weight max(0, cos), hard weight = the verdict under --decision.")
