@@ -182,6 +182,7 @@ def run_validation(model, reference, decision):
     """Scores val.npy in full batches, writes one similarity per line, returns the accuracy."""
     import numpy as np
 
+    from cleannet.decision import verdicts_of
     from cleannet.outputs import ResultWriter
     from cleannet.scoring import ClassEmbeddingScorer
     from util import tsv_reader
@@ -199,8 +200,7 @@ def run_validation(model, reference, decision):
         all_names = tsv_reader.read_class_list(FLAGS.class_list)
     cross_class = decision.needs_other_classes or (FLAGS.output_format != "plain" and all_names is not None)
     scores = score(ClassEmbeddingScorer(model, reference), features[:usable], class_ids[:usable], cross_class)
-    verdicts = decision.verdicts(getattr(scores, "similarity", scores), getattr(scores, "margin", None))
-    correct = verdicts == vlabels[:usable]
+    correct = verdicts_of(decision, scores) == vlabels[:usable]
     names = None
     if FLAGS.output_format != "plain" and all_names is not None:
         names = [all_names[i] for i in class_ids[:usable]]

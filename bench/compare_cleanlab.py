@@ -90,8 +90,8 @@ def print_tables(per_seed):
     for seed, errors in per_seed:
         for name, _ in GROUPS:
             e = errors[name]
-            print("| %d | %s | %d | %.3f | %.3f | %.3f | %.3f |" % (seed, name, e["samples"], e["noise"], e["threshold"],
-                                                                   e["relative"], e["cleanlab"]))
+            print("| %d | %s | %d | %.3f | %.3f | %.3f | %.3f |"
+                  % (seed, name, e["samples"], e["noise"], e["threshold"], e["relative"], e["cleanlab"]))
     print()
     print("Mean ± standard deviation over %d seeds:" % len(per_seed))
     print("| classes | label noise | CleanNet threshold | CleanNet relative | cleanlab |")

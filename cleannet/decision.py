@@ -5,8 +5,8 @@ Two decisions, chosen with inference.py's --decision:
 - relative (beyond the paper): correct when the labelled class is not beaten by another
   class by more than a margin, i.e. margin = score(own class) − max over other classes
   score(other) ≥ min_margin (class scores: cleannet.scoring.CLASS_SCORES), optionally also
-  requiring cos(own) ≥ threshold. min_margin (and the
-  threshold) are calibrated on the verified validation split (cleannet.calibration).
+  requiring cos(own) ≥ threshold. min_margin (and the threshold) are calibrated on the
+  verified validation split (cleannet.calibration).
 
 Both apply cleannet.metrics.predict_label_correct, in float64 so that a float32 similarity
 compares with the threshold exactly as a Python float does.
@@ -18,8 +18,6 @@ from typing import Optional
 import numpy as np
 
 from cleannet.metrics import predict_label_correct
-
-DECISIONS = ("threshold", "relative")
 
 
 def _at_least(values, bound: float) -> np.ndarray:
@@ -58,6 +56,13 @@ class RelativeDecision:
         if self.threshold is not None:
             verdict &= _at_least(similarity, self.threshold)
         return verdict
+
+
+def verdicts_of(decision, scores) -> np.ndarray:
+    """int8 [n] verdicts of `decision` for similarities [n] or cleannet.scoring.CrossClassScores."""
+    if hasattr(scores, "margin"):
+        return decision.verdicts(scores.similarity, scores.margin)
+    return decision.verdicts(scores)
 
 
 def suggested_classes(scores, verdicts) -> np.ndarray:

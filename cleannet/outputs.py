@@ -20,7 +20,7 @@ import json
 
 import numpy as np
 
-from cleannet.decision import ThresholdDecision, suggested_classes
+from cleannet.decision import ThresholdDecision, suggested_classes, verdicts_of
 
 OUTPUT_FORMATS = ("plain", "tsv", "jsonl")
 BASE_FIELDS = ("key", "url", "class_name", "similarity", "verdict")
@@ -50,8 +50,8 @@ def _similarities(scores):
 
 
 def _verdicts(decision, scores):
-    margin = scores.margin if hasattr(scores, "margin") else None
-    return decision.verdicts(_similarities(scores), margin)
+    """The verdicts for CrossClassScores, or for similarities read as float32 like the output."""
+    return verdicts_of(decision, scores if hasattr(scores, "margin") else _similarities(scores)).tolist()
 
 
 class ResultWriter:
@@ -89,7 +89,7 @@ class ResultWriter:
             self.stream.write("".join(format_similarity(s) + "\n" for s in similarities.tolist()))
             return
         columns = [_or_blank(keys, n), _or_blank(urls, n), _or_blank(class_names, n),
-                   [format_similarity(s) for s in similarities.tolist()], _verdicts(self.decision, scores).tolist()]
+                   [format_similarity(s) for s in similarities.tolist()], _verdicts(self.decision, scores)]
         if self.class_list is not None:
             columns += self._cross_class_columns(scores, columns[4])
         if self.output_format == "tsv":
@@ -135,7 +135,7 @@ class WeightWriter:
     def write(self, scores, keys, class_names):
         """scores: similarities float [n] or CrossClassScores (needed by the relative decision)."""
         similarities = _similarities(scores).tolist()
-        hard = _verdicts(self.decision, scores).tolist()
+        hard = _verdicts(self.decision, scores)
         lines = ["%s\t%s\t%s\t%d\n" % (_clean(key), _clean(name), format_similarity(max(0.0, sim)), verdict)
                  for sim, key, name, verdict in zip(similarities, keys, class_names, hard)]
         self.stream.write("".join(lines))
