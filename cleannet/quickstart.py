@@ -11,16 +11,27 @@ What it does, through the same public tools a user runs:
 2. Keeps verification labels for only half the classes (digits 0-4) with
    util/heldout_train_data.py, as in the paper's transfer-learning experiments.
 3. util/convert_data.py → train.npy, val.npy, all.npy; util/find_reference.py → ref.npy.
-4. train.py (TensorBoard logs under WORK_DIR/train/log), then inference.py on the test TSV.
+4. train.py (its progress shown as it trains; TensorBoard logs under WORK_DIR/train/log),
+   `inference.py --mode=calibrate` (the relative decision's margin, chosen on val.npy),
+   then inference.py on the test TSV.
 5. Prints the label-noise detection error on the test samples of the classes with
-   verification labels and of those without, next to the error of trusting every label.
+   verification labels and of those without, next to the error of trusting every label,
+   for both decisions: the paper's threshold (cos >= 0.1) and the relative one.
 6. Scores the training samples with `inference.py --output_weights` and trains a softmax
    classifier (train_classifier.py) on them without weights, with the paper's soft weights
-   max(0, cos) and with hard weights 1[cos >= 0.1], printing the test accuracies (on the
-   true labels) side by side.
+   max(0, cos) and with hard weights (threshold and relative decisions), printing the test
+   accuracies (on the true labels) side by side.
+
+The settings (--noise_rate, --n_step, --num_ref, --seed) are recorded in
+WORK_DIR/quickstart_settings.json. A re-run with the same settings reuses the trained model;
+with other settings it first deletes what an earlier quickstart created there (the names
+in CREATED, nothing else), so it never reports a stale model.
 """
 
+import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -34,14 +45,25 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up 
 import numpy as np
 from absl import app, flags, logging
 
-flags.DEFINE_string("work_dir", "./quickstart", "Where the data, model, logs and predictions go.")
-flags.DEFINE_float("noise_rate", 0.3, "Share of labels replaced by a wrong class.")
-flags.DEFINE_integer("n_step", 3000, "Training steps.")
-flags.DEFINE_integer("num_ref", 8, "Reference vectors per class (k-means centres).")
-flags.DEFINE_integer("seed", 0, "Seed for the split and the label noise.")
 FLAGS = flags.FLAGS
 
+
+def define_flags():
+    """The quickstart's flags (defined when it runs, so that other tools can import this module)."""
+    flags.DEFINE_string("work_dir", "./quickstart", "Where the data, model, logs and predictions go.")
+    flags.DEFINE_float("noise_rate", 0.3, "Share of labels replaced by a wrong class.")
+    flags.DEFINE_integer("n_step", 3000, "Training steps.")
+    flags.DEFINE_integer("num_ref", 8, "Reference vectors per class (k-means centres).")
+    flags.DEFINE_integer("seed", 0, "Seed for the split and the label noise.")
+
 VERIFIED_CLASSES = range(5)  # digits 0-4 keep verification labels; 5-9 have none
+THRESHOLD = 0.1  # the paper's (and inference.py's default --val_sim_thres)
+SETTINGS_FILE = "quickstart_settings.json"
+LOG_FILE = "quickstart.log"
+# Everything the quickstart writes in its work dir (test_predictions.txt: earlier versions).
+CREATED = ("tsv", "data", "train", "test_predictions.tsv", "test_predictions.txt", "train_predictions.txt",
+           "train_weights.tsv", "train_weights_relative.tsv", LOG_FILE, SETTINGS_FILE)
+PROGRESS_LINE = re.compile(r"\] (step \d+: .*)$")  # train.py's periodic "step N: ..." log lines
 
 
 def class_name(digit):
@@ -68,15 +90,20 @@ def feature_text(row):
     return ",".join("%g" % v for v in row)
 
 
-def write_tsvs(work_dir, seed, noise_rate):
-    """Writes the quickstart's input files; returns the test set's truth (label correct?, class)."""
+def noisy_digits(seed, noise_rate):
+    """The quickstart's data: (features float32 [N, 64], true labels [N], noisy labels [N],
+    (train, val, test) index arrays)."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     features, labels = digits.data.astype(np.float32), digits.target.astype(np.int64)
-    rng = np.random.default_rng(seed)
-    noisy = corrupt_labels(labels, noise_rate, 10, rng)
-    train, val, test = make_split(len(labels), seed)
+    noisy = corrupt_labels(labels, noise_rate, 10, np.random.default_rng(seed))
+    return features, labels, noisy, make_split(len(labels), seed)
+
+
+def write_tsvs(work_dir, seed, noise_rate):
+    """Writes the quickstart's input files; returns the test set's (label correct?, noisy class, true class)."""
+    features, labels, noisy, (train, val, test) = noisy_digits(seed, noise_rate)
     tsv_dir = os.path.join(work_dir, "tsv")
     os.makedirs(tsv_dir, exist_ok=True)
     with open(os.path.join(tsv_dir, "classes.txt"), "w") as f:
@@ -99,71 +126,186 @@ def write_tsvs(work_dir, seed, noise_rate):
     with open(os.path.join(tsv_dir, "test_true.tsv"), "w") as f:  # true labels, for classifier accuracy
         for i in test:
             f.write("img%04d\t%s\t%s\n" % (i, class_name(labels[i]), feature_text(features[i])))
-    return (noisy[test] == labels[test]), noisy[test]
+    return (noisy[test] == labels[test]), noisy[test], labels[test]
 
 
-def run_tool(args, log):
-    """Runs a project tool as a user would, its output appended to `log`."""
+def prepare_work_dir(work_dir, settings):
+    """Makes work_dir ready for a run with `settings` (a dict); returns what it did.
+
+    Same recorded settings: "reuse". Other settings, or none recorded by an earlier
+    quickstart (its log is there): the names in CREATED are deleted, "fresh". Files of
+    ours without a quickstart log: refused (they may be someone else's), SystemExit 2.
+    """
+    os.makedirs(work_dir, exist_ok=True)
+    settings_path = os.path.join(work_dir, SETTINGS_FILE)
+    present = [name for name in CREATED if os.path.lexists(os.path.join(work_dir, name))]
+    outcome = "new"
+    if os.path.exists(settings_path):
+        with open(settings_path) as f:
+            outcome = "reuse" if json.load(f) == settings else "fresh"
+    elif present and LOG_FILE not in present:
+        print("quickstart: %s holds %s, not recorded as the quickstart's; remove them or pick another --work_dir"
+              % (work_dir, ", ".join(present)), file=sys.stderr)
+        sys.exit(2)
+    elif present:
+        outcome = "fresh"
+    if outcome == "fresh":
+        for name in present:
+            path = os.path.join(work_dir, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+    with open(settings_path, "w") as f:
+        json.dump(settings, f, sort_keys=True)
+    return outcome
+
+
+def _show_progress(text, live):
+    if live:
+        sys.stdout.write("\r  " + text[:100].ljust(100))
+    else:
+        sys.stdout.write("  " + text + "\n")
+    sys.stdout.flush()
+
+
+def run_tool(args, log, show_progress=False):
+    """Runs a project tool as a user would, its output appended to `log`.
+
+    With show_progress, the tool's "step N: ..." lines are shown as they come (redrawn on
+    one line on a terminal).
+    """
     command = [sys.executable] + args
     print("$ " + " ".join(os.path.relpath(a, ROOT) if a.startswith(ROOT) else a for a in command[1:]), flush=True)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    live = sys.stdout.isatty()
+    shown = False
     with open(log, "a") as out:
-        result = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
-    if result.returncode != 0:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                   text=True)
+        for line in process.stdout:
+            out.write(line)
+            match = PROGRESS_LINE.search(line.rstrip("\n")) if show_progress else None
+            if match:
+                _show_progress(match.group(1), live)
+                shown = True
+        returncode = process.wait()
+    if shown and live:
+        sys.stdout.write("\n")
+    if returncode != 0:
         with open(log) as f:
             tail = f.read().splitlines()[-15:]
-        sys.exit("quickstart: step failed (exit %d); last lines of %s:\n%s" % (result.returncode, log, "\n".join(tail)))
+        sys.exit("quickstart: step failed (exit %d); last lines of %s:\n%s" % (returncode, log, "\n".join(tail)))
 
 
-def detection_error(similarities, label_correct, threshold):
-    """Share of samples whose verdict (cos ≥ threshold) disagrees with the truth."""
-    return float(np.mean((similarities >= threshold) != label_correct))
+def tool(name):
+    return os.path.join(ROOT, name)
 
 
-def main(argv):
-    del argv
-    started = time.time()
-    work_dir = os.path.abspath(FLAGS.work_dir)
+def prepare_data(work_dir, log, num_ref):
+    """heldout_train_data, convert_data (train, val, all), find_reference."""
     tsv_dir, data_dir = os.path.join(work_dir, "tsv"), os.path.join(work_dir, "data")
-    model_dir = os.path.join(work_dir, "train")
-    log = os.path.join(work_dir, "quickstart.log")
-    os.makedirs(work_dir, exist_ok=True)
-    open(log, "w").close()
-    truth, test_classes = write_tsvs(work_dir, FLAGS.seed, FLAGS.noise_rate)
     classes = os.path.join(tsv_dir, "classes.txt")
-    tool = lambda name: os.path.join(ROOT, name)
-    run_tool([tool("util/heldout_train_data.py"), "--heldout_class_list=" + os.path.join(tsv_dir, "heldout_classes.tsv"),
+    run_tool([tool("util/heldout_train_data.py"),
+              "--heldout_class_list=" + os.path.join(tsv_dir, "heldout_classes.tsv"),
               "--input_file=" + os.path.join(tsv_dir, "train_all_classes.tsv"),
               "--output_file=" + os.path.join(tsv_dir, "train.tsv")], log)
     for split in ("train", "val", "all"):
         run_tool([tool("util/convert_data.py"), "--split=" + split, "--class_list=" + classes,
                   "--data_path=" + os.path.join(tsv_dir, split + ".tsv"), "--output_dir=" + data_dir], log)
-    run_tool([tool("util/find_reference.py"), "--class_list=" + classes, "--input_npy=" + os.path.join(data_dir, "all.npy"),
-              "--output_dir=" + data_dir, "--num_ref=%d" % FLAGS.num_ref, "--img_dim=64"], log)
-    run_tool([tool("train.py"), "--data_dir=" + data_dir, "--checkpoint_dir=" + os.path.join(model_dir, "checkpoints"),
-              "--log_dir=" + os.path.join(model_dir, "log"), "--img_dim=64", "--num_ref=%d" % FLAGS.num_ref,
-              "--n_step=%d" % FLAGS.n_step, "--val_interval=500", "--log_interval=500",
-              "--lr_update=%d" % max(1, FLAGS.n_step * 2 // 3), "--val_batch_size=32"], log)
-    predictions = os.path.join(work_dir, "test_predictions.txt")
-    run_tool([tool("inference.py"), "--data_dir=" + data_dir, "--class_list=" + classes,
-              "--image_feature_list=" + os.path.join(tsv_dir, "test.tsv"),
-              "--checkpoint_dir=" + os.path.join(model_dir, "checkpoints", "best"), "--output_file=" + predictions,
-              "--img_dim=64", "--num_ref=%d" % FLAGS.num_ref, "--mode=inference"], log)
-    similarities = np.loadtxt(predictions, dtype=np.float64, ndmin=1)
-    verified = np.isin(test_classes, list(VERIFIED_CLASSES))
+    run_tool([tool("util/find_reference.py"), "--class_list=" + classes,
+              "--input_npy=" + os.path.join(data_dir, "all.npy"), "--output_dir=" + data_dir,
+              "--num_ref=%d" % num_ref, "--img_dim=64"], log)
+
+
+def model_args(work_dir, num_ref):
+    """inference.py's flags naming the quickstart's data, classes and best model."""
+    return ["--data_dir=" + os.path.join(work_dir, "data"),
+            "--class_list=" + os.path.join(work_dir, "tsv", "classes.txt"),
+            "--checkpoint_dir=" + os.path.join(work_dir, "train", "checkpoints", "best"),
+            "--img_dim=64", "--num_ref=%d" % num_ref]
+
+
+def train_and_calibrate(work_dir, log, num_ref, n_step):
+    """train.py (progress shown), then inference.py --mode=calibrate on the best model."""
+    model_dir = os.path.join(work_dir, "train")
+    run_tool([tool("train.py"), "--data_dir=" + os.path.join(work_dir, "data"),
+              "--checkpoint_dir=" + os.path.join(model_dir, "checkpoints"),
+              "--log_dir=" + os.path.join(model_dir, "log"),
+              "--img_dim=64", "--num_ref=%d" % num_ref, "--n_step=%d" % n_step, "--val_interval=500",
+              "--log_interval=250", "--lr_update=%d" % max(1, n_step * 2 // 3), "--val_batch_size=32"],
+             log, show_progress=True)
+    run_tool([tool("inference.py"), "--mode=calibrate"] + model_args(work_dir, num_ref), log)
+
+
+def read_verdicts(path):
+    """inference.py's tsv output → (similarity float64 [n], verdict bool [n], suggested class names [n])."""
+    with open(path) as f:
+        rows = [line.rstrip("\n").split("\t") for line in f][1:]
+    return (np.array([float(r[3]) for r in rows]), np.array([r[4] == "1" for r in rows], bool),
+            [r[8] for r in rows])
+
+
+def score_test(work_dir, log, num_ref):
+    """Scores the test TSV under the relative decision (tsv output); returns read_verdicts' triple
+    with the threshold verdicts in place of the similarities: (threshold, relative, suggested)."""
+    from cleannet.decision import ThresholdDecision
+
+    predictions = os.path.join(work_dir, "test_predictions.tsv")
+    run_tool([tool("inference.py"), "--mode=inference",
+              "--image_feature_list=" + os.path.join(work_dir, "tsv", "test.tsv"),
+              "--output_file=" + predictions, "--output_format=tsv", "--decision=relative"]
+             + model_args(work_dir, num_ref), log)
+    similarity, relative, suggested = read_verdicts(predictions)
+    return ThresholdDecision(THRESHOLD).verdicts(similarity).astype(bool), relative, suggested
+
+
+def run_detection(work_dir, settings, log):
+    """The whole pipeline up to the test verdicts. Returns a dict of [n_test] arrays:
+    label_correct, verified (class has verification labels), threshold and relative
+    verdicts (True = label judged correct), suggested (class name or ""), true_class (name)."""
+    truth, test_classes, true_classes = write_tsvs(work_dir, settings["seed"], settings["noise_rate"])
+    prepare_data(work_dir, log, settings["num_ref"])
+    train_and_calibrate(work_dir, log, settings["num_ref"], settings["n_step"])
+    threshold, relative, suggested = score_test(work_dir, log, settings["num_ref"])
+    return dict(label_correct=truth, verified=np.isin(test_classes, list(VERIFIED_CLASSES)), threshold=threshold,
+                relative=relative, suggested=np.array(suggested), true_class=np.array(
+                    [class_name(c) for c in true_classes]))
+
+
+def detection_error(verdicts, label_correct):
+    """Share of samples whose verdict (True = label judged correct) disagrees with the truth."""
+    return float(np.mean(np.asarray(verdicts, bool) != np.asarray(label_correct, bool)))
+
+
+def print_detection_table(result):
     print()
-    print("Label-noise detection error on the test samples (threshold 0.1):")
-    print("| classes | samples | label noise (error of trusting every label) | CleanNet detection error |")
-    print("|---|---|---|---|")
-    for name, mask in (("with verification labels (0-4)", verified), ("without verification labels (5-9)", ~verified)):
-        print("| %s | %d | %.3f | %.3f |" % (name, int(mask.sum()), float(np.mean(~truth[mask])),
-                                             detection_error(similarities[mask], truth[mask], 0.1)))
-    weights = os.path.join(work_dir, "train_weights.tsv")
-    run_tool([tool("inference.py"), "--data_dir=" + data_dir, "--class_list=" + classes,
-              "--image_feature_list=" + os.path.join(tsv_dir, "all.tsv"),
-              "--checkpoint_dir=" + os.path.join(model_dir, "checkpoints", "best"),
-              "--output_file=" + os.path.join(work_dir, "train_predictions.txt"), "--output_weights=" + weights,
-              "--img_dim=64", "--num_ref=%d" % FLAGS.num_ref, "--mode=inference"], log)
+    print("Label-noise detection error on the test samples:")
+    print("| classes | samples | label noise (error of trusting every label) | threshold cos >= %g (paper) "
+          "| relative (calibrated margin) |" % THRESHOLD)
+    print("|---|---|---|---|---|")
+    truth = result["label_correct"]
+    for name, mask in (("with verification labels (0-4)", result["verified"]),
+                       ("without verification labels (5-9)", ~result["verified"])):
+        print("| %s | %d | %.3f | %.3f | %.3f |" % (name, int(mask.sum()), float(np.mean(~truth[mask])),
+                                                   detection_error(result["threshold"][mask], truth[mask]),
+                                                   detection_error(result["relative"][mask], truth[mask])))
+    suggested = result["suggested"] != ""
+    right = int(np.sum(result["suggested"][suggested] == result["true_class"][suggested]))
+    print("Relative decision: %d labels judged wrong got a suggested class; %d of them (%.0f%%) are the true class."
+          % (int(suggested.sum()), right, 100.0 * right / max(1, int(suggested.sum()))))
+
+
+def print_classifier_table(work_dir, log, settings):
+    """Sample weights for the training samples under both decisions, and the classifier table."""
+    tsv_dir = os.path.join(work_dir, "tsv")
+    weight_files = {}
+    for decision, name in (("threshold", "train_weights.tsv"), ("relative", "train_weights_relative.tsv")):
+        weight_files[decision] = os.path.join(work_dir, name)
+        run_tool([tool("inference.py"), "--mode=inference",
+                  "--image_feature_list=" + os.path.join(tsv_dir, "all.tsv"),
+                  "--output_file=" + os.path.join(work_dir, "train_predictions.txt"), "--decision=" + decision,
+                  "--output_weights=" + weight_files[decision]] + model_args(work_dir, settings["num_ref"]), log)
     from cleannet.classifier import train_classifier
 
     logging.set_verbosity(logging.WARNING)  # the classifier's per-epoch progress lines
@@ -171,15 +313,38 @@ def main(argv):
     print("A softmax classifier trained on the noisy training labels, test accuracy on the true labels:")
     print("| sample weights | test accuracy |")
     print("|---|---|")
-    for weighting, label in (("none", "none (every sample 1)"), ("soft", "soft, max(0, cos)"),
-                             ("hard", "hard, 1[cos >= 0.1]")):
-        accuracy = train_classifier(os.path.join(tsv_dir, "all.tsv"), classes,
-                                    test_tsv=os.path.join(tsv_dir, "test_true.tsv"), weights_file=weights,
-                                    weighting=weighting, epochs=30, learning_rate=0.01, seed=FLAGS.seed)
+    for weighting, decision, label in (("none", "threshold", "none (every sample 1)"),
+                                       ("soft", "threshold", "soft, max(0, cos)"),
+                                       ("hard", "threshold", "hard, 1[cos >= %g]" % THRESHOLD),
+                                       ("hard", "relative", "hard, relative decision")):
+        accuracy = train_classifier(os.path.join(tsv_dir, "all.tsv"), os.path.join(tsv_dir, "classes.txt"),
+                                    test_tsv=os.path.join(tsv_dir, "test_true.tsv"),
+                                    weights_file=weight_files[decision],
+                                    weighting=weighting, epochs=30, learning_rate=0.01, seed=settings["seed"])
         print("| %s | %.3f |" % (label, accuracy))
+
+
+def settings_from_flags():
+    return dict(noise_rate=FLAGS.noise_rate, n_step=FLAGS.n_step, num_ref=FLAGS.num_ref, seed=FLAGS.seed)
+
+
+def main(argv):
+    del argv
+    started = time.time()
+    work_dir = os.path.abspath(FLAGS.work_dir)
+    settings = settings_from_flags()
+    if prepare_work_dir(work_dir, settings) == "fresh":
+        print("quickstart: new settings %s: started afresh in %s" % (json.dumps(settings, sort_keys=True), work_dir))
+    log = os.path.join(work_dir, LOG_FILE)
+    open(log, "w").close()
+    result = run_detection(work_dir, settings, log)
+    print_detection_table(result)
+    print_classifier_table(work_dir, log, settings)
     print()
-    print("Done in %.0f s. TensorBoard: tensorboard --logdir %s" % (time.time() - started, os.path.join(model_dir, "log")))
+    print("Done in %.0f s. TensorBoard: tensorboard --logdir %s" % (time.time() - started,
+                                                                    os.path.join(work_dir, "train", "log")))
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -4,12 +4,58 @@ In inference mode the reference-set encoder's output φ_s depends only on the cl
 `ClassEmbeddingScorer` encodes each class's reference set once (C × num_ref rows instead
 of num_ref rows per sample) and scores a sample with the query encoder plus a gather.
 `score_per_sample` is the original per-sample path, kept for checks and benchmarks.
+
+Beyond the paper, `ClassEmbeddingScorer.score_against_all` compares each sample with every
+class and keeps, per sample, its labelled class's score and the best other class. Two
+class scores (CLASS_SCORES), both cosines in CleanNet's 128-d embedding space:
+- "references": the soft nearest reference of class c. The references r of c are embedded
+  with the query encoder, like samples, and the score is the soft maximum
+  τ·log(mean_r exp(cos(φ_q(x), φ_q(r)) / τ)) with τ = REFERENCE_TEMPERATURE (between the
+  mean and the maximum of the R cosines).
+- "embedding": cos(φ_q(x), φ_s(c)), CleanNet's own similarity of x to class c.
+The scores exist one batch at a time ([batch_size, C], or [batch_size, C, R] for
+"references"), so memory does not grow with the number of samples.
 """
+
+import dataclasses
+import math
 
 import numpy as np
 import tensorflow as tf
 
 from cleannet.metrics import similarity
+
+CLASS_SCORES = ("references", "embedding")
+REFERENCE_TEMPERATURE = 0.1
+_ENCODE_ROWS = 4096  # reference vectors sent through the query encoder per call
+
+
+@dataclasses.dataclass
+class CrossClassScores:
+    """Samples scored against every class.
+
+    similarity: float32 [n], CleanNet's cosine to the labelled class (as `ClassEmbeddingScorer.score`).
+    own_score: float32 [n], the labelled class's class score (see CLASS_SCORES).
+    best_other_class: int32 [n], the class other than the label with the highest score (-1: none).
+    best_other_score: float32 [n], its score (-inf where there is no other class).
+    """
+    similarity: np.ndarray
+    own_score: np.ndarray
+    best_other_class: np.ndarray
+    best_other_score: np.ndarray
+
+    @property
+    def margin(self):
+        """float64 [n]: own_score minus best_other_score (+inf where there is no other class)."""
+        return self.own_score.astype(np.float64) - self.best_other_score.astype(np.float64)
+
+    def __len__(self):
+        return len(self.similarity)
+
+
+def _check_class_score(class_score):
+    if class_score not in CLASS_SCORES:
+        raise ValueError("class_score must be one of %s, got %r" % ("|".join(CLASS_SCORES), class_score))
 
 
 class ClassEmbeddingScorer:
@@ -23,16 +69,85 @@ class ClassEmbeddingScorer:
 
     def __init__(self, model, reference_table, class_chunk=256):
         self.model = model
+        self.reference_table = np.asarray(reference_table, np.float32)
         tables = [model.encode_classes(tf.constant(reference_table[i:i + class_chunk], tf.float32))
                   for i in range(0, len(reference_table), class_chunk)]
         self.class_embeddings = tf.concat(tables, axis=0)  # [C, 128]
         self.num_classes = int(self.class_embeddings.shape[0])
+        self._reference_embeddings = None
         self._score = tf.function(self._score_batch, reduce_retracing=True)
+        self._score_all = tf.function(self._score_all_batch, reduce_retracing=True)
+        self._against_all = tf.function(self._against_all_batch, reduce_retracing=True)
+
+    def reference_embeddings(self):
+        """float32 [C, R, 128]: every reference vector through the query encoder, unit length."""
+        if self._reference_embeddings is None:
+            table = self.reference_table.reshape(-1, self.reference_table.shape[-1])
+            rows = [tf.math.l2_normalize(self.model.encode_queries(tf.constant(table[i:i + _ENCODE_ROWS]))[1], axis=1)
+                    for i in range(0, len(table), _ENCODE_ROWS)]
+            self._reference_embeddings = tf.reshape(tf.concat(rows, axis=0), self.reference_table.shape[:2] + (-1,))
+        return self._reference_embeddings
 
     def _score_batch(self, features, class_ids):
         _, phi_q, _ = self.model.encode_queries(features)
         phi_s = tf.gather(self.class_embeddings, class_ids)
         return similarity(phi_s, phi_q)
+
+    def _score_all_batch(self, features, class_score, reference_embeddings):
+        _, phi_q, _ = self.model.encode_queries(features)
+        phi_q = tf.math.l2_normalize(tf.cast(phi_q, tf.float32), axis=1)
+        if class_score == "embedding":
+            phi_s = tf.math.l2_normalize(tf.cast(self.class_embeddings, tf.float32), axis=1)
+            return tf.matmul(phi_q, phi_s, transpose_b=True)  # [b, C]
+        cosines = tf.einsum("nd,crd->ncr", phi_q, reference_embeddings)  # [b, C, R]
+        log_num_ref = math.log(self.reference_table.shape[1])
+        return REFERENCE_TEMPERATURE * (tf.reduce_logsumexp(cosines / REFERENCE_TEMPERATURE, axis=2) - log_num_ref)
+
+    def _against_all_batch(self, features, class_ids, class_score, reference_embeddings):
+        own_similarity = self._score_batch(features, class_ids)
+        scores = self._score_all_batch(features, class_score, reference_embeddings)
+        is_own = tf.one_hot(class_ids, self.num_classes, on_value=True, off_value=False)
+        own_score = tf.reduce_sum(tf.where(is_own, scores, 0.0), axis=1)
+        others = tf.where(is_own, tf.constant(-np.inf, tf.float32), scores)
+        return own_similarity, own_score, tf.argmax(others, axis=1, output_type=tf.int32), tf.reduce_max(others, axis=1)
+
+    def _references_for(self, class_score):
+        return self.reference_embeddings() if class_score == "references" else tf.zeros([0, 0, 0])
+
+    def score_all_classes(self, features, class_score="references", batch_size=4096):
+        """Class scores float32 [n, C] of features [n, h] for every class (see CLASS_SCORES).
+
+        The whole [n, C] matrix is returned: for many samples use `score_against_all`.
+        """
+        _check_class_score(class_score)
+        features = np.asarray(features, dtype=np.float32)
+        references = self._references_for(class_score)
+        out = [self._score_all(features[i:i + batch_size], class_score, references).numpy()
+               for i in range(0, len(features), batch_size)]
+        return np.concatenate(out) if out else np.zeros([0, self.num_classes], np.float32)
+
+    def score_against_all(self, features, class_ids, class_score="references", batch_size=4096):
+        """The labelled class's score and the best other class, for features [n, h], class ids [n].
+
+        Only one batch's scores exist at a time. With a single class there is no other
+        class: best_other_class is -1 and best_other_score -inf.
+
+        Returns:
+          CrossClassScores; its `similarity` equals `score(features, class_ids, batch_size)`.
+        """
+        _check_class_score(class_score)
+        features = np.asarray(features, dtype=np.float32)
+        class_ids = np.asarray(class_ids, dtype=np.int32)
+        references = self._references_for(class_score)
+        parts = [[t.numpy() for t in self._against_all(features[i:i + batch_size], class_ids[i:i + batch_size],
+                                                       class_score, references)]
+                 for i in range(0, len(features), batch_size)]
+        if not parts:
+            empty = np.zeros([0], np.float32)
+            return CrossClassScores(empty, empty, np.zeros([0], np.int32), empty)
+        own_similarity, own_score, best, best_score = (np.concatenate(column) for column in zip(*parts))
+        best[~np.isfinite(best_score)] = -1
+        return CrossClassScores(own_similarity, own_score, best, best_score)
 
     def score(self, features, class_ids, batch_size=4096):
         """Cosine similarities float32 [n] for features [n, h] and class ids [n]."""
