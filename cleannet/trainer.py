@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from cleannet import calibration
 from cleannet import checkpoints
 from cleannet import data
 from cleannet import summaries
@@ -282,7 +283,18 @@ class Trainer:
         return {"val_loss": val_loss, "val_acc": val_acc}
 
     def on_best(self, step: int, value: float, path: str) -> None:
+        """Logs the new best model and stores its calibrated relative decision beside it
+        (best/calibration.json, what `inference.py --decision=relative` reads)."""
         logging.info("best model (val/acc %.6f) saved in %s", value, os.path.dirname(path))
+        if not self.is_chief or self.tables.reference.shape[0] < 2:
+            return
+        tb = self.tables
+        result = calibration.calibrate_model(self.model, tb.reference, tb.val_features, tb.val_class_ids,
+                                             tb.val_vlabels, path)
+        try:
+            calibration.write_calibration(os.path.dirname(path), result)
+        except ValueError as err:  # a non-finite calibration is not written
+            logging.warning("No calibration written for %s: %s", path, err)
 
     def on_terminated(self, step: int, path: str) -> None:
         logging.info("SIGTERM: checkpoint saved in %s; stopping.", path)

@@ -93,3 +93,22 @@ def test_a_non_finite_loss_stops_before_any_save_and_names_the_last_good_checkpo
     assert "non-finite" in message or "infinity" in message or "NaN" in message, message
     assert not any(n.startswith("ckpt-") for n in os.listdir(tmp_path / "fresh")), os.listdir(tmp_path / "fresh")
     assert os.path.exists(good + ".index")
+
+
+def test_training_stores_the_calibrated_decision_with_the_best_model(tmp_path, data_dir):
+    import json
+
+    from cleannet.calibration import calibrate_model
+    from cleannet.checkpoints import load_trained_model
+    from cleannet.trainer import load_tables
+
+    cfg = config(tmp_path, data_dir, n_step=4)
+    train(cfg)
+    best = tmp_path / "ckpt" / "best"
+    with open(best / "calibration.json") as f:
+        stored = json.load(f)
+    model, _, path = load_trained_model(str(best), IMG_DIM, NUM_REF, "log")
+    assert stored["checkpoint"] == os.path.basename(path)
+    tables = load_tables(cfg)
+    again = calibrate_model(model, tables.reference, tables.val_features, tables.val_class_ids, tables.val_vlabels, path)
+    assert stored["min_margin"] == pytest.approx(again.min_margin) and stored["val_samples"] == len(tables.val_features)
