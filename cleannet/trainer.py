@@ -230,10 +230,9 @@ class Trainer:
                                tf.gather(t["all_class_ids"], unsup_indices)], axis=0)
         vlabel = tf.concat([tf.gather(t["train_vlabels"], sup_indices), tf.zeros([local_unsup])], axis=0)
         vflag = tf.concat([tf.ones([local_sup]), tf.zeros([local_unsup])], axis=0)
-        reference = tf.gather(t["reference"], class_ids)
         global_batch = float(c.batch_size_sup + c.batch_size_unsup)
         with tf.GradientTape() as tape:
-            phi_s, v_q, phi_q, v_qr = self.model((query, reference), training=True)
+            phi_s, v_q, phi_q, v_qr = self.model.call_by_class(query, t["reference"], class_ids, training=True)
             cos_sim = similarity(phi_s, phi_q)
             per_sample = total_loss(vlabel, cos_sim, phi_s, v_q, phi_q, v_qr, vflag, c.neg_weight)
             # Summed over replicas, these shares give the global batch mean + regularisation.
