@@ -18,6 +18,7 @@ from absl import app, flags, logging
 
 from util.errors import cli_main
 from util.flagutil import define_log_dir
+from util.process_exit import skip_teardown_on_success
 
 flags.DEFINE_string("data_dir", "./data/", "Data directory containing {train|val|all|ref}.npy.")
 flags.DEFINE_string("checkpoint_dir", "./train/checkpoints/", "Directory to keep checkpoints.")
@@ -76,7 +77,7 @@ def main(argv):
 
 def run():
     """Console entry point."""
-    app.run(cli_main(main))
+    app.run(skip_teardown_on_success(cli_main(main)))
 
 
 if __name__ == "__main__":
