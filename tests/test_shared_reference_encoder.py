@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 
 from cleannet.model import CleanNet
-from cleannet.trainer import FeatureTables, TrainConfig, Trainer
+from cleannet.trainer import TrainConfig, Trainer
+from test_mixed_precision import tables as feature_tables  # small in-memory FeatureTables
 
 IMG_DIM = 12
 NUM_REF = 4
@@ -114,18 +115,8 @@ def test_mixed_precision_outputs_match_per_sample():
                                    atol=2e-3)
 
 
-def _tables(rng, classes=5, img_dim=8, num_ref=3):
-    def verified(n):
-        return (rng.random((n, img_dim), dtype=np.float32), rng.integers(0, classes, n).astype(np.int32),
-                rng.integers(0, 2, n).astype(np.float32))
-    all_ids = np.sort(rng.integers(0, classes, 30)).astype(np.int32)
-    return FeatureTables(*verified(16), *verified(8), reference=rng.random((classes, num_ref, img_dim), dtype=np.float32),
-                         all_features=rng.random((30, img_dim), dtype=np.float32), all_class_ids=all_ids,
-                         all_offsets=np.searchsorted(all_ids, np.arange(classes + 1)).astype(np.int64))
-
-
 def test_train_step_uses_the_shared_encoder_and_matches_per_sample(tmp_path):
-    tables = _tables(np.random.default_rng(11))
+    tables = feature_tables(np.random.default_rng(11), img_dim=8, classes=5, num_ref=3)
     sup, unsup = tf.constant([0, 1, 2, 3, 4, 5], tf.int64), tf.constant([0, 7, 14, 21, 28, 29], tf.int64)
     weights = {}
     for share in (True, False):
