@@ -74,7 +74,8 @@ class OursStep:
         self.np = np
         self.tables = tables
         self.trainer = Trainer(config, tables)
-        self.trainer.model.share_reference_encoder = share  # before the step is first traced
+        if not config.jit_compile:  # the Trainer keeps the per-sample encoder under XLA
+            self.trainer.model.share_reference_encoder = share  # before the step is first traced
         self.batches = iter(data.training_indices(len(tables.train_features), tables.all_offsets,
                                                   config.batch_size_sup, config.batch_size_unsup, config.seed))
         self.distinct_classes = []

@@ -173,8 +173,10 @@ class Trainer:
                        "%d is not divisible by the %d replicas (batch sizes are global)"
                        % (getattr(config, flag), replicas))
         with self.strategy.scope():
-            self.model = CleanNet(config.num_ref, config.img_dim, config.embed_norm,
-                                  config.dropout_rate, config.weight_decay).build_variables()
+            # The shared reference encoder (CleanNet.call_by_class) was slower than the per-sample
+            # one under XLA, whose tf.unique output is bounded by the batch size: kept off there.
+            self.model = CleanNet(config.num_ref, config.img_dim, config.embed_norm, config.dropout_rate,
+                                  config.weight_decay, share_reference_encoder=not config.jit_compile).build_variables()
             self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
                                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self.optimizer = TF1Momentum(learning_rate=self.current_learning_rate, momentum=config.momentum)

@@ -136,3 +136,11 @@ def test_train_step_uses_the_shared_encoder_and_matches_per_sample(tmp_path):
     for shared, per_sample in zip(weights[True], weights[False]):
         assert np.abs(per_sample).max() > 0
         np.testing.assert_allclose(shared, per_sample, rtol=1e-3, atol=1e-4 * np.abs(per_sample).max())
+
+
+def test_trainer_keeps_the_per_sample_encoder_under_xla(tmp_path):
+    tables = feature_tables(np.random.default_rng(13), img_dim=8, classes=5, num_ref=3)
+    for jit_compile in (False, True):
+        config = TrainConfig(img_dim=8, num_ref=3, batch_size_sup=6, batch_size_unsup=6, jit_compile=jit_compile,
+                             checkpoint_dir=str(tmp_path / str(jit_compile)))
+        assert Trainer(config, tables).model.share_reference_encoder is not jit_compile
