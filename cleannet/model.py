@@ -152,7 +152,7 @@ class CleanNet(keras.Model):
         phi_s = self.ref_set_encoder(v_s, training=training)
         return phi_s, v_q, phi_q, v_qr
 
-    def call_by_class(self, query, reference_table, class_ids, training=False):
+    def call_by_class(self, query, reference_table, class_ids, training=False, normalized_table=None):
         """The model's outputs when sample i's reference set is reference_table[class_ids[i]].
 
         Equal, up to float rounding, to `self((query, tf.gather(reference_table, class_ids)),
@@ -168,6 +168,9 @@ class CleanNet(keras.Model):
           reference_table: float [C, R, h], raw reference features of every class (ref.npy).
           class_ids: int [B], each sample's class, in [0, C).
           training: whether dropout applies.
+          normalized_table: optional, `normalize_features(reference_table, embed_norm)` computed
+            once by a caller that uses the same table at every step; the shared computation
+            then gathers from it instead of normalising the batch's classes again.
 
         Returns:
           (phi_s [B, 128], v_q [B, h], phi_q [B, 128], v_qr [B, h]), as `call`.
@@ -177,10 +180,13 @@ class CleanNet(keras.Model):
         # Cast as Keras casts the inputs of `self(...)` (float16 under mixed precision).
         query = tf.cast(query, self.compute_dtype)
         classes, sample_class = tf.unique(class_ids)  # classes [U]; sample i is classes[sample_class[i]]
-        class_reference = tf.cast(tf.gather(reference_table, classes), self.compute_dtype)  # [U, R, h]
         v_q = normalize_features(query, self.embed_norm)
         phi_q, v_qr = self.query_encoder(v_q)
-        v_s = normalize_features(class_reference, self.embed_norm)
+        if normalized_table is None:
+            class_reference = tf.cast(tf.gather(reference_table, classes), self.compute_dtype)  # [U, R, h]
+            v_s = normalize_features(class_reference, self.embed_norm)
+        else:
+            v_s = tf.cast(tf.gather(normalized_table, classes), tf.float32)  # as normalize_features returns
         encoder = self.ref_set_encoder
         if training and self.dropout_rate > 0:
             h0 = tf.gather(encoder.hidden0(v_s), sample_class)  # [B, R, 512]

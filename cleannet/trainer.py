@@ -29,7 +29,7 @@ from cleannet import data
 from cleannet import summaries
 from cleannet.losses import total_loss
 from cleannet.metrics import accuracy, similarity
-from cleannet.model import EMBED_NORMS, CleanNet
+from cleannet.model import EMBED_NORMS, CleanNet, normalize_features
 from cleannet.optimizer import TF1Momentum, staircase_learning_rate
 from util import datafiles
 from util import distribution
@@ -203,6 +203,8 @@ class Trainer:
         else:
             self._tensors["all_features"] = tf.zeros([0, config.img_dim], tf.float32)
             self._tensors["all_class_ids"] = tf.zeros([0], tf.int32)
+        # The reference table is the same at every step: normalised once (used by the shared encoder).
+        self._tensors["normalized_reference"] = normalize_features(self._tensors["reference"], config.embed_norm)
         self.train_step = tf.function(self._train_step, jit_compile=config.jit_compile)
         self.validation_step = tf.function(self._validation_step, reduce_retracing=True)
 
@@ -234,7 +236,8 @@ class Trainer:
         vflag = tf.concat([tf.ones([local_sup]), tf.zeros([local_unsup])], axis=0)
         global_batch = float(c.batch_size_sup + c.batch_size_unsup)
         with tf.GradientTape() as tape:
-            phi_s, v_q, phi_q, v_qr = self.model.call_by_class(query, t["reference"], class_ids, training=True)
+            phi_s, v_q, phi_q, v_qr = self.model.call_by_class(query, t["reference"], class_ids, training=True,
+                                                               normalized_table=t["normalized_reference"])
             cos_sim = similarity(phi_s, phi_q)
             per_sample = total_loss(vlabel, cos_sim, phi_s, v_q, phi_q, v_qr, vflag, c.neg_weight)
             # Summed over replicas, these shares give the global batch mean + regularisation.
