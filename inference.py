@@ -32,6 +32,7 @@ if __package__ in (None, ""):
 from absl import app, flags, logging
 
 from util.errors import cli_main
+from util.process_exit import skip_teardown_on_success
 
 flags.DEFINE_string("data_dir", "./data/", "Data directory containing ref.npy (and val.npy for --mode=val).")
 flags.DEFINE_string("image_feature_list", "./data/input_tsv.tsv",
@@ -278,7 +279,7 @@ def main(argv):
 
 def run():
     """Console entry point."""
-    app.run(cli_main(main))
+    app.run(skip_teardown_on_success(cli_main(main)))
 
 
 if __name__ == "__main__":

@@ -238,7 +238,7 @@ def run_python_child(target, args, env=None):
 
     Returns:
       dict: seconds (wall clock, including interpreter start-up and imports),
-      peak_rss_mb (MiB; the wait4 value when /proc is missing), ru_maxrss_mb,
+      cpu_seconds (the child's user + system CPU time, all its threads), peak_rss_mb (MiB; the wait4 value when /proc is missing), ru_maxrss_mb,
       returncode, output (stdout + stderr text).
     """
     env = dict(os.environ if env is None else env)
@@ -256,8 +256,8 @@ def run_python_child(target, args, env=None):
     ru_maxrss_mb = usage.ru_maxrss / 1024.0
     reported = re.findall(r"BENCH_PEAK_RSS_KB=(\d+)", output)
     peak = int(reported[-1]) / 1024.0 if reported else ru_maxrss_mb
-    return {"seconds": seconds, "peak_rss_mb": peak, "ru_maxrss_mb": ru_maxrss_mb,
-            "returncode": process.returncode, "output": output}
+    return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_rss_mb": peak,
+            "ru_maxrss_mb": ru_maxrss_mb, "returncode": process.returncode, "output": output}
 
 
 def ratio(value, baseline):

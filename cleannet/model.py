@@ -91,7 +91,16 @@ class RefSetEncoder(keras.Model):
 
     def call(self, v_s, training=False, return_attention=False):
         """Returns φ_s [B, 128], and with return_attention also α [B, R]."""
-        h0 = self.dropout(self.hidden0(v_s), training=training)
+        return self.attend(self.hidden0(v_s), training=training, return_attention=return_attention)
+
+    def attend(self, h0, training=False, return_attention=False):
+        """The layers after hidden0: h0 [B, R, 512] (hidden0's output, before dropout) → φ_s.
+
+        Dropout (training only) applies here, so a caller may compute hidden0 once per
+        class and gather its rows per sample before calling this: every sample still gets
+        its own dropout mask. Returns φ_s [B, 128], and with return_attention also α [B, R].
+        """
+        h0 = self.dropout(h0, training=training)
         h = self.hidden(h0)
         u = self.attention_key(h)
         logits = tf.reduce_sum(u * tf.cast(self.context, u.dtype), axis=2, keepdims=True)
@@ -112,13 +121,17 @@ class CleanNet(keras.Model):
       embed_norm: "log" | "l2norm" (or "l2_norm") | "no_norm".
       dropout_rate: dropout on the reference encoder's first layer, training only.
       weight_decay: L2 factor; `regularization_loss()` = weight_decay · Σ_kernels Σw²/2.
+      share_reference_encoder: whether `call_by_class` encodes each distinct class of a
+        batch once (True) or every sample's reference set (False: the original per-sample
+        computation, kept for checks and benchmarks). Not a weight: checkpoints are the same.
 
     Inputs: query float32 [B, h] (raw features), reference float32 [B, R, h] (raw features
     of each sample's class reference set). Outputs: phi_s [B, 128] class embedding,
     v_q [B, h] normalised query, phi_q [B, 128] query embedding, v_qr [B, h] reconstruction.
     """
 
-    def __init__(self, num_ref, img_dim, embed_norm="log", dropout_rate=0.0, weight_decay=0.0, **kwargs):
+    def __init__(self, num_ref, img_dim, embed_norm="log", dropout_rate=0.0, weight_decay=0.0,
+                 share_reference_encoder=True, **kwargs):
         super().__init__(**kwargs)
         if embed_norm not in EMBED_NORMS:
             raise ValueError("embed_norm must be one of %s, got %r" % ("|".join(EMBED_NORMS), embed_norm))
@@ -127,6 +140,7 @@ class CleanNet(keras.Model):
         self.embed_norm = embed_norm
         self.dropout_rate = dropout_rate
         self.weight_decay = weight_decay
+        self.share_reference_encoder = share_reference_encoder
         self.query_encoder = QueryEncoder(img_dim, name="query_encoder")
         self.ref_set_encoder = RefSetEncoder(dropout_rate, name="ref_set_encoder")
 
@@ -136,6 +150,49 @@ class CleanNet(keras.Model):
         v_s = normalize_features(reference, self.embed_norm)
         phi_q, v_qr = self.query_encoder(v_q)
         phi_s = self.ref_set_encoder(v_s, training=training)
+        return phi_s, v_q, phi_q, v_qr
+
+    def call_by_class(self, query, reference_table, class_ids, training=False, normalized_table=None):
+        """The model's outputs when sample i's reference set is reference_table[class_ids[i]].
+
+        Equal, up to float rounding, to `self((query, tf.gather(reference_table, class_ids)),
+        training)`, in values and gradients, with and without dropout. With
+        share_reference_encoder, what depends only on the class is computed once per
+        distinct class of the batch (U classes) and gathered per sample: the normalisation
+        and hidden0 (dense 512 + tanh, the dominant cost) always; the whole reference-set
+        encoder when no dropout applies (inference, or dropout_rate 0). Dropout, when it
+        applies, stays per sample: it is drawn after the gather.
+
+        Args:
+          query: float [B, h], raw query features.
+          reference_table: float [C, R, h], raw reference features of every class (ref.npy).
+          class_ids: int [B], each sample's class, in [0, C).
+          training: whether dropout applies.
+          normalized_table: optional, `normalize_features(reference_table, embed_norm)` computed
+            once by a caller that uses the same table at every step; the shared computation
+            then gathers from it instead of normalising the batch's classes again.
+
+        Returns:
+          (phi_s [B, 128], v_q [B, h], phi_q [B, 128], v_qr [B, h]), as `call`.
+        """
+        if not self.share_reference_encoder:
+            return self((query, tf.gather(reference_table, class_ids)), training=training)
+        # Cast as Keras casts the inputs of `self(...)` (float16 under mixed precision).
+        query = tf.cast(query, self.compute_dtype)
+        classes, sample_class = tf.unique(class_ids)  # classes [U]; sample i is classes[sample_class[i]]
+        v_q = normalize_features(query, self.embed_norm)
+        phi_q, v_qr = self.query_encoder(v_q)
+        if normalized_table is None:
+            class_reference = tf.cast(tf.gather(reference_table, classes), self.compute_dtype)  # [U, R, h]
+            v_s = normalize_features(class_reference, self.embed_norm)
+        else:
+            v_s = tf.cast(tf.gather(normalized_table, classes), tf.float32)  # as normalize_features returns
+        encoder = self.ref_set_encoder
+        if training and self.dropout_rate > 0:
+            h0 = tf.gather(encoder.hidden0(v_s), sample_class)  # [B, R, 512]
+            phi_s = encoder.attend(h0, training=True)
+        else:
+            phi_s = tf.gather(encoder(v_s, training=False), sample_class)  # [U, 128] → [B, 128]
         return phi_s, v_q, phi_q, v_qr
 
     def encode_queries(self, query):

@@ -31,7 +31,7 @@ from cleannet import summaries
 from cleannet.config import RECORDED_SETTINGS, TrainConfig, data_files
 from cleannet.losses import total_loss
 from cleannet.metrics import accuracy, similarity
-from cleannet.model import CleanNet
+from cleannet.model import CleanNet, normalize_features
 from cleannet.optimizer import TF1Momentum, staircase_learning_rate
 from util import datafiles
 from util import distribution
@@ -115,8 +115,10 @@ class Trainer:
                        "%d is not divisible by the %d replicas (batch sizes are global)"
                        % (getattr(config, flag), replicas))
         with self.strategy.scope():
-            self.model = CleanNet(config.num_ref, config.img_dim, config.embed_norm,
-                                  config.dropout_rate, config.weight_decay).build_variables()
+            # The shared reference encoder (CleanNet.call_by_class) was slower than the per-sample
+            # one under XLA, whose tf.unique output is bounded by the batch size: kept off there.
+            self.model = CleanNet(config.num_ref, config.img_dim, config.embed_norm, config.dropout_rate,
+                                  config.weight_decay, share_reference_encoder=not config.jit_compile).build_variables()
             self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
                                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self.optimizer = TF1Momentum(learning_rate=self.current_learning_rate, momentum=config.momentum)
@@ -137,6 +139,8 @@ class Trainer:
         else:
             self._tensors["all_features"] = tf.zeros([0, config.img_dim], tf.float32)
             self._tensors["all_class_ids"] = tf.zeros([0], tf.int32)
+        # The reference table is the same at every step: normalised once (used by the shared encoder).
+        self._tensors["normalized_reference"] = normalize_features(self._tensors["reference"], config.embed_norm)
         self.train_step = tf.function(self._train_step, jit_compile=config.jit_compile)
         self.validation_step = tf.function(self._validation_step, reduce_retracing=True)
         self._batches = None
@@ -169,10 +173,10 @@ class Trainer:
                                tf.gather(t["all_class_ids"], unsup_indices)], axis=0)
         vlabel = tf.concat([tf.gather(t["train_vlabels"], sup_indices), tf.zeros([local_unsup])], axis=0)
         vflag = tf.concat([tf.ones([local_sup]), tf.zeros([local_unsup])], axis=0)
-        reference = tf.gather(t["reference"], class_ids)
         global_batch = float(c.batch_size_sup + c.batch_size_unsup)
         with tf.GradientTape() as tape:
-            phi_s, v_q, phi_q, v_qr = self.model((query, reference), training=True)
+            phi_s, v_q, phi_q, v_qr = self.model.call_by_class(query, t["reference"], class_ids, training=True,
+                                                               normalized_table=t["normalized_reference"])
             cos_sim = similarity(phi_s, phi_q)
             per_sample = total_loss(vlabel, cos_sim, phi_s, v_q, phi_q, v_qr, vflag, c.neg_weight)
             # Summed over replicas, these shares give the global batch mean + regularisation.

@@ -10,6 +10,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
@@ -61,6 +63,24 @@ def test_train_tiny(capsys):
     out = capsys.readouterr().out
     _positive(results["ours"], results["baseline"])
     assert math.isclose(_printed(out, "ratio ours/baseline"), results["ours"] / results["baseline"], rel_tol=1e-3)
+    assert math.isclose(_printed(out, "ratio shared/per-sample encoder"), results["ours"] / results["per_sample"],
+                        rel_tol=1e-3)
+    assert 1 <= results["distinct_classes"] <= 3
+    _positive(results["gflops_ours"], results["gflops_matmuls"], results["gflops_per_sample"])
+
+
+def test_train_flop_count_by_hand():
+    """Dense-layer FLOPs of a step, counted by hand for B = 2, R = 3, h = 4, U = 1 class."""
+    from bench import bench_train
+
+    def layer(rows, fan_in, units, input_gradient=True):  # forward, kernel grad, input grad
+        return 2 * rows * fan_in * units * (3 if input_gradient else 2)
+
+    query = layer(2, 4, 256, False) + layer(2, 256, 128) + layer(2, 128, 256) + layer(2, 256, 4)
+    per_sample = query + layer(6, 4, 512, False) + layer(6, 512, 256) + layer(6, 256, 256) + layer(2, 256, 128)
+    shared = query + layer(3, 4, 512, False) + layer(3, 512, 256) + layer(3, 256, 256) + layer(1, 256, 128)
+    assert bench_train.products_flops(bench_train.step_products(2, 3, 4, 2, 2)) == per_sample
+    assert bench_train.products_flops(bench_train.step_products(2, 3, 4, 1, 1)) == shared
 
 
 def test_train_baseline_batch_is_the_original_layout():
@@ -151,3 +171,25 @@ def test_extract_tiny(capsys, monkeypatch):
     out = capsys.readouterr().out
     _positive(results["ours"], results["baseline"])
     assert math.isclose(_printed(out, "ratio ours / baseline"), results["ours"] / results["baseline"], rel_tol=1e-3)
+
+
+@pytest.mark.slow
+def test_exit_tiny(capsys):
+    from bench import bench_exit
+
+    results = bench_exit.run_benchmark(num_classes=3, img_dim=8, num_ref=2, num_samples=80, steps=2, repeats=1)
+    bench_exit.report(results)
+    _positive(results["ours_exit_s"], results["baseline_exit_s"])
+    assert math.isclose(_printed(capsys.readouterr().out, "ratio baseline/ours"), results["ratio"], rel_tol=1e-3)
+
+
+@pytest.mark.slow
+def test_inference_e2e_tiny(capsys):
+    from bench import bench_inference_e2e
+
+    sizes = dict(num_rows=30, img_dim=8, num_classes=3, num_ref=2)
+    results = bench_inference_e2e.run_benchmark(repeats=1, **sizes)
+    bench_inference_e2e.report(results, sizes)
+    _positive(results["convert"], results["inference"], results["inference_usual_exit"])
+    assert math.isclose(_printed(capsys.readouterr().out, "ratio inference/convert (target <= 2)"),
+                        results["ratio"], rel_tol=1e-3)

@@ -16,6 +16,7 @@ import sys
 from absl import app, flags
 
 from util.errors import EXIT_INPUT_ERROR, cli_main
+from util.process_exit import skip_teardown_on_success
 
 EMBED_NORMS = ("log", "l2norm", "l2_norm", "no_norm")
 
@@ -92,6 +93,7 @@ def _own_flags_first_in_help(main):
 
 def run_tool(main):
     """Runs an absl `main(argv)` as a command-line tool: one-line flag and input errors,
-    the tool's own flags first in --help."""
+    the tool's own flags first in --help, and no teardown stall after a successful run
+    (util.process_exit)."""
     _own_flags_first_in_help(main)
-    app.run(cli_main(main), flags_parser=parse_flags)
+    app.run(skip_teardown_on_success(cli_main(main)), flags_parser=parse_flags)

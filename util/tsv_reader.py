@@ -38,6 +38,7 @@ Values are counted from 1 ("value 3" is the third number of the row).
 """
 
 import codecs
+import concurrent.futures
 import csv
 import dataclasses
 import io
@@ -293,6 +294,36 @@ def _parse_features_fast(feature_strings):
     return array
 
 
+# ---- Parsing a chunk's features on several cores -------------------------------------------
+# pandas' C parser releases the GIL while it tokenises and converts, so the rows of a chunk
+# split into parts parse in parallel threads. Parts below MIN_ROWS_PER_THREAD rows are not
+# worth a thread.
+PARSE_THREADS = min(2, os.cpu_count() or 1)
+MIN_ROWS_PER_THREAD = 256
+_parse_pool = None
+
+
+def _parse_features_parallel(feature_strings):
+    """`_parse_features_fast` on up to PARSE_THREADS parts of the rows at once (threads).
+
+    Returns float32 [n, h], or None when any part fails (the caller then reports the first
+    bad line) or when the parts disagree on h.
+    """
+    global _parse_pool
+    parts = min(PARSE_THREADS, len(feature_strings) // MIN_ROWS_PER_THREAD)
+    if parts < 2:
+        return _parse_features_fast(feature_strings)
+    if _parse_pool is None:
+        _parse_pool = concurrent.futures.ThreadPoolExecutor(PARSE_THREADS, thread_name_prefix="tsv_parse")
+    bounds = np.linspace(0, len(feature_strings), parts + 1).astype(int)
+    arrays = list(_parse_pool.map(_parse_features_fast,
+                                  [feature_strings[a:b] for a, b in zip(bounds[:-1], bounds[1:])]))
+    if any(a is None for a in arrays) or len({a.shape[1] for a in arrays}) != 1:
+        return None
+    return np.concatenate(arrays)
+# ---- end of parallel parsing ------------------------------------------------------------------
+
+
 class _ChunkParser:
     """Parses blocks of lines of one file; remembers the feature dimension across blocks."""
 
@@ -395,7 +426,7 @@ class _ChunkParser:
 
     def _parse_features(self, feature_strings, numbers):
         """float32 [n, h] from n feature strings; the first row fixes h if not yet known."""
-        array = _parse_features_fast(feature_strings)
+        array = _parse_features_parallel(feature_strings)
         if (array is None or (self.dim is not None and array.shape[1] != self.dim)
                 or not np.isfinite(array).all() or _may_hold_words(feature_strings)):
             array = self._parse_features_slow(feature_strings, numbers)
