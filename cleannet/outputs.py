@@ -21,15 +21,11 @@ import json
 import numpy as np
 
 from cleannet.decision import ThresholdDecision, suggested_classes, verdicts_of
+from util.strict_numbers import format_float32 as format_similarity
 
 OUTPUT_FORMATS = ("plain", "tsv", "jsonl")
 BASE_FIELDS = ("key", "url", "class_name", "similarity", "verdict")
 CROSS_CLASS_FIELDS = ("best_other_class", "best_other_similarity", "margin", "suggested_class")
-
-
-def format_similarity(value):
-    """Nine significant digits: a float32 similarity reads back exactly."""
-    return "%.9g" % value
 
 
 def _clean(text):

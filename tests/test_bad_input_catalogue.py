@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from cleannet_fixtures import write_cleannet_data
-from process_control import run_cli
+from process_control import ROOT, run_cli
 
 from util.errors import InputError
 from util.fileio import save_npy
@@ -217,9 +217,9 @@ def test_load_matrix_c_refuses_bad_matrix(tmp_path, shape, negative, expected):
 # ---------------------------------------------------------------------------------------
 # train.py and inference.py.
 
-def make_data_dir(directory, seed):
+def make_data_dir(directory, seed, n_val=8):
     """Tiny valid CleanNet data (img_dim 4, num_ref 2, 3 classes) in util/datafiles.py layouts."""
-    return write_cleannet_data(directory, seed, IMG_DIM, len(CLASSES), NUM_REF, n_train=12, n_val=8, n_all=9)
+    return write_cleannet_data(directory, seed, IMG_DIM, len(CLASSES), NUM_REF, n_train=12, n_val=n_val, n_all=9)
 
 
 def _truncate(path):
@@ -383,7 +383,7 @@ def test_inference_refuses_mismatched_or_missing_checkpoint(tmp_path, checkpoint
 def _inference_setup(tmp_path, checkpoint_dir, feature_rows=None, n_val=8):
     """ref.npy, val.npy, a class list and a TSV for inference.py; returns the common flags."""
     rng = np.random.default_rng(4)
-    data_dir = make_data_dir(tmp_path / "data", rng, n_val=n_val)
+    data_dir = make_data_dir(tmp_path / "data", seed=4, n_val=n_val)
     classes = write_text(tmp_path / "classes.txt", "\n".join(CLASSES) + "\n")
     rows = feature_rows if feature_rows is not None else rng.random((3, IMG_DIM))
     tsv = write_text(tmp_path / "in.tsv", "".join("k%d\t%s\t%s\n" % (i, CLASSES[i % 3], features_text(r))

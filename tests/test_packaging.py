@@ -34,16 +34,34 @@ def entry_points():
         return tomllib.load(f)["project"]["scripts"]
 
 
+def runtime_requirements(name):
+    """The requirement lines of a requirements file, its -r includes followed, without the tests' packages."""
+    with open(os.path.join(ROOT, name)) as f:
+        lines = [line.strip() for line in f]
+    lines = lines[:lines.index("# Tests")] if "# Tests" in lines else lines
+    found = []
+    for line in lines:
+        if line.startswith("-r "):
+            found += runtime_requirements(line[3:].strip())
+        elif line and not line.startswith("#"):
+            found.append(line)
+    return found
+
+
+def test_cpu_requirements_differ_only_in_tensorflow():
+    default, cpu = runtime_requirements("requirements.txt"), runtime_requirements("requirements-cpu.txt")
+    assert [r for r in default if r.startswith("tensorflow[")] == ["tensorflow[and-cuda]>=2.16,<3"]
+    assert [r for r in cpu if r.startswith("tensorflow")] == ["tensorflow-cpu>=2.16,<3"]
+    assert sorted(r for r in default if not r.startswith("tensorflow[")) == \
+        sorted(r for r in cpu if not r.startswith("tensorflow-cpu"))
+
+
 def test_pyproject_metadata():
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
         project = tomllib.load(f)["project"]
     assert project["name"] == "cleannet-tf2" and project["version"] == "0.1.0"
     assert project["requires-python"] == ">=3.10"
-    with open(os.path.join(ROOT, "requirements.txt")) as f:
-        lines = [line.strip() for line in f]
-    runtime = lines[:lines.index("# Tests")] if "# Tests" in lines else lines
-    runtime = [line for line in runtime if line and not line.startswith("#")]
-    assert sorted(project["dependencies"]) == sorted(runtime)
+    assert sorted(project["dependencies"]) == sorted(runtime_requirements("requirements.txt"))
     assert sorted(project["scripts"]) == sorted(SCRIPTS)
 
 

@@ -155,7 +155,7 @@ def make_cleaned_list(image_list_path, predictions_path, output_file, keep="hard
     Returns:
       {class_name: (kept, dropped)}.
     """
-    from cleannet.outputs import format_similarity
+    from util.strict_numbers import format_float32
     from util.fileio import atomic_open
 
     check_flag(keep in KEEP_MODES, "keep", "must be one of %s, got %r" % ("|".join(KEEP_MODES), keep))
@@ -170,7 +170,7 @@ def make_cleaned_list(image_list_path, predictions_path, output_file, keep="hard
             kept = prediction.verdict == 1 if keep == "hard" else weight > 0
             counts[row.class_name][0 if kept else 1] += 1
             if keep == "soft":
-                out.write("\t".join(row.fields + [format_similarity(weight)]) + "\n")
+                out.write("\t".join(row.fields + [format_float32(weight)]) + "\n")
             elif kept:
                 out.write("\t".join(row.fields) + "\n")
         summary.write("class_name\tkept\tdropped\n")

@@ -41,3 +41,8 @@ def parse_float(text, path=None, line=None, field=None):
 
 def _shorten(text):
     return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+
+
+def format_float32(value) -> str:
+    """Nine significant digits: a float32 (e.g. a similarity or a weight) reads back exactly."""
+    return "%.9g" % value
