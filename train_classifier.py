@@ -1,17 +1,13 @@
-"""Trains a classifier on features or on images with CleanNet's per-sample weights.
+"""Trains a classifier on features or images with CleanNet's per-sample weights.
 
-    python train_classifier.py --train_tsv=all.tsv --test_tsv=test.tsv --class_list=classes.txt \\
-        --weights_file=W.tsv --weighting=soft --train_dir=classifier/
-
-The entry point of a checkout; installed, the same tool is `cleannet-train-classifier`.
-Flags, inputs and outputs: cleannet/classifier.py and docs/classifier.md.
+A thin entry point kept at its documented path; the tool is `cleannet.classifier`
+(installed: `cleannet-train-classifier`). `python train_classifier.py --help` lists its flags.
 """
 
 import os
 import sys
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cleannet.classifier import run  # noqa: E402
 

@@ -21,11 +21,11 @@ import sys
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app
 from absl import flags
 
 from bench import common
-from util.errors import check_flag, cli_main
+from noisylabels.errors import check_flag
+from noisylabels.flagutil import run_tool
 
 PRESETS = {
     "default": dict(num_rows=2000, img_dim=2048, num_classes=101),
@@ -154,4 +154,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(cli_main(main))
+    run_tool(main)

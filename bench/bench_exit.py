@@ -21,20 +21,21 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app
 from absl import flags
 
 from bench import common
-from util.errors import check_flag, cli_main
+from noisylabels.errors import check_flag
+from noisylabels.flagutil import run_tool
 
 # train.main run the usual way (no teardown skipped): `python -c BASELINE_CODE FLAGS...`.
 BASELINE_CODE = r"""
 import sys
 sys.argv[0] = "train.py"
-import train
-from absl import app
-from util.errors import cli_main
-app.run(cli_main(train.main))
+from cleannet.tools import train
+from noisylabels.errors import cli_main
+from noisylabels.flagutil import parse_flags, run_tool
+train.define_flags()
+app.run(cli_main(train.main), flags_parser=parse_flags)
 """
 
 
@@ -106,4 +107,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(cli_main(main))
+    run_tool(main)

@@ -6,7 +6,7 @@
 Both sides use the same ResNet-50 (keras.applications, include_top=False, pooling="avg",
 random weights: the speed does not depend on their values; nothing is downloaded) and the
 same batch size, in this process:
-  - ours: `util.extract_features.extract` on an image list of JPEG files written here:
+  - ours: `cleannet.tools.extract_features.extract` on an image list of JPEG files written here:
     list check, tf.data decoding (parallel, prefetch), resizing when needed,
     preprocess_input, the model, and writing the feature TSV. The model is built and its
     function traced once beforehand (a warm-up run on one batch), as a long run amortises.
@@ -27,10 +27,10 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags
+from absl import flags
 
 from bench import common
-from util.errors import cli_main
+from noisylabels.flagutil import run_tool
 
 PRESETS = {
     "default": dict(num_images=64, width=224, height=224),
@@ -60,7 +60,7 @@ def write_images(directory, num_images, width, height, seed=0):
 
 
 def reuse_one_model(model, embed):
-    """Makes util.extract_features use `model` and `embed` instead of building its own."""
+    """Makes cleannet.tools.extract_features use `model` and `embed` instead of building its own."""
     from cleannet import feature_extractor
 
     feature_extractor.build_backbone = lambda *args: model
@@ -73,7 +73,7 @@ def run_benchmark(num_images, width, height, batch_size=32, image_size=224, repe
     import tensorflow as tf
 
     from cleannet import feature_extractor
-    from util.extract_features import extract
+    from cleannet.tools.extract_features import extract
 
     load_before = os.getloadavg()
     with common.temp_dir() as directory:
@@ -165,4 +165,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(cli_main(main))
+    run_tool(main)

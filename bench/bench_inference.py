@@ -13,7 +13,7 @@
    Prints samples/s of both (fastest of 3 passes, 2 for the baseline: the figure least
    disturbed by other processes) and the ratio. The target is ≥ 50,000 samples/s for ours
    with 2 cores. The cache fill (C·R rows through the reference encoder) is timed apart.
-2. The TSV path of inference.py: `util.tsv_reader.iter_tsv_chunks` + the scorer on a
+2. The TSV path of inference.py: `noisylabels.tsv_reader.iter_tsv_chunks` + the scorer on a
    synthetic all-samples TSV, in MB/s of TSV, against parsing only (the same reader, no
    scoring): the ratio shows how much scoring costs on top of parsing.
 """
@@ -25,11 +25,11 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app
 from absl import flags
 
 from bench import common
-from util.errors import check_flag, cli_main
+from noisylabels.errors import check_flag
+from noisylabels.flagutil import run_tool
 
 PRESETS = {
     "default": dict(num_samples=20000, num_classes=101, img_dim=2048, num_ref=32, tsv_rows=2000,
@@ -82,7 +82,7 @@ def time_scoring(model, reference, features, class_ids, batch_size, baseline_sam
 def time_tsv(model, reference, tsv_path, num_classes, batch_size, chunk_rows=4096, repeats=2):
     """MB/s of TSV (best of `repeats` passes): parse + score (inference.py's loop) and parse only."""
     from cleannet.scoring import ClassEmbeddingScorer
-    from util import tsv_reader
+    from noisylabels import tsv_reader
 
     class_to_id = tsv_reader.make_class_to_id(common.class_names(num_classes))
     scorer = ClassEmbeddingScorer(model, reference)
@@ -172,4 +172,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(cli_main(main))
+    run_tool(main)

@@ -22,11 +22,11 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app
 from absl import flags
 
 from bench import common
-from util.errors import check_flag, cli_main
+from noisylabels.errors import check_flag
+from noisylabels.flagutil import run_tool
 
 PRESETS = {
     "default": dict(num_rows=4000, img_dim=2048, num_classes=101, num_ref=32),
@@ -37,10 +37,11 @@ PRESETS = {
 USUAL_EXIT_CODE = r"""
 import sys
 sys.argv[0] = "inference.py"
-import inference
-from absl import app
-from util.errors import cli_main
-app.run(cli_main(inference.main))
+from cleannet.tools import inference
+from noisylabels.errors import cli_main
+from noisylabels.flagutil import parse_flags, run_tool
+inference.define_flags()
+app.run(cli_main(inference.main), flags_parser=parse_flags)
 """
 
 
@@ -51,7 +52,7 @@ def write_model(directory, num_classes, img_dim, num_ref):
     import tensorflow as tf
     from cleannet.checkpoints import make_checkpoint
     from cleannet.model import CleanNet
-    from util.fileio import save_npy
+    from noisylabels.fileio import save_npy
 
     os.makedirs(os.path.join(directory, "data"), exist_ok=True)
     rng = np.random.default_rng(0)
@@ -136,4 +137,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(cli_main(main))
+    run_tool(main)

@@ -27,11 +27,11 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app
 from absl import flags
 
 from bench import common
-from util.errors import check_flag, cli_main
+from noisylabels.errors import check_flag
+from noisylabels.flagutil import run_tool
 
 NUM_CLASSES = 10
 PRESETS = {"default": dict(steps=30, batch_size=100), "medium": dict(steps=200, batch_size=100)}
@@ -159,4 +159,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(cli_main(main))
+    run_tool(main)

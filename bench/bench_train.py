@@ -34,11 +34,11 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app
 from absl import flags
 
 from bench import common
-from util.errors import check_flag, cli_main
+from noisylabels.errors import check_flag
+from noisylabels.flagutil import run_tool
 
 PRESETS = {
     "default": dict(num_classes=20, img_dim=2048, num_ref=32, num_samples=2000, steps=20),
@@ -352,4 +352,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(cli_main(main))
+    run_tool(main)

@@ -111,7 +111,7 @@ def write_cleannet_tables(data_dir, num_train, num_val, num_all, num_classes, im
     train/val: float32 [N, h+2] = feature, class id, vlabel (0/1); all: float32 [N, h+1]
     grouped by class id; ref: float32 [C, R, h]. Features uniform in [0, 1).
     """
-    from util.fileio import save_npy  # noqa: E402  (repository root on sys.path)
+    from noisylabels.fileio import save_npy  # noqa: E402  (repository root on sys.path)
 
     rng = np.random.default_rng(seed)
     os.makedirs(data_dir, exist_ok=True)
@@ -286,7 +286,7 @@ def sizes_from_flags(presets, names):
     """The preset's sizes (dict) for --preset, overridden by the size flags given (not None);
     InputError unless each is positive."""
     from absl import flags
-    from util.errors import check_flag
+    from noisylabels.errors import check_flag
 
     FLAGS = flags.FLAGS
     sizes = dict(presets[FLAGS.preset])

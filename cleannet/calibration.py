@@ -26,8 +26,8 @@ from typing import Optional
 import numpy as np
 
 from cleannet.decision import RelativeDecision
-from util.errors import InputError
-from util.fileio import atomic_open
+from noisylabels.errors import InputError
+from noisylabels.fileio import atomic_open
 
 CALIBRATION_FILE = "calibration.json"
 THRESHOLD_CANDIDATES = 101  # quantiles of the own-class similarity tried as thresholds

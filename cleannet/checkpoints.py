@@ -13,8 +13,8 @@ import os
 
 import tensorflow as tf
 
-from util.errors import InputError
-from util.run_directory import DAMAGED_CHECKPOINT_ERRORS, DamagedCheckpointError
+from noisylabels.errors import InputError
+from noisylabels.run_directory import DAMAGED_CHECKPOINT_ERRORS, DamagedCheckpointError
 
 BEST_SUBDIR = "best"
 _CONFIG_KEYS = {

@@ -60,13 +60,14 @@ from typing import Callable, Sequence
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import flags, logging
 
 from cleannet import image_input
 from cleannet.image_input import BACKBONES
-from util import fileio, tsv_reader
-from util.errors import InputError, TrainingError, check_flag, cli_main
-from util.progress import Progress
+from noisylabels import fileio, tsv_reader
+from noisylabels.errors import InputError, TrainingError, check_flag
+from noisylabels.flagutil import run_tool
+from noisylabels.progress import Progress
 
 WEIGHTINGS = ("none", "soft", "hard")
 LAYOUTS = ("all", "verified")
@@ -112,8 +113,8 @@ def load_samples(path: str, class_names: Sequence[str], layout: str = "all", img
 
 def read_weights(path: str) -> dict:
     """Reads inference.py's --output_weights TSV. Returns {key: (class_name, soft, hard)}."""
-    from util.fileio import iter_text_lines
-    from util.strict_numbers import parse_float
+    from noisylabels.fileio import iter_text_lines
+    from noisylabels.strict_numbers import parse_float
 
     weights = {}
     for line_no, line in iter_text_lines(path, field="--weights_file"):
@@ -282,7 +283,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 
 class EpochProgress(keras.callbacks.Callback):
-    """Epochs done, loss and accuracies through util.progress (stderr or the log; stdout stays clean)."""
+    """Epochs done, loss and accuracies through noisylabels.progress (stderr or the log; stdout stays clean)."""
 
     def __init__(self):
         super().__init__()
@@ -510,7 +511,7 @@ def main(argv: Sequence[str]) -> None:
 def run() -> None:
     """Console entry point (cleannet-train-classifier)."""
     define_flags()
-    app.run(cli_main(main))
+    run_tool(main)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import dataclasses
 import os
 from typing import Optional
 
-from util.errors import InputError
+from noisylabels.errors import InputError
 
 
 @dataclasses.dataclass

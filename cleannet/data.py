@@ -19,8 +19,8 @@ a checkpoint sees exactly the batches an uninterrupted run sees from step t on.
 import numpy as np
 import tensorflow as tf
 
-from util.datafiles import class_offsets  # noqa: F401  (re-exported: offsets of the grouped all.npy)
-from util.shuffled_order import epoch_shuffled_order
+from noisylabels.datafiles import class_offsets  # noqa: F401  (re-exported: offsets of the grouped all.npy)
+from noisylabels.shuffled_order import epoch_shuffled_order
 
 
 def verified_indices(num_samples, batch_size, seed, start_step=0):
@@ -30,7 +30,7 @@ def verified_indices(num_samples, batch_size, seed, start_step=0):
       num_samples: rows in train.npy, N > 0.
       batch_size: rows per batch.
       seed: the shuffling seed; epoch e uses the permutation seeded by (seed, e)
-        (util.shuffled_order).
+        (noisylabels.shuffled_order).
       start_step: the first step to produce (for resuming).
 
     Returns:

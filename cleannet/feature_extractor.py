@@ -18,7 +18,7 @@ import os
 import tensorflow as tf
 
 from cleannet.image_input import decode_rgb, preprocess_for, resize_if_needed
-from util.errors import InputError
+from noisylabels.errors import InputError
 
 
 @dataclasses.dataclass(frozen=True)

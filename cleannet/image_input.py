@@ -23,10 +23,10 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from util.errors import InputError
-from util.fileio import iter_text_lines
+from noisylabels.errors import InputError
+from noisylabels.fileio import iter_text_lines
 
-BACKBONES = ("resnet50", "mobilenet_v2", "small_cnn")
+from cleannet.choices import IMAGE_BACKBONES as BACKBONES
 
 
 class ImageList:

@@ -21,7 +21,7 @@ Layer correspondence with the original TF1 graph (used by util/import_tf1_checkp
 import keras
 import tensorflow as tf
 
-EMBED_NORMS = ("log", "l2norm", "l2_norm", "no_norm")
+from cleannet.choices import EMBED_NORMS
 EMBED_SIZE = 128
 
 

@@ -21,9 +21,9 @@ import json
 import numpy as np
 
 from cleannet.decision import ThresholdDecision, suggested_classes, verdicts_of
-from util.strict_numbers import format_float32 as format_similarity
+from noisylabels.strict_numbers import format_float32 as format_similarity
 
-OUTPUT_FORMATS = ("plain", "tsv", "jsonl")
+from cleannet.choices import OUTPUT_FORMATS
 BASE_FIELDS = ("key", "url", "class_name", "similarity", "verdict")
 CROSS_CLASS_FIELDS = ("best_other_class", "best_other_similarity", "margin", "suggested_class")
 

@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from cleannet.metrics import similarity
 
-CLASS_SCORES = ("references", "embedding")
+from cleannet.choices import CLASS_SCORES
 REFERENCE_TEMPERATURE = 0.1
 _ENCODE_ROWS = 4096  # reference vectors sent through the query encoder per call
 

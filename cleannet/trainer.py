@@ -3,8 +3,8 @@
 `train(config)` is what train.py runs. The feature tables are loaded once into tensors,
 the `tf.data` pipelines of cleannet.data produce row indices, and the `tf.function`
 training step gathers the batch and each sample's reference set inside the graph. The
-step loop, checkpoints and run directory are the shared core's (util.training_loop,
-util.run_directory); `Trainer` is CleanNet's task for it.
+step loop, checkpoints and run directory are the shared core's (noisylabels.training_loop,
+noisylabels.run_directory); `Trainer` is CleanNet's task for it.
 
 Fixes of the original's defects (docs/originals.md):
 - validation runs in inference mode (no dropout);
@@ -33,13 +33,13 @@ from cleannet.losses import total_loss
 from cleannet.metrics import accuracy, similarity
 from cleannet.model import CleanNet, normalize_features
 from cleannet.optimizer import TF1Momentum, staircase_learning_rate
-from util import datafiles
-from util import distribution
-from util import tsv_reader
-from util.errors import InputError, check_flag
-from util.progress import Progress
-from util.run_directory import RunDirectory, make_record
-from util.training_loop import TrainingLoop, summary_writers
+from noisylabels import datafiles
+from noisylabels import distribution
+from noisylabels import tsv_reader
+from noisylabels.errors import InputError, check_flag
+from noisylabels.progress import Progress
+from noisylabels.run_directory import RunDirectory, make_record
+from noisylabels.training_loop import TrainingLoop, summary_writers
 
 __all__ = ["TrainConfig", "FeatureTables", "Trainer", "load_tables", "train"]
 
@@ -103,7 +103,7 @@ def load_tables(config):
 
 class Trainer:
     """CleanNet's training task: the model, optimizer and compiled train/validation steps,
-    plus what util.training_loop.TrainingLoop asks of a task (next_step, log, validate)."""
+    plus what noisylabels.training_loop.TrainingLoop asks of a task (next_step, log, validate)."""
 
     def __init__(self, config: TrainConfig, tables: FeatureTables, strategy=None):
         self.config = config
@@ -237,7 +237,7 @@ class Trainer:
                 progress.update(1)
         return float(np.mean(losses)), float(np.mean(accuracies)), np.concatenate(similarities)
 
-    # -- the task interface of util.training_loop ---------------------------------------
+    # -- the task interface of noisylabels.training_loop ---------------------------------------
 
     @property
     def step(self) -> int:

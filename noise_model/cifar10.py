@@ -47,13 +47,14 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 from noise_model import noise
 from noise_model import protocol
-from util.errors import InputError, check_flag, cli_main
-from util.fileio import atomic_open, save_npy
-from util.progress import Progress
+from noisylabels.errors import InputError, check_flag
+from noisylabels.flagutil import run_tool
+from noisylabels.fileio import atomic_open, save_npy
+from noisylabels.progress import Progress
 
 NUM_CLASSES = 10
 IMAGE_SIZE = 32
@@ -423,7 +424,7 @@ def main(argv):
 def run():
     """Console entry point (noise-model-prepare-cifar10)."""
     define_flags()
-    app.run(cli_main(main))
+    run_tool(main)
 
 
 if __name__ == "__main__":

@@ -48,15 +48,16 @@ if __package__ in (None, ""):
 
 import cv2
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 from noise_model import noise
 from noise_model import protocol
 from noise_model.clothing1m_format import CROP_SIZE, NUM_CLASSES, ON_BAD_IMAGE_CHOICES, RESIZE_SIZE, check_key
-from util.errors import InputError, check_flag, cli_main
-from util.fileio import atomic_open, iter_text_lines, save_npy
-from util.strict_numbers import parse_int
-from util.progress import Progress
+from noisylabels.errors import InputError, check_flag
+from noisylabels.flagutil import run_tool
+from noisylabels.fileio import atomic_open, iter_text_lines, save_npy
+from noisylabels.strict_numbers import parse_int
+from noisylabels.progress import Progress
 
 CLEAN_KV = "clean_label_kv.txt"
 NOISY_KV = "noisy_label_kv.txt"
@@ -76,7 +77,7 @@ _CHUNK = 2048
 
 def _read_lines(path):
     """Yields (line number, stripped text) for the non-blank lines of a text file (a
-    byte-order mark and CRLF line ends are accepted: util.fileio.iter_text_lines)."""
+    byte-order mark and CRLF line ends are accepted: noisylabels.fileio.iter_text_lines)."""
     if os.path.isdir(path):
         raise InputError("is a directory, expected a list file", path=path)
     for number, text in iter_text_lines(path):
@@ -458,7 +459,7 @@ def main(argv):
 def run():
     """Console entry point (noise-model-prepare-clothing1m)."""
     define_flags()
-    app.run(cli_main(main))
+    run_tool(main)
 
 
 if __name__ == "__main__":

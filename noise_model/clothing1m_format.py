@@ -11,7 +11,7 @@ import os
 import re
 from typing import Optional
 
-from util.errors import InputError
+from noisylabels.errors import InputError
 
 NUM_CLASSES = 14
 RESIZE_SIZE = 256

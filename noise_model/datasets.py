@@ -39,10 +39,10 @@ import tensorflow as tf
 
 from noise_model.clothing1m_format import CROP_SIZE, ON_BAD_IMAGE_CHOICES, RESIZE_SIZE, check_key
 from noise_model.protocol import ARRAY_DATASETS, DATASETS, NUM_NOISE_TYPES, SPLITS
-from util.errors import InputError
-from util.fileio import iter_text_lines, load_npy
-from util.shuffled_order import epoch_shuffled_order
-from util.strict_numbers import parse_int
+from noisylabels.errors import InputError
+from noisylabels.fileio import iter_text_lines, load_npy
+from noisylabels.shuffled_order import epoch_shuffled_order
+from noisylabels.strict_numbers import parse_int
 
 METADATA_FILE = "metadata.json"
 
@@ -214,7 +214,7 @@ def training_order(num_samples, seed, start_position=0):
     """The training stream's row indices from stream position `start_position` on.
 
     Epoch e is the permutation of range(num_samples) seeded by (seed, e); epochs follow
-    each other without a break (util.shuffled_order.epoch_shuffled_order).
+    each other without a break (noisylabels.shuffled_order.epoch_shuffled_order).
 
     Args:
       num_samples: rows in the split, N > 0.

@@ -22,11 +22,12 @@ if __package__ in (None, ""):
 
 import cv2
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from sklearn.datasets import load_digits
 
 from noise_model import cifar10
-from util.errors import InputError, check_flag, cli_main
+from noisylabels.errors import InputError, check_flag
+from noisylabels.flagutil import run_tool
 
 IMAGE_SIZE = 32
 DIGITS_MAX_VALUE = 16.0
@@ -116,7 +117,7 @@ def main(argv):
 def run():
     """Console entry point (noise-model-prepare-digits)."""
     define_flags()
-    app.run(cli_main(main))
+    run_tool(main)
 
 
 if __name__ == "__main__":

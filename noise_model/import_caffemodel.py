@@ -42,12 +42,13 @@ if __package__ in (None, ""):
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import flags, logging
 from google.protobuf import message as protobuf_message
 
 from noise_model import caffe_proto, models
-from util.errors import InputError, check_flag, cli_main
-from util.fileio import atomic_path
+from noisylabels.errors import InputError, check_flag
+from noisylabels.flagutil import run_tool
+from noisylabels.fileio import atomic_path
 
 MODEL_CHOICES = ("caffenet", "caffenet_ntype", "cifar_quick")
 WEIGHTS_SUFFIX = ".weights.h5"
@@ -352,7 +353,7 @@ def main(argv):
 def run():
     """Console entry point."""
     define_flags()
-    app.run(cli_main(main))
+    run_tool(main)
 
 
 if __name__ == "__main__":

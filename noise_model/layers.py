@@ -20,7 +20,7 @@ import keras
 import tensorflow as tf
 
 from noise_model.protocol import NUM_NOISE_TYPES
-from util.errors import InputError
+from noisylabels.errors import InputError
 
 # Caffe floors every logarithm at FLT_MIN, the smallest normal float32.
 FLT_MIN = float(np.finfo(np.float32).tiny)

@@ -28,7 +28,7 @@ import keras
 import tensorflow as tf
 
 from noise_model.protocol import DATASETS, NUM_NOISE_TYPES
-from util.errors import InputError
+from noisylabels.errors import InputError
 
 
 

@@ -30,12 +30,12 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
-from absl import app
 from absl import flags
 
-from util.errors import InputError, check_flag, cli_main
-from util.fileio import atomic_open, iter_text_lines, load_npy, refuse_output_equal_to_inputs, save_npy
-from util.strict_numbers import parse_int
+from noisylabels.errors import InputError, check_flag
+from noisylabels.flagutil import run_tool
+from noisylabels.fileio import atomic_open, iter_text_lines, load_npy, refuse_output_equal_to_inputs, save_npy
+from noisylabels.strict_numbers import parse_int
 
 NOISE_FREE, RANDOM_NOISE, CONFUSING_NOISE = 0, 1, 2
 # Relative tolerance under which two objectives of compute_matrix_c count as tied.
@@ -366,7 +366,7 @@ def main(argv):
 def run():
     """Console entry point."""
     define_flags()
-    app.run(cli_main(main), flags_parser=parse_flags)
+    run_tool(main)
 
 
 if __name__ == "__main__":

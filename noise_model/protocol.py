@@ -4,7 +4,7 @@ Plain Python (no TensorFlow), so the command-line tools check their flags agains
 names before TensorFlow loads. docs/noise_model.md describes each stage.
 """
 
-from util.errors import InputError
+from noisylabels.errors import InputError
 
 # The data sets a prepared directory can hold; the array ones are held in memory as
 # `{split}_images.npy` / `{split}_labels.npy`, Clothing1M as `{split}.txt` image lists.

@@ -26,7 +26,7 @@ import math
 from typing import Callable, Mapping, Optional, Union
 
 from noise_model.protocol import STAGE_NET, check_stage
-from util.errors import InputError
+from noisylabels.errors import InputError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """A stage's train_dir files, and a new stage's start from earlier stages' directories.
 
-A stage's train_dir holds (besides what util.run_directory.RunDirectory keeps there: the
+A stage's train_dir holds (besides what noisylabels.run_directory.RunDirectory keeps there: the
 checkpoints `ckpt-ITERATION.*`, `run.json`, `run.lock`):
 - `stage.json`: what was trained there (dataset, stage, net, num_classes, image_size); a
   train_dir belongs to one stage;
@@ -23,8 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from noise_model import models
-from util.errors import InputError
-from util.fileio import atomic_open
+from noisylabels.errors import InputError
+from noisylabels.fileio import atomic_open
 
 STAGE_INFO_FILE = "stage.json"
 FINAL_FILE = "final.json"

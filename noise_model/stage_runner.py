@@ -1,7 +1,7 @@
 """Runs a noisy-label stage (or every stage of a protocol) in its train_dir.
 
 `run_stage` owns one stage's run: it reads the prepared data's metadata, claims the
-train_dir (util.run_directory.RunDirectory: lock, run record, checkpoints), starts the
+train_dir (noisylabels.run_directory.RunDirectory: lock, run record, checkpoints), starts the
 model (the train_dir's latest checkpoint; joint_stage2: joint stage 1's whole state;
 otherwise the earlier stages' weights, stage_files.initialize_stage), runs the shared
 training loop on a `StageTask` to max_iter, then writes final.json. `run_all` runs the
@@ -21,11 +21,11 @@ from noise_model import stage_files
 from noise_model import summaries
 from noise_model.protocol import ARRAY_DATASETS, PIPELINES, STAGE_NET, TRAIN_SPLIT
 from noise_model.stage_task import StageConfig, StageTask
-from util import distribution
-from util.errors import InputError, check_flag
-from util.fileio import atomic_open
-from util.run_directory import RunDirectory, make_record
-from util.training_loop import TrainingLoop, summary_writers
+from noisylabels import distribution
+from noisylabels.errors import InputError, check_flag
+from noisylabels.fileio import atomic_open
+from noisylabels.run_directory import RunDirectory, make_record
+from noisylabels.training_loop import TrainingLoop, summary_writers
 
 MAX_CHECKPOINTS_TO_KEEP = 5
 
@@ -115,7 +115,7 @@ def run_stage(cfg: StageConfig, strategy=None) -> Optional[Dict[str, float]]:
 
     Args:
       cfg: the stage's config with resolved settings (settings.resolve_settings).
-      strategy: a tf.distribute strategy (util.distribution.make_strategy); None: one device.
+      strategy: a tf.distribute strategy (noisylabels.distribution.make_strategy); None: one device.
 
     Returns:
       The final test metrics: tag ("test/accuracy", "test/loss", and on Clothing1M

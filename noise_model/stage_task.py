@@ -1,4 +1,4 @@
-"""One noisy-label training stage as a task of the shared training loop (util.training_loop).
+"""One noisy-label training stage as a task of the shared training loop (noisylabels.training_loop).
 
 `StageTask` holds the stage's model, its Caffe solver (solver.CaffeSGD), the iteration
 count and the compiled training step, and tells `TrainingLoop` what one iteration, one
@@ -33,8 +33,8 @@ from noise_model import objectives
 from noise_model.protocol import STAGE_NET, TRAIN_SPLIT
 from noise_model.settings import SolverSettings
 from noise_model.solver import CaffeSGD
-from util import distribution
-from util.errors import InputError, check_flag
+from noisylabels import distribution
+from noisylabels.errors import InputError, check_flag
 
 
 @dataclasses.dataclass
@@ -168,7 +168,7 @@ class StageTask:
         outputs.update({name: total(value) for name, value in terms.items()})
         return outputs
 
-    # -- the task interface of util.training_loop -------------------------------------------
+    # -- the task interface of noisylabels.training_loop -------------------------------------------
 
     @property
     def step(self) -> int:

@@ -42,9 +42,9 @@ from absl import logging
 
 from noise_model import settings as settings_lib
 from noise_model.protocol import DATASETS, PIPELINES, STAGES
-from util import distribution
-from util.errors import InputError
-from util.flagutil import define_finite_float, run_tool
+from noisylabels import distribution
+from noisylabels.errors import InputError
+from noisylabels.flagutil import define_finite_float, run_tool
 
 FLAGS = flags.FLAGS
 

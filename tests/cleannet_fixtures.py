@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from util.fileio import save_npy
+from noisylabels.fileio import save_npy
 
 
 def write_cleannet_data(directory, seed=0, img_dim=8, num_classes=3, num_ref=2, n_train=20, n_val=8, n_all=15,

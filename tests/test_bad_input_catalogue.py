@@ -17,8 +17,8 @@ import pytest
 from cleannet_fixtures import write_cleannet_data
 from process_control import ROOT, run_cli
 
-from util.errors import InputError
-from util.fileio import save_npy
+from noisylabels.errors import InputError
+from noisylabels.fileio import save_npy
 
 CLASSES = ["apple", "banana", "cherry"]
 IMG_DIM, NUM_REF = 4, 2

@@ -11,7 +11,7 @@ import pytest
 
 from cleannet.calibration import (CALIBRATION_FILE, Calibration, best_cut, calibrate, read_calibration,
                                   write_calibration)
-from util.errors import InputError
+from noisylabels.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

@@ -7,7 +7,7 @@ import tensorflow as tf
 from cleannet_fixtures import write_cleannet_data
 
 from cleannet.trainer import TrainConfig, train
-from util.errors import TrainingError
+from noisylabels.errors import TrainingError
 
 IMG_DIM, CLASSES, NUM_REF = 8, 3, 2
 

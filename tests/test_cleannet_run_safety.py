@@ -7,8 +7,8 @@ import pytest
 
 from cleannet.config import TrainConfig
 from cleannet.trainer import train
-from util.errors import InputError, TrainingError
-from util.fileio import save_npy
+from noisylabels.errors import InputError, TrainingError
+from noisylabels.fileio import save_npy
 
 IMG_DIM, NUM_REF, NUM_CLASSES = 4, 2, 3
 

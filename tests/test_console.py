@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from util.console import is_noise
+from noisylabels.console import is_noise
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,7 +31,7 @@ def test_notices_are_noise_and_real_messages_are_not():
 
 def test_loading_tensorflow_prints_nothing_but_what_the_program_says():
     code = ("import sys; sys.path.insert(0, %r)\n"
-            "from util.console import load_tensorflow\n"
+            "from noisylabels.console import load_tensorflow\n"
             "tf = load_tensorflow()\n"
             "sys.stderr.write('real error line\\n')\n"
             "print(int(tf.reduce_sum(tf.ones([3]))))\n") % ROOT
@@ -44,7 +44,7 @@ def test_loading_tensorflow_prints_nothing_but_what_the_program_says():
 
 def test_a_real_error_written_while_tensorflow_loads_is_kept_in_order():
     code = ("import os, sys; sys.path.insert(0, %r)\n"
-            "from util.console import quiet_startup\n"
+            "from noisylabels.console import quiet_startup\n"
             "with quiet_startup():\n"
             "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are written\\n')\n"
             "    os.write(2, b'native error: libfoo.so not found\\n')\n"

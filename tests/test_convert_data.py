@@ -8,8 +8,8 @@ import pytest
 
 import process_control
 
-from util import convert_data
-from util.errors import InputError
+from noisylabels import convert_data
+from noisylabels.errors import InputError
 
 CLASSES = ["apple", "banana", "cherry", "date"]
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from util import datafiles
-from util.errors import InputError
+from noisylabels import datafiles
+from noisylabels.errors import InputError
 
 
 def save(tmp_path, name, array, allow_pickle=False):

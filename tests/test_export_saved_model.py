@@ -107,7 +107,7 @@ def test_reexport_refuses_without_overwrite_and_replaces_with_it(trained):
 
 
 def _export_in_process(trained, export_dir, overwrite=False):
-    from util.export_saved_model import export_saved_model
+    from cleannet.tools.export_saved_model import export_saved_model
 
     root = trained["root"]
     return export_saved_model(str(root / "ckpt"), str(root / "data"), str(root / "classes.txt"), str(export_dir),
@@ -116,7 +116,7 @@ def _export_in_process(trained, export_dir, overwrite=False):
 
 def test_export_never_deletes_a_non_empty_directory(trained, tmp_path):
     """Today's defect: --export_dir pointing at a data directory deleted it with everything in it."""
-    from util.errors import InputError
+    from noisylabels.errors import InputError
 
     data = tmp_path / "data"
     data.mkdir()

@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
-from util import extract_features, partial_features
-from util.errors import InputError
-from util.extract_features import extract
+from cleannet.tools import extract_features, partial_features
+from noisylabels.errors import InputError
+from cleannet.tools.extract_features import extract
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ["cat", "dog", "fox"]
@@ -117,7 +117,7 @@ def test_features_equal_the_keras_model_called_directly(workspace, extracted):
 
 
 def test_npy_output_equals_the_conversion_of_the_tsv(workspace, extracted, tmp_path):
-    from util import convert_data
+    from noisylabels import convert_data
 
     classes = str(workspace["root"] / "classes.txt")
     convert_data.convert("all", classes, str(extracted[0]), str(tmp_path / "conv"))

@@ -8,8 +8,8 @@ import pytest
 
 import process_control
 
-from util import find_reference
-from util.errors import InputError
+from noisylabels import find_reference
+from noisylabels.errors import InputError
 
 
 NUM_CLASSES, NUM_REF, DIM, PER_BLOB = 3, 4, 8, 30

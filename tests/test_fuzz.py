@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from noise_model import noise
-from util.errors import InputError
-from util.tsv_reader import iter_tsv_chunks, make_class_to_id
+from noisylabels.errors import InputError
+from noisylabels.tsv_reader import iter_tsv_chunks, make_class_to_id
 
 CLASSES = ["apple", "b c", "ünï", "x,y", "Z"]
 CLASS_TO_ID = make_class_to_id(CLASSES)

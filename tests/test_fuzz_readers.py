@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from noise_model import caffe_proto, clothing1m
 from noise_model.import_caffemodel import load_caffemodel
 from cleannet.classifier import WEIGHTS_HEADER, read_weights
-from util.errors import InputError
+from noisylabels.errors import InputError
 
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from util import heldout_train_data
-from util.errors import InputError
+from noisylabels import heldout_train_data
+from noisylabels.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "util", "heldout_train_data.py")

@@ -19,8 +19,8 @@ import process_control
 from cleannet.checkpoints import make_checkpoint, read_config, restore
 from cleannet.metrics import similarity
 from cleannet.model import CleanNet
-from util.errors import InputError
-from util.import_tf1_checkpoint import import_tf1_checkpoint
+from noisylabels.errors import InputError
+from cleannet.tools.import_tf1_checkpoint import import_tf1_checkpoint
 
 IMG_DIM = 10
 NUM_REF = 4

@@ -9,9 +9,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from util import datafiles, fileio, strict_numbers, tsv_reader
-from util.errors import InputError
-from util.fileio import save_npy
+from noisylabels import datafiles, fileio, strict_numbers, tsv_reader
+from noisylabels.errors import InputError
+from noisylabels.fileio import save_npy
 
 CLASS_TO_ID = {"apple": 0, "banana": 1}
 

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from util.errors import InputError
-from util.make_cleaned_list import make_cleaned_list
+from noisylabels.errors import InputError
+from noisylabels.make_cleaned_list import make_cleaned_list
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -11,7 +11,7 @@ import pytest
 
 import noise_fixtures
 from noise_model import cifar10
-from util.errors import InputError
+from noisylabels.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "noise_model", "cifar10.py")

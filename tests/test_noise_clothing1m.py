@@ -13,7 +13,7 @@ import pytest
 
 import noise_fixtures
 from noise_model import clothing1m, noise
-from util.errors import InputError
+from noisylabels.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "noise_model", "clothing1m.py")

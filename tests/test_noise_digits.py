@@ -11,7 +11,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from noise_model import digits
-from util.errors import InputError
+from noisylabels.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "noise_model", "digits.py")

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from util.errors import InputError
+from noisylabels.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "noise_model", "import_caffemodel.py")

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from noise_model.layers import NoisyLabelLoss, masked_accuracy, masked_cross_entropy
-from util.errors import InputError
+from noisylabels.errors import InputError
 
 FLT_MIN = np.finfo(np.float32).tiny
 

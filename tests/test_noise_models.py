@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from noise_model import models
-from util.errors import InputError
+from noisylabels.errors import InputError
 
 
 def caffe_pool_reference(x, kernel, stride, mode):

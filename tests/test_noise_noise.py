@@ -9,7 +9,7 @@ import pytest
 import process_control
 
 from noise_model import noise
-from util.errors import InputError
+from noisylabels.errors import InputError
 
 
 def pairs_from_counts(counts):

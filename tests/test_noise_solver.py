@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from noise_model.solver import CaffeSGD, CaffeStepSchedule
-from util import distribution
+from noisylabels import distribution
 
 try:  # two logical CPUs for the mirrored test (only possible before TensorFlow initialises)
     distribution.split_cpu(2)

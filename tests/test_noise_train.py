@@ -20,7 +20,7 @@ from noise_model import settings as settings_lib
 from noise_model import stage_files
 from noise_model import stage_runner
 from noise_model.protocol import STAGE_NET
-from util.errors import InputError
+from noisylabels.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_SCRIPT = os.path.join(ROOT, "noise_model", "train.py")

@@ -18,9 +18,9 @@ import time
 import numpy as np
 import pytest
 
-from util import fileio
-from util.convert_data import convert
-from util.errors import InputError, cli_main
+from noisylabels import fileio
+from noisylabels.convert_data import convert
+from noisylabels.errors import InputError, cli_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

@@ -12,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = r"""
 import atexit, logging, sys
 from absl import app
-from util.process_exit import skip_teardown_on_success
+from noisylabels.process_exit import skip_teardown_on_success
 
 marker, log_path, outcome = sys.argv[1:4]
 handler = logging.FileHandler(log_path)

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from util.progress import Progress
+from noisylabels.progress import Progress
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -92,6 +92,6 @@ def test_tty_mode_redraw_is_throttled():
 
 
 def test_importing_and_using_does_not_load_tensorflow():
-    code = ("import sys\nfrom util.progress import Progress\nwith Progress(total=2) as p:\n    p.update(2)\n"
+    code = ("import sys\nfrom noisylabels.progress import Progress\nwith Progress(total=2) as p:\n    p.update(2)\n"
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from util.errors import InputError, TrainingError
-from util.run_directory import RunDirectory, file_identity, make_record
+from noisylabels.errors import InputError, TrainingError
+from noisylabels.run_directory import RunDirectory, file_identity, make_record
 
 
 class Tiny(tf.Module):
@@ -81,8 +81,8 @@ def test_a_second_run_on_the_same_directory_is_refused_with_the_holder(tmp_path)
     with first:
         code = ("import sys; sys.path.insert(0, %r)\n"
                 "import tensorflow as tf\n"
-                "from util.run_directory import RunDirectory\n"
-                "from util.errors import InputError\n"
+                "from noisylabels.run_directory import RunDirectory\n"
+                "from noisylabels.errors import InputError\n"
                 "try:\n"
                 "    with RunDirectory(%r, tf.train.Checkpoint()):\n"
                 "        print('entered')\n"

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from util.errors import InputError
+from noisylabels.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES, DIM = 4, 6
@@ -96,7 +96,7 @@ def test_loss_is_weighted_cross_entropy_over_batch_size(data):
 
 def test_non_finite_loss_stops_before_saving():
     from cleannet.classifier import StopOnNonFiniteLoss
-    from util.errors import TrainingError
+    from noisylabels.errors import TrainingError
 
     StopOnNonFiniteLoss().on_train_batch_end(0, {"loss": 0.5})
     with pytest.raises(TrainingError, match="batch 3"):

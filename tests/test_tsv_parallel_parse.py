@@ -4,8 +4,8 @@ plain Python parse, and bad rows still reported at their own line."""
 import numpy as np
 import pytest
 
-from util import tsv_reader
-from util.errors import InputError
+from noisylabels import tsv_reader
+from noisylabels.errors import InputError
 
 CLASS_TO_ID = {"cat": 0, "dog": 1}
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from util import tsv_reader
-from util.errors import InputError
+from noisylabels import tsv_reader
+from noisylabels.errors import InputError
 
 CLASSES = ["apple", "banana split", "cherry"]
 CLASS_TO_ID = {"apple": 0, "banana split": 1, "cherry": 2}

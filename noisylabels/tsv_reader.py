@@ -50,7 +50,7 @@ from typing import List, Optional
 import numpy as np
 import pandas as pd
 
-from util.errors import InputError
+from noisylabels.errors import InputError
 
 # Allowed column counts per kind of TSV file.
 COLUMNS = {"verified": (4, 5), "all": (3, 4), "ref": (3,)}

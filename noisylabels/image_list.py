@@ -17,7 +17,7 @@ import codecs
 import dataclasses
 from typing import Iterator, List, Optional
 
-from util.errors import InputError
+from noisylabels.errors import InputError
 
 LIST_COLUMNS = {3: "all", 4: "verified"}
 VLABELS = ("1", "0", "-1")

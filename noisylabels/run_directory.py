@@ -17,7 +17,7 @@ noisy-label model's stages) read, write and delete checkpoints. It guarantees:
 - **no leftovers**: `ckpt-N_temp` directories of a save that was killed are removed.
 
 In a multi-worker run the chief owns the directory; the other workers write to a hidden
-subdirectory (util.distribution.output_dir) and hold their own lock there.
+subdirectory (noisylabels.distribution.output_dir) and hold their own lock there.
 """
 
 import fcntl
@@ -32,9 +32,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from util import distribution
-from util.errors import InputError, TrainingError
-from util.fileio import atomic_open
+from noisylabels import distribution
+from noisylabels.errors import InputError, TrainingError
+from noisylabels.fileio import atomic_open
 
 LOCK_FILE = "run.lock"
 RECORD_FILE = "run.json"

@@ -25,9 +25,9 @@ from typing import Mapping, Optional
 import keras
 import tensorflow as tf
 
-from util import distribution
-from util.errors import TrainingError
-from util.run_directory import RunDirectory
+from noisylabels import distribution
+from noisylabels.errors import TrainingError
+from noisylabels.run_directory import RunDirectory
 
 
 def summary_writers(log_dir: str, names: tuple, chief: bool) -> dict:

@@ -15,8 +15,8 @@ array) at fault; rows of a .npy file are counted from 0.
 
 import numpy as np
 
-from util.errors import InputError
-from util.fileio import load_npy
+from noisylabels.errors import InputError
+from noisylabels.fileio import load_npy
 
 
 def load_verified(path, img_dim):

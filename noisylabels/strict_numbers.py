@@ -11,7 +11,7 @@ and the field.
 import math
 import re
 
-from util.errors import InputError
+from noisylabels.errors import InputError
 
 # Optional sign, ASCII digits ([0-9], not \d, which matches any Unicode digit).
 _INTEGER = re.compile(r"[+-]?[0-9]+")

@@ -21,7 +21,7 @@ from typing import List
 
 import numpy as np
 
-from util.errors import InputError
+from noisylabels.errors import InputError
 
 HEADER_PREFIX = "# extract_features v1 "
 

@@ -7,7 +7,7 @@
   and within absl's bounds, plus an optional exclusive lower bound.
 - `parse_flags`: absl's flag parser with every error (an unknown or mistyped flag, a value
   out of bounds, a failed validator) as one line on stderr and exit status 2.
-- `run_tool`: `app.run` with that parser and util.errors.cli_main.
+- `run_tool`: `app.run` with that parser and noisylabels.errors.cli_main.
 """
 
 import math
@@ -15,8 +15,8 @@ import sys
 
 from absl import app, flags
 
-from util.errors import EXIT_INPUT_ERROR, cli_main
-from util.process_exit import skip_teardown_on_success
+from noisylabels.errors import EXIT_INPUT_ERROR, cli_main
+from noisylabels.process_exit import skip_teardown_on_success
 
 EMBED_NORMS = ("log", "l2norm", "l2_norm", "no_norm")
 
@@ -85,8 +85,8 @@ def _own_flags_first_in_help(main):
     if module == "__main__":
         return
     entry = sys.modules.get("__main__")
-    if entry is not None and not entry.__doc__:
-        entry.__doc__ = sys.modules[module].__doc__  # --help starts with the tool's description
+    if entry is not None:
+        entry.__doc__ = sys.modules[module].__doc__  # --help starts with the tool's own description
     for flag in flags.FLAGS.get_key_flags_for_module(module):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
@@ -94,6 +94,6 @@ def _own_flags_first_in_help(main):
 def run_tool(main):
     """Runs an absl `main(argv)` as a command-line tool: one-line flag and input errors,
     the tool's own flags first in --help, and no teardown stall after a successful run
-    (util.process_exit)."""
+    (noisylabels.process_exit)."""
     _own_flags_first_in_help(main)
     app.run(skip_teardown_on_success(cli_main(main)), flags_parser=parse_flags)

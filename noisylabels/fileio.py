@@ -20,7 +20,7 @@ import zipfile
 
 import numpy as np
 
-from util.errors import InputError
+from noisylabels.errors import InputError
 
 
 # Temporary files and directories of this process, removed on SIGTERM: path -> pid.

@@ -12,8 +12,8 @@ import os
 import shutil
 import tempfile
 
-from util.errors import InputError
-from util.fileio import output_error, registered_temporary, set_usual_permissions
+from noisylabels.errors import InputError
+from noisylabels.fileio import output_error, registered_temporary, set_usual_permissions
 
 
 def check_output_directory(path, field, allow_non_empty, flag_hint):

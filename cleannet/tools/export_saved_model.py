@@ -1,0 +1,194 @@
+"""Exports a trained CleanNet as a TensorFlow SavedModel for serving.
+
+    python util/export_saved_model.py --checkpoint_dir=train/checkpoints/best \\
+        --data_dir=data/ --class_list=data/classes.txt --img_dim=2048 --num_ref=32 \\
+        --embed_norm=log --export_dir=exported/cleannet
+
+The latest checkpoint of --checkpoint_dir is restored (its stored img_dim / num_ref /
+embed_norm must match the flags), the class embeddings φ_s of every class are computed
+once from data_dir/ref.npy in inference mode and baked into the SavedModel as a constant
+[num_class, 128] table, next to the query encoder's weights. Signatures:
+
+  serving_default(features float32 [None, img_dim], class_ids int64 [None])
+      -> {"similarity": float32 [None]}
+  score_by_name(features float32 [None, img_dim], class_names string [None])
+      -> {"similarity": float32 [None]}
+
+`similarity` is the cosine similarity of the sample to its class (inference.py's output;
+the label is judged correct when it is ≥ the validation threshold, 0.1 by default).
+A class id outside [0, num_class) or a class name not in the class list gives NaN for that
+sample (the batch is still scored; NaN compares false with any threshold).
+
+    loaded = tf.saved_model.load("exported/cleannet")
+    sims = loaded.signatures["score_by_name"](features=x, class_names=tf.constant(["cat"]))
+
+The SavedModel is written to a temporary directory beside --export_dir and moved into
+place when complete, readable by other users (directories 0755, files 0644 under umask
+022). A non-empty --export_dir is refused unless --overwrite is given; even then only
+the SavedModel's own entries (saved_model.pb, variables/, assets/, fingerprint.pb) are
+replaced, and nothing else in the directory is touched.
+"""
+
+import os
+
+
+from absl import flags, logging
+
+from noisylabels import output_dir
+from noisylabels.errors import InputError, check_flag
+from noisylabels.flagutil import run_tool
+from noisylabels.fileio import registered_temporary
+
+# The entries tf.saved_model.save writes: all that --overwrite may replace.
+SAVED_MODEL_ENTRIES = ("saved_model.pb", "saved_model.pbtxt", "variables", "assets", "assets.extra",
+                       "fingerprint.pb")
+
+
+def build_serving_module(model, class_embeddings, class_names):
+    """A tf.Module scoring (features, class) pairs with a fixed class-embedding table.
+
+    Args:
+      model: a built CleanNet (only its query encoder and embed_norm are used).
+      class_embeddings: float32 [C, 128], model.encode_classes(ref) in inference mode.
+      class_names: list of C str, class id = index.
+
+    Returns:
+      a tf.Module with tf.functions `score(features, class_ids)` and
+      `score_by_name(features, class_names)`, each returning {"similarity": float32 [B]}.
+    """
+    import tensorflow as tf
+
+    from cleannet.metrics import similarity
+
+    if len(class_names) != int(class_embeddings.shape[0]):
+        raise ValueError("%d class names for %d class embeddings" % (len(class_names), class_embeddings.shape[0]))
+    img_dim = model.img_dim
+    module = tf.Module()
+    module.model = model
+    module.class_embeddings = tf.Variable(tf.constant(class_embeddings, tf.float32), trainable=False,
+                                          name="class_embeddings")
+    module.class_table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(list(class_names), tf.string),
+                                            tf.range(len(class_names), dtype=tf.int64)),
+        default_value=-1)
+    num_classes = len(class_names)
+
+    def score_ids(features, class_ids):
+        class_ids = tf.cast(class_ids, tf.int64)
+        known = (class_ids >= 0) & (class_ids < num_classes)
+        safe_ids = tf.where(known, class_ids, tf.zeros_like(class_ids))
+        _, phi_q, _ = model.encode_queries(features)
+        phi_s = tf.gather(module.class_embeddings, safe_ids)
+        sims = similarity(phi_s, phi_q)
+        return {"similarity": tf.where(known, sims, tf.fill(tf.shape(sims), float("nan")))}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, img_dim], tf.float32, name="features"),
+                                  tf.TensorSpec([None], tf.int64, name="class_ids")])
+    def score(features, class_ids):
+        return score_ids(features, class_ids)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, img_dim], tf.float32, name="features"),
+                                  tf.TensorSpec([None], tf.string, name="class_names")])
+    def score_by_name(features, class_names):
+        return score_ids(features, module.class_table.lookup(class_names))
+
+    module.score = score
+    module.score_by_name = score_by_name
+    return module
+
+
+def load_model(checkpoint_dir, img_dim, num_ref, embed_norm):
+    """Builds CleanNet and restores the latest checkpoint in checkpoint_dir. Returns (model, step)."""
+    from cleannet.checkpoints import load_trained_model
+
+    model, step, _ = load_trained_model(checkpoint_dir, img_dim, num_ref, embed_norm)
+    return model, step
+
+
+def export_saved_model(checkpoint_dir, data_dir, class_list, export_dir, img_dim, num_ref, embed_norm="log",
+                       overwrite=False):
+    """Restores CleanNet from checkpoint_dir and writes the SavedModel to export_dir atomically.
+
+    Args:
+      checkpoint_dir: a train.py checkpoint directory (or its best/ subdirectory).
+      data_dir: holds ref.npy [C, num_ref, img_dim].
+      class_list: the class list (C names).
+      export_dir: the SavedModel directory to create; a non-empty one is refused unless
+        `overwrite`, and then only the SavedModel's entries in it are replaced.
+      img_dim, num_ref, embed_norm: the model configuration (checked against the checkpoint).
+      overwrite: the user's explicit permission to replace a SavedModel in export_dir.
+
+    Returns:
+      (export_dir, global step of the restored checkpoint).
+    """
+    from noisylabels import datafiles, tsv_reader
+
+    export_dir = os.path.abspath(export_dir)
+    output_dir.check_output_directory(export_dir, "--export_dir", overwrite,
+                                      "pass --overwrite to replace the SavedModel in it (other files are kept)")
+    class_names = tsv_reader.read_class_list(class_list)
+    reference = datafiles.load_ref(os.path.join(data_dir, "ref.npy"), img_dim, num_ref)
+    if len(class_names) != reference.shape[0]:
+        raise InputError("has %d classes but ref.npy has %d" % (len(class_names), reference.shape[0]),
+                         path=class_list)
+    model, step = load_model(checkpoint_dir, img_dim, num_ref, embed_norm)
+    from cleannet.scoring import ClassEmbeddingScorer
+    class_embeddings = ClassEmbeddingScorer(model, reference).class_embeddings.numpy()
+    module = build_serving_module(model, class_embeddings, class_names)
+    _save_and_publish(module, export_dir)
+    logging.info("Exported the model of step %d (%d classes) to %s", step, len(class_names), export_dir)
+    return export_dir, step
+
+
+def _save_and_publish(module, export_dir):
+    """tf.saved_model.save into a staging directory, then `output_dir.publish_entries`."""
+    import tensorflow as tf
+
+    staging = output_dir.make_staging_directory(export_dir)
+    with registered_temporary(staging):
+        try:
+            tf.saved_model.save(module, staging, signatures={"serving_default": module.score,
+                                                             "score_by_name": module.score_by_name})
+        except (tf.errors.OpError, OSError) as err:
+            raise InputError("cannot write the SavedModel (%s)" % str(err).splitlines()[0],
+                             path=export_dir, field="--export_dir") from None
+        output_dir.publish_entries(staging, export_dir, SAVED_MODEL_ENTRIES)
+
+
+def define_flags():
+    flags.DEFINE_string("checkpoint_dir", "./train/checkpoints/",
+                        "Checkpoint directory of train.py (or its best/ subdirectory).")
+    flags.DEFINE_string("data_dir", "./data/", "Data directory containing ref.npy.")
+    flags.DEFINE_string("class_list", "./data/classes.txt", "List of class names, one per line.")
+    flags.DEFINE_integer("img_dim", 2048, "Dimensionality of the image embedding.")
+    flags.DEFINE_integer("num_ref", 32, "Number of reference image embeddings for a class.")
+    flags.DEFINE_string("embed_norm", "log", "log|l2norm|no_norm (l2_norm is accepted as l2norm).")
+    flags.DEFINE_string("export_dir", None, "The SavedModel directory to write; a non-empty one is refused "
+                        "unless --overwrite.")
+    flags.DEFINE_bool("overwrite", False, "Replace the SavedModel in a non-empty --export_dir (only its "
+                      "saved_model.pb, variables/, assets/, fingerprint.pb; other files are kept).")
+
+
+def main(argv):
+    from cleannet.model import EMBED_NORMS
+
+    FLAGS = flags.FLAGS
+    check_flag(len(argv) == 1, "export_dir", "unexpected arguments %s" % argv[1:])
+    check_flag(bool(FLAGS.export_dir), "export_dir", "is required")
+    check_flag(FLAGS.img_dim > 0, "img_dim", "must be positive, got %d" % FLAGS.img_dim)
+    check_flag(FLAGS.num_ref > 0, "num_ref", "must be positive, got %d" % FLAGS.num_ref)
+    check_flag(FLAGS.embed_norm in EMBED_NORMS, "embed_norm",
+               "must be one of %s, got %r" % ("|".join(EMBED_NORMS), FLAGS.embed_norm))
+    path, _ = export_saved_model(FLAGS.checkpoint_dir, FLAGS.data_dir, FLAGS.class_list, FLAGS.export_dir,
+                                 FLAGS.img_dim, FLAGS.num_ref, FLAGS.embed_norm, overwrite=FLAGS.overwrite)
+    print(path)
+
+
+def run():
+    """Console entry point (cleannet-export-saved-model)."""
+    define_flags()
+    run_tool(main)
+
+
+if __name__ == "__main__":
+    run()

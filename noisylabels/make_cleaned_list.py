@@ -1,0 +1,225 @@
+"""Writes the cleaned image list from CleanNet's verdicts: the list a classifier trains on next.
+
+    python util/make_cleaned_list.py --image_list=all_list.tsv --predictions=pred.tsv \\
+        --keep=hard --output_file=cleaned_list.tsv      # + cleaned_list.tsv.summary.tsv
+
+Inputs:
+  --image_list   the image list the features were extracted from (util/image_list.py):
+                 key, image_path, class_name[, vlabel], tab-separated.
+  --predictions  inference.py's output for those samples with --output_format=tsv (a header
+                 line; the columns key, class_name, similarity and verdict are used, found by
+                 their header names; other columns are ignored) or --output_format=jsonl (one
+                 object per line with those fields). Joined to the list by key: a list key
+                 without a prediction, a prediction without a list row, a duplicate key or a
+                 class that differs is an error naming the file and line.
+
+Output, in the list's layout and order (written atomically):
+  --keep=hard   the rows whose verdict is 1 (the label judged correct by the decision
+                inference.py used, e.g. similarity >= --val_sim_thres).
+  --keep=soft   every row, with a last column weight = max(0, similarity) (the paper's soft
+                sample weight, 9 significant digits).
+A summary per class (class_name, kept, dropped; sorted by class name) goes to
+--summary_file (default OUTPUT.summary.tsv) and to stdout. kept counts the rows that take
+part in training: verdict 1 (hard), weight > 0 (soft); dropped the others.
+"""
+
+import os
+
+
+import collections
+import dataclasses
+import json
+import math
+
+from absl import flags
+
+from noisylabels import image_list
+from noisylabels.errors import InputError, check_flag
+from noisylabels.flagutil import run_tool
+
+KEEP_MODES = ("hard", "soft")
+PREDICTION_FIELDS = ("key", "class_name", "similarity", "verdict")
+
+
+@dataclasses.dataclass
+class Prediction:
+    """CleanNet's result for one sample: where it is, its class, cos similarity, verdict 0/1."""
+
+    line: int
+    class_name: str
+    similarity: float
+    verdict: int
+
+
+def _prediction(values, path, line):
+    """A Prediction from {field: raw value}; InputError naming the line and field."""
+    for name in PREDICTION_FIELDS:
+        if values.get(name) in (None, ""):
+            raise InputError("missing value", path=path, line=line, field=name)
+    try:
+        similarity = float(values["similarity"])
+    except (TypeError, ValueError):
+        raise InputError("not a number: %r" % values["similarity"], path=path, line=line, field="similarity") from None
+    if not math.isfinite(similarity):
+        raise InputError("not a finite number", path=path, line=line, field="similarity")
+    if str(values["verdict"]) not in ("0", "1"):
+        raise InputError("expected 0 or 1, found %r" % values["verdict"], path=path, line=line, field="verdict")
+    return Prediction(line, str(values["class_name"]), similarity, int(values["verdict"]))
+
+
+def _iter_prediction_values(path):
+    """Yields (line, {field: value}) from a tsv (with header) or jsonl predictions file."""
+    try:
+        f = open(path, encoding="utf-8-sig")
+    except OSError as err:
+        raise InputError("cannot read (%s)" % (err.strerror or err), path=path) from None
+    header = jsonl = None
+    with f:
+        try:
+            for line, text in enumerate(f, 1):
+                text = text.rstrip("\r\n")
+                if not text.strip():
+                    continue
+                jsonl = text.startswith("{") if jsonl is None else jsonl  # the first line decides
+                if jsonl:
+                    try:
+                        values = json.loads(text)
+                    except ValueError as err:
+                        raise InputError("not a JSON object (%s)" % err, path=path, line=line) from None
+                    yield line, values if isinstance(values, dict) else {}
+                elif header is None:
+                    header = text.split("\t")
+                    missing = [name for name in PREDICTION_FIELDS if name not in header]
+                    if missing:
+                        raise InputError("header has no column %s: expected inference.py --output_format=tsv "
+                                         "(or jsonl) output" % ", ".join(missing), path=path, line=line)
+                else:
+                    fields = text.split("\t")
+                    if len(fields) != len(header):
+                        raise InputError("%d columns, the header has %d" % (len(fields), len(header)),
+                                         path=path, line=line)
+                    yield line, dict(zip(header, fields))
+        except UnicodeDecodeError:
+            raise InputError("not valid UTF-8", path=path) from None
+
+
+def read_predictions(path):
+    """{key: Prediction} from inference.py's tsv or jsonl output (module docstring)."""
+    table = {}
+    for line, values in _iter_prediction_values(path):
+        prediction = _prediction(values, path, line)
+        key = str(values["key"])
+        if key in table:
+            raise InputError("duplicate key %r (first on line %d)" % (key, table[key].line), path=path, line=line,
+                             field="key")
+        table[key] = prediction
+    if not table:
+        raise InputError("no predictions", path=path)
+    return table
+
+
+def iter_joined(list_path, predictions_path, predictions):
+    """Yields (ListRow, Prediction) for every row of the list, in order; checks the join.
+
+    Raises:
+      InputError: a duplicate list key, a key without prediction, a class mismatch (naming
+        the list line), or a prediction whose key is not in the list (naming its line).
+    """
+    first_line = {}
+    for row in image_list.iter_list_rows(list_path):
+        if row.key in first_line:
+            raise InputError("duplicate key %r (first on line %d)" % (row.key, first_line[row.key]),
+                             path=list_path, line=row.line, field="key")
+        first_line[row.key] = row.line
+        prediction = predictions.get(row.key)
+        if prediction is None:
+            raise InputError("no prediction for key %r in %s" % (row.key, predictions_path), path=list_path,
+                             line=row.line, field="key")
+        if prediction.class_name != row.class_name:
+            raise InputError("class %r here but %r in %s:%d" % (row.class_name, prediction.class_name,
+                                                                 predictions_path, prediction.line),
+                             path=list_path, line=row.line, field="class_name")
+        yield row, prediction
+    unused = [p.line for key, p in predictions.items() if key not in first_line]
+    if unused:
+        raise InputError("%d predictions have no row in %s, the first on this line" % (len(unused), list_path),
+                         path=predictions_path, line=min(unused), field="key")
+
+
+def make_cleaned_list(image_list_path, predictions_path, output_file, keep="hard", summary_file=None,
+                      overwrite=False):
+    """Writes the cleaned list and the per-class summary (module docstring).
+
+    Returns:
+      {class_name: (kept, dropped)}.
+    """
+    from noisylabels.strict_numbers import format_float32
+    from noisylabels.fileio import atomic_open
+
+    check_flag(keep in KEEP_MODES, "keep", "must be one of %s, got %r" % ("|".join(KEEP_MODES), keep))
+    summary_file = summary_file or output_file + ".summary.tsv"
+    _check_output_paths([image_list_path, predictions_path], [output_file, summary_file], overwrite)
+    predictions = read_predictions(predictions_path)
+    counts = collections.defaultdict(lambda: [0, 0])
+    with atomic_open(output_file, "w", encoding="utf-8", newline="\n") as out, \
+            atomic_open(summary_file, "w", encoding="utf-8", newline="\n") as summary:
+        for row, prediction in iter_joined(image_list_path, predictions_path, predictions):
+            weight = max(0.0, prediction.similarity)
+            kept = prediction.verdict == 1 if keep == "hard" else weight > 0
+            counts[row.class_name][0 if kept else 1] += 1
+            if keep == "soft":
+                out.write("\t".join(row.fields + [format_float32(weight)]) + "\n")
+            elif kept:
+                out.write("\t".join(row.fields) + "\n")
+        summary.write("class_name\tkept\tdropped\n")
+        summary.write("".join("%s\t%d\t%d\n" % (name, *counts[name]) for name in sorted(counts)))
+    return {name: tuple(counts[name]) for name in sorted(counts)}
+
+
+def _check_output_paths(inputs, outputs, overwrite):
+    """Outputs must not be inputs (or each other); existing outputs need --overwrite."""
+    real_inputs = {os.path.realpath(p) for p in inputs}
+    for flag, path in zip(("output_file", "summary_file"), outputs):
+        check_flag(os.path.realpath(path) not in real_inputs, flag, "must not be an input file: %s" % path)
+        check_flag(overwrite or not os.path.exists(path), flag, "%s exists; pass --overwrite to replace it" % path)
+    check_flag(os.path.realpath(outputs[0]) != os.path.realpath(outputs[1]), "summary_file",
+               "must differ from --output_file")
+
+
+def print_summary(counts, keep):
+    """Prints the per-class table and the totals to stdout."""
+    width = max([len("class")] + [len(name) for name in counts])
+    print("%-*s  %8s  %8s   (--keep=%s)" % (width, "class", "kept", "dropped", keep))
+    for name, (kept, dropped) in counts.items():
+        print("%-*s  %8d  %8d" % (width, name, kept, dropped))
+    print("%-*s  %8d  %8d" % (width, "total", sum(k for k, _ in counts.values()),
+                              sum(d for _, d in counts.values())))
+
+
+def define_flags():
+    flags.DEFINE_string("image_list", None, "Image list: key, image_path, class_name[, vlabel].", required=True)
+    flags.DEFINE_string("predictions", None, "inference.py output with --output_format=tsv or jsonl.",
+                        required=True)
+    flags.DEFINE_string("output_file", None, "The cleaned list (same layout as --image_list).", required=True)
+    flags.DEFINE_enum("keep", "hard", list(KEEP_MODES), "hard: the rows with verdict 1; soft: every row with "
+                      "the weight max(0, similarity) appended.")
+    flags.DEFINE_string("summary_file", None, "Per-class summary TSV; default: OUTPUT_FILE.summary.tsv.")
+    flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
+
+
+def main(argv):
+    FLAGS = flags.FLAGS
+    check_flag(len(argv) == 1, "image_list", "unexpected arguments %s" % argv[1:])
+    counts = make_cleaned_list(FLAGS.image_list, FLAGS.predictions, FLAGS.output_file, keep=FLAGS.keep,
+                               summary_file=FLAGS.summary_file, overwrite=FLAGS.overwrite)
+    print_summary(counts, FLAGS.keep)
+
+
+def run():
+    """Console entry point (cleannet-make-cleaned-list)."""
+    define_flags()
+    run_tool(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,1 +1,0 @@
-"""Data tools shared by CleanNet and the noisy-label model (TSV → .npy, references, checks)."""
