@@ -10,8 +10,8 @@ Both are `tf.function` steps with the same optimizer (noise_model.solver.CaffeSG
 0.001, momentum 0.9, weight decay 0.004, bias lr × 2) on float32 [100, 32, 32, 3] batches
 of random images:
   - baseline: the clean net `CifarQuick(10)` alone, softmax cross-entropy on the clean
-    label (SPEC.md 2.3 stage 1);
-  - ours (joint, SPEC.md 2.3 stage 4): `CifarQuick(10)` + the noise-type net
+    label (docs/originals.md#noisy-label-model-cifar-10-protocol stage 1);
+  - ours (joint, docs/originals.md#noisy-label-model-cifar-10-protocol stage 4): `CifarQuick(10)` + the noise-type net
     `CifarQuick(3)`, loss = masked clean CE + masked noise-type CE + `NoisyLabelLoss`,
     with labels mixed as in the CIFAR-10 mixed set (20% clean labels, 80% noisy labels,
     20% noise-type labels, −1 elsewhere).

@@ -1,4 +1,4 @@
-"""CleanNet's training and validation data as index pipelines (SPEC.md 1.4).
+"""CleanNet's training and validation data as index pipelines (docs/originals.md#cleannet-training).
 
 The feature tables (train.npy, val.npy, all.npy, ref.npy) are loaded once into tensors;
 the `tf.data` pipelines here produce only integer row indices, and the training step

@@ -1,4 +1,4 @@
-"""CleanNet's losses (SPEC.md 1.3), with the original functions' signatures.
+"""CleanNet's losses (docs/originals.md#cleannet-losses), with the original functions' signatures.
 
 Every function accepts NumPy arrays or tensors and returns a per-sample float32 tensor [B];
 the training objective is the batch mean of `total_loss`.

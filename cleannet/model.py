@@ -1,4 +1,4 @@
-"""The CleanNet joint embedding network (Lee et al., CVPR 2018), SPEC.md 1.2.
+"""The CleanNet joint embedding network (Lee et al., CVPR 2018), docs/originals.md#cleannet-model.
 
 CleanNet scores how likely a sample's class label is correct: a query encoder embeds the
 sample's feature vector, a reference-set encoder embeds the class from a set of reference

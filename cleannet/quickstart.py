@@ -5,7 +5,7 @@
 What it does, through the same public tools a user runs:
 1. Takes scikit-learn's 1797 digits (8×8 images, 64 pixel values each, used as the
    feature vector), corrupts a known share of the training labels (--noise_rate) to a
-   different class, and writes the files of SPEC.md 1.1: classes.txt, a verified TSV
+   different class, and writes the files of docs/originals.md#cleannet-files-and-formats: classes.txt, a verified TSV
    (key, class_name, vlabel, feature) for train and val, an all-samples TSV, and a test
    TSV in the all-samples layout whose truth (label correct or not) is known.
 2. Keeps verification labels for only half the classes (digits 0-4) with

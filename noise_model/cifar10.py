@@ -1,4 +1,4 @@
-"""CIFAR-10 with synthetic label noise: read the original batches, prepare SPEC.md 2.3.
+"""CIFAR-10 with synthetic label noise: read the original batches, prepare docs/originals.md#noisy-label-model-cifar-10-protocol.
 
 `load_cifar10(data_dir)` reads either download of CIFAR-10:
 - the python version (`data_batch_1` .. `data_batch_5`, `test_batch`: pickled dicts with
@@ -12,7 +12,7 @@
 Pixels are stored C×H×W (1024 red, 1024 green, 1024 blue, each row-major); they are
 returned as uint8 [n, 32, 32, 3] (RGB).
 
-`build_noisy_protocol(...)` builds the splits of SPEC.md 2.3 (shared with `digits.py`):
+`build_noisy_protocol(...)` builds the splits of docs/originals.md#noisy-label-model-cifar-10-protocol (shared with `digits.py`):
 - the first `num_clean` training images keep their true labels ("clean");
 - every training label is corrupted with Q = noise.generate_matrix_q(level, L, seed)
   (noise.corrupt with seed + 1);
@@ -274,7 +274,7 @@ def _label_table(clean, noisy, ntype):
 
 def build_noisy_protocol(train_images, train_labels, test_images, test_labels,
                          noise_level, num_clean, seed, num_classes=NUM_CLASSES):
-    """Builds the splits, matrices and mean image of SPEC.md 2.3.
+    """Builds the splits, matrices and mean image of docs/originals.md#noisy-label-model-cifar-10-protocol.
 
     Args:
       train_images: uint8 [N, H, W, 3]; the first `num_clean` are the clean subset.

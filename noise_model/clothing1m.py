@@ -1,4 +1,4 @@
-"""Clothing1M: read the original label and key lists, prepare SPEC.md 2.4.
+"""Clothing1M: read the original label and key lists, prepare docs/originals.md#noisy-label-model-clothing1m-protocol.
 
 The dataset root holds `clean_label_kv.txt` and `noisy_label_kv.txt` ("key label" per
 line, label in [0, 14)), `clean_train_key_list.txt`, `clean_val_key_list.txt`,
@@ -297,7 +297,7 @@ def compute_mean_image(data_root, keys, num_workers, size=RESIZE_SIZE):
 
 
 def build_splits(clean, noisy, clean_train, clean_val, clean_test, noisy_train, seed):
-    """Builds C, the noise types and the split lists of SPEC.md 2.4.
+    """Builds C, the noise types and the split lists of docs/originals.md#noisy-label-model-clothing1m-protocol.
 
     Args:
       clean, noisy: dict key → label.

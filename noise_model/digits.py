@@ -1,7 +1,7 @@
 """A CIFAR-sized stand-in for CIFAR-10: scikit-learn's digits with the same noisy protocol.
 
 scikit-learn's `load_digits()` (1797 grey images of 8×8 pixels, values 0..16, 10 classes)
-ships with scikit-learn, so the whole CIFAR-10 pipeline (SPEC.md 2.3) can run without a
+ships with scikit-learn, so the whole CIFAR-10 pipeline (docs/originals.md#noisy-label-model-cifar-10-protocol) can run without a
 download. Each image is scaled to 0..255 (uint8, rounded), resized to 32×32 with OpenCV's
 bilinear interpolation (INTER_LINEAR) and replicated to 3 channels. A seeded permutation
 puts `num_test` images in the test set and the rest in the training set; the first

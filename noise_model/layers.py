@@ -1,6 +1,6 @@
 """The noisy-label loss layer of Xiao et al. (CVPR 2015) and its companion losses.
 
-`NoisyLabelLoss` is the port of Caffe's `SoftmaxWithNoisyLabelLoss` (SPEC.md 2.1). For
+`NoisyLabelLoss` is the port of Caffe's `SoftmaxWithNoisyLabelLoss` (docs/originals.md#noisy-label-model-the-loss-layer). For
 each sample it combines
 
   p(y | x)      the clean-label net's softmax over the L classes,
@@ -84,7 +84,7 @@ def _check_label_range(labels, num_classes):
 
 
 def noisy_label_posteriors(clean_logits, ntype_logits, noisy_labels, matrix_c):
-    """The forward pass of SPEC.md 2.1 (no gradients: use `NoisyLabelLoss` for training).
+    """The forward pass of docs/originals.md#noisy-label-model-the-loss-layer (no gradients: use `NoisyLabelLoss` for training).
 
     Args:
       clean_logits: float [M, L] logits of the clean-label net.
@@ -147,7 +147,7 @@ def noisy_label_posteriors(clean_logits, ntype_logits, noisy_labels, matrix_c):
 
 
 class NoisyLabelLoss(keras.layers.Layer):
-    """Caffe's `SoftmaxWithNoisyLabelLoss` (SPEC.md 2.1) as a Keras layer.
+    """Caffe's `SoftmaxWithNoisyLabelLoss` (docs/originals.md#noisy-label-model-the-loss-layer) as a Keras layer.
 
     Args:
       matrix_c: L×L array, entry [ỹ, y] = C[ỹ, y] (column y is the distribution of the

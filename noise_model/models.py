@@ -1,4 +1,4 @@
-"""The networks of Xiao et al. (SPEC.md 2.3, 2.4) with Caffe's layer names and semantics.
+"""The networks of Xiao et al. (docs/originals.md#noisy-label-model-cifar-10-protocol and #noisy-label-model-clothing1m-protocol) with Caffe's layer names and semantics.
 
 - `CifarQuick`: Caffe's cifar10_quick (clean-label net with L outputs, noise-type net
   with 3).

@@ -1,4 +1,4 @@
-"""Synthetic label noise, the confusion matrix C and noise types (SPEC.md 2.2).
+"""Synthetic label noise, the confusion matrix C and noise types (docs/originals.md#noisy-label-model-matrix-c-noise-types-synthetic-noise).
 
 Conventions: L classes, labels are integers in [0, L). Every matrix is indexed
 [noisy label ỹ, clean label y], so column y is the distribution of ỹ given y.
@@ -145,7 +145,7 @@ def corrupt(labels, matrix_q, seed):
 
 
 def _best_kept_count(sorted_values, num_classes):
-    """The k of SPEC.md 2.2 for one column's off-diagonal entries sorted descending.
+    """The k of docs/originals.md#noisy-label-model-matrix-c-noise-types-synthetic-noise for one column's off-diagonal entries sorted descending.
 
     Maximises Σ_{i<k} f_i log(f_i / Σ_{i<k} f_i) + Σ_{i≥k} f_i log(1/(L−1)) over
     k = 1..L−1, ties (within a relative 1e-12, for round-off) to the larger k, stopping
@@ -172,7 +172,7 @@ def _best_kept_count(sorted_values, num_classes):
 
 
 def compute_matrix_c(clean_labels, noisy_labels, num_classes):
-    """Estimates C from (clean, noisy) label pairs (SPEC.md 2.2).
+    """Estimates C from (clean, noisy) label pairs (docs/originals.md#noisy-label-model-matrix-c-noise-types-synthetic-noise).
 
     Confusion counts [y, ỹ] with the diagonal removed, each true-class row normalised,
     transposed so column y is the distribution of ỹ given y. In each column the top k

@@ -72,6 +72,6 @@ def load_tensorflow():
     with quiet_startup():
         import tensorflow as tf
 
-        tf.config.list_physical_devices()
-        tf.constant(0.0).numpy()  # the first op starts the device runtime (cuInit)
+        tf.config.list_physical_devices()  # finds the devices (cuInit) without initialising them, so
+        # logical CPU devices can still be configured afterwards (noisylabels.distribution.split_cpu)
     return tf

@@ -1,4 +1,4 @@
-"""Converts CleanNet's TSV feature files to .npy arrays (SPEC.md 1.1).
+"""Converts CleanNet's TSV feature files to .npy arrays (docs/originals.md#cleannet-files-and-formats).
 
     python util/convert_data.py --split=train --class_list=classes.txt \\
         --data_path=train.tsv --output_dir=data/            # -> data/train.npy

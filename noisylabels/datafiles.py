@@ -1,6 +1,6 @@
 """Loaders for the converted CleanNet data files (train.npy, val.npy, all.npy, ref.npy).
 
-Layouts (written by util/convert_data.py and util/find_reference.py, SPEC.md 1.1):
+Layouts (written by util/convert_data.py and util/find_reference.py, docs/originals.md#cleannet-files-and-formats):
   train.npy / val.npy: [N, h+2] = feature (h), class id, vlabel (0 or 1).
   all.npy: [N, h+1] = feature (h), class id; rows grouped by class in ascending class id
     (classes with no rows simply have none). Legacy layouts of the original are read too:

@@ -1,4 +1,4 @@
-"""Finds each class's reference feature vectors by k-means (SPEC.md 1.1).
+"""Finds each class's reference feature vectors by k-means (docs/originals.md#cleannet-files-and-formats).
 
     python util/find_reference.py --class_list=classes.txt --input_npy=data/all.npy \\
         --output_dir=data/ --num_ref=32 --img_dim=2048        # -> data/ref.npy

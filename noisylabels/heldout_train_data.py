@@ -1,4 +1,4 @@
-"""Drops the verification labels of held-out classes from a verified TSV (SPEC.md 1.1).
+"""Drops the verification labels of held-out classes from a verified TSV (docs/originals.md#cleannet-files-and-formats).
 
     python util/heldout_train_data.py --heldout_class_list=keep.tsv \\
         --input_file=train.tsv --output_file=train_heldout.tsv

@@ -1,4 +1,4 @@
-"""Streaming reader for CleanNet's class lists and tab-separated feature files (SPEC.md 1.1).
+"""Streaming reader for CleanNet's class lists and tab-separated feature files (docs/originals.md#cleannet-files-and-formats).
 
 Class list: a text file with one class name per line; the class id is the 0-based line
 number. A CR before the newline is removed and trailing empty lines are allowed; an empty

@@ -1,4 +1,4 @@
-"""CleanNet losses and metrics (SPEC.md 1.3) against values computed by hand or in NumPy."""
+"""CleanNet losses and metrics (docs/originals.md#cleannet-losses) against values computed by hand or in NumPy."""
 
 import numpy as np
 import pytest

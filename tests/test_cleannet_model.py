@@ -1,4 +1,4 @@
-"""CleanNet model (SPEC.md 1.2) against an independent NumPy forward pass from its weights."""
+"""CleanNet model (docs/originals.md#cleannet-model) against an independent NumPy forward pass from its weights."""
 
 import numpy as np
 import pytest
@@ -9,7 +9,7 @@ from cleannet.model import CleanNet
 IMG_DIM = 12
 NUM_REF = 5
 BATCH = 3
-# (encoder, layer attribute, fan_in, units) for every dense layer, from SPEC.md 1.2.
+# (encoder, layer attribute, fan_in, units) for every dense layer, from docs/originals.md#cleannet-model.
 DENSE = (
     ("query_encoder", "hidden", IMG_DIM, 256),
     ("query_encoder", "embedding", 256, 128),

@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from cleannet.tools import extract_features, partial_features
+from cleannet.tools import extract_features
+from noisylabels import partial_features
 from noisylabels.errors import InputError
 from cleannet.tools.extract_features import extract
 

@@ -1,4 +1,4 @@
-"""train.py and inference.py keep the original flags' names and defaults (SPEC.md 1.4, 1.5)."""
+"""train.py and inference.py keep the original flags' names and defaults (docs/originals.md#cleannet-training and #cleannet-inference)."""
 
 import os
 import re

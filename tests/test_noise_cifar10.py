@@ -1,4 +1,4 @@
-"""CIFAR-10 reading, the noisy protocol (SPEC.md 2.3), its CLI and the array pipeline."""
+"""CIFAR-10 reading, the noisy protocol (docs/originals.md#noisy-label-model-cifar-10-protocol), its CLI and the array pipeline."""
 
 import json
 import os
@@ -175,7 +175,7 @@ def test_protocol_splits_follow_spec():
     assert np.all(matrix_c[~seen] == 0)
     np.testing.assert_allclose(matrix_c.sum(axis=0)[seen.any(axis=0)], 1.0)
 
-    # Noise types by SPEC.md 2.2, computed here from the pairs and C.
+    # Noise types by docs/originals.md#noisy-label-model-matrix-c-noise-types-synthetic-noise, computed here from the pairs and C.
     expected_types = np.where(clean_noisy == true[:100], 0,
                               np.where(matrix_c[clean_noisy, true[:100]] <= 1 / 9, 1, 2))
     np.testing.assert_array_equal(clean_table[:, 2], expected_types)
@@ -188,7 +188,7 @@ def test_protocol_splits_follow_spec():
     np.testing.assert_array_equal(nt_images, images[80:100])
     np.testing.assert_array_equal(nt_table, clean_table[80:])
 
-    # Mixed set: every training image once, shuffled; labels by SPEC.md 2.3.
+    # Mixed set: every training image once, shuffled; labels by docs/originals.md#noisy-label-model-cifar-10-protocol.
     mixed_images, mixed_table = splits["mixed_train"]
     rows = np.array([_row_index(images)[img.tobytes()] for img in mixed_images])
     assert sorted(rows) == list(range(500))

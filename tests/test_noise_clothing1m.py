@@ -1,4 +1,4 @@
-"""Clothing1M list reading, the protocol of SPEC.md 2.4, its CLI and the tf.data pipeline."""
+"""Clothing1M list reading, the protocol of docs/originals.md#noisy-label-model-clothing1m-protocol, its CLI and the tf.data pipeline."""
 
 import collections
 import json

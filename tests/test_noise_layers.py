@@ -1,4 +1,4 @@
-"""NoisyLabelLoss and the masked losses against a NumPy implementation of SPEC.md 2.1."""
+"""NoisyLabelLoss and the masked losses against a NumPy implementation of docs/originals.md#noisy-label-model-the-loss-layer."""
 
 import numpy as np
 import pytest
@@ -17,7 +17,7 @@ def softmax(logits):
 
 
 def reference(clean_logits, ntype_logits, labels, matrix_c, update_noise_lr):
-    """SPEC.md 2.1 written out directly in float64 probabilities, sample by sample."""
+    """docs/originals.md#noisy-label-model-the-loss-layer written out directly in float64 probabilities, sample by sample."""
     clean_logits = np.asarray(clean_logits, np.float64)
     ntype_logits = np.asarray(ntype_logits, np.float64)
     m, num_classes = clean_logits.shape

@@ -1,4 +1,4 @@
-"""The networks of SPEC.md 2.3 / 2.4: shapes, Caffe pooling and LRN, grouped convs, init."""
+"""The networks of docs/originals.md#noisy-label-model-cifar-10-protocol and #noisy-label-model-clothing1m-protocol: shapes, Caffe pooling and LRN, grouped convs, init."""
 
 import keras
 import numpy as np

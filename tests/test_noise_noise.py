@@ -1,4 +1,4 @@
-"""Synthetic noise, C estimation and noise types (SPEC.md 2.2), with hand-computed answers."""
+"""Synthetic noise, C estimation and noise types (docs/originals.md#noisy-label-model-matrix-c-noise-types-synthetic-noise), with hand-computed answers."""
 
 import functools
 import os

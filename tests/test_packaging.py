@@ -15,8 +15,8 @@ from cleannet_fixtures import write_cleannet_data
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
-# SPEC.md 1.4's flags of train.py.
-SPEC_TRAIN_FLAGS = ["data_dir", "checkpoint_dir", "log_dir", "log_interval", "val_interval", "img_dim", "num_ref",
+# docs/originals.md#cleannet-training's flags of train.py.
+ORIGINAL_TRAIN_FLAGS = ["data_dir", "checkpoint_dir", "log_dir", "log_interval", "val_interval", "img_dim", "num_ref",
                     "batch_size_sup", "batch_size_unsup", "val_batch_size", "learning_rate", "n_step", "lr_update",
                     "lr_decay", "dropout_rate", "weight_decay", "neg_weight", "val_sim_thres", "momentum",
                     "embed_norm"]
@@ -101,7 +101,7 @@ def test_train_helpfull_lists_every_spec_flag_with_help():
     result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--helpfull"],
                             capture_output=True, text=True, env=ENV)
     text = result.stdout + result.stderr
-    for name in SPEC_TRAIN_FLAGS:
+    for name in ORIGINAL_TRAIN_FLAGS:
         match = re.search(r"^\s+--%s: (.*)$" % re.escape(name), text, re.MULTILINE)
         assert match, name
         assert len(match.group(1).strip()) > 3, (name, match.group(1))

@@ -61,6 +61,8 @@ def test_a_returned_status_goes_back_to_absl(tmp_path):
 
 
 def test_train_and_inference_entry_points_use_it():
+    with open(os.path.join(ROOT, "noisylabels", "flagutil.py")) as f:
+        assert "app.run(skip_teardown_on_success(cli_main(main)), flags_parser=parse_flags)" in f.read()
     for script in ("train.py", "inference.py"):
-        with open(os.path.join(ROOT, script)) as f:
-            assert "app.run(skip_teardown_on_success(cli_main(main)))" in f.read(), script
+        with open(os.path.join(ROOT, "cleannet", "tools", script)) as f:
+            assert "    run_tool(main)\n" in f.read(), script

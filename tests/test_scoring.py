@@ -25,7 +25,7 @@ def _normalize(x, embed_norm):
 
 
 def numpy_similarities(model, features, class_ids, reference, embed_norm):
-    """SPEC.md 1.2 in NumPy (float64), every sample's reference set encoded on its own."""
+    """docs/originals.md#cleannet-model in NumPy (float64), every sample's reference set encoded on its own."""
     q = model.query_encoder
     r = model.ref_set_encoder
     v_q = _normalize(np.asarray(features, np.float64), embed_norm)
