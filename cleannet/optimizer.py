@@ -13,12 +13,12 @@ checkpoints with `tf.train.Checkpoint` and works under `tf.distribute` strategie
 import keras
 import tensorflow as tf
 
+from noisylabels.schedules import StepDecay
+
 
 def staircase_learning_rate(step, learning_rate, lr_update, lr_decay):
-    """learning_rate · lr_decay^⌊step / lr_update⌋ (tf.train.exponential_decay, staircase)."""
-    step = tf.cast(step, tf.int64)
-    exponent = tf.cast(step // tf.cast(lr_update, tf.int64), tf.float32)
-    return tf.constant(learning_rate, tf.float32) * tf.pow(tf.constant(lr_decay, tf.float32), exponent)
+    """learning_rate · lr_decay^⌊step / lr_update⌋ in float32 (tf.train.exponential_decay, staircase)."""
+    return StepDecay(learning_rate, lr_decay, lr_update, compute_dtype="float32")(step)
 
 
 class TF1Momentum(keras.optimizers.Optimizer):

@@ -26,28 +26,13 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
+from noisylabels.schedules import StepDecay
 
-class CaffeStepSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Caffe's "step" policy: base_lr · gamma^⌊step / stepsize⌋ (float32; computed in
-    float64 first); stepsize None is Caffe's "fixed" policy (base_lr)."""
 
-    def __init__(self, base_lr: float, gamma: float = 0.1, stepsize: Optional[int] = None):
-        if not base_lr > 0:
-            raise ValueError("base_lr must be positive, got %r" % (base_lr,))
-        if stepsize is not None and int(stepsize) < 1:
-            raise ValueError("stepsize must be a positive integer or None, got %r" % (stepsize,))
-        self.base_lr = float(base_lr)
-        self.gamma = float(gamma)
-        self.stepsize = None if stepsize is None else int(stepsize)
-
-    def __call__(self, step) -> tf.Tensor:
-        if self.stepsize is None:
-            return tf.constant(self.base_lr, tf.float32)
-        exponent = tf.cast(tf.cast(step, tf.int64) // self.stepsize, tf.float64)
-        return tf.cast(self.base_lr * tf.pow(tf.constant(self.gamma, tf.float64), exponent), tf.float32)
-
-    def get_config(self) -> dict:
-        return {"base_lr": self.base_lr, "gamma": self.gamma, "stepsize": self.stepsize}
+def CaffeStepSchedule(base_lr: float, gamma: float = 0.1, stepsize: Optional[int] = None) -> StepDecay:
+    """Caffe's "step" policy: base_lr · gamma^⌊step / stepsize⌋, computed in double as Caffe
+    does ("fixed" when stepsize is None)."""
+    return StepDecay(base_lr, gamma, stepsize, compute_dtype="float64")
 
 
 class CaffeSGD(keras.optimizers.Optimizer):
@@ -73,7 +58,7 @@ class CaffeSGD(keras.optimizers.Optimizer):
         self.bias_decay_mult = float(bias_decay_mult)
 
     @property
-    def schedule(self) -> CaffeStepSchedule:
+    def schedule(self) -> StepDecay:
         """The learning-rate policy (call it with an iteration number)."""
         return self._learning_rate
 
