@@ -14,6 +14,8 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.pr_curve import metadata as pr_metadata
 
+from cleannet.decision import ThresholdDecision
+
 PR_THRESHOLDS = 101
 
 
@@ -41,7 +43,7 @@ def pr_curve_data(labels, scores, num_thresholds=PR_THRESHOLDS):
 def per_class_table(similarities, vlabels, class_ids, threshold, class_names=None):
     """Markdown table: class, samples, wrong-label share, accuracy at threshold."""
     rows = ["| class | samples | wrong labels | accuracy |", "|---|---|---|---|"]
-    correct = (similarities >= threshold) == (vlabels == 1)
+    correct = ThresholdDecision(threshold).verdicts(similarities) == (vlabels == 1)
     for c in np.unique(class_ids):
         mask = class_ids == c
         name = class_names[c] if class_names is not None and c < len(class_names) else "class %d" % c

@@ -51,8 +51,8 @@ from absl import flags, logging
 
 from noise_model import noise
 from noise_model import protocol
-from noisylabels.errors import InputError, check_flag
-from noisylabels.flagutil import run_tool
+from noisylabels.errors import InputError
+from noisylabels.flagutil import define_finite_float, run_tool
 from noisylabels.fileio import atomic_open, save_npy
 from noisylabels.progress import Progress
 
@@ -384,33 +384,24 @@ def log_protocol(protocol):
                      np.asarray(protocol["matrix_c"]))
 
 
-def check_protocol_flags(noise_level, seed):
-    check_flag(0.0 <= noise_level <= 1.0, "noise_level", "must be in [0, 1], got %r" % noise_level)
-    check_flag(seed >= 0, "seed", "must be non-negative, got %d" % seed)
-
-
 # ---------------------------------------------------------------------------------------
 # Command line.
 
 
 def define_flags():
     flags.DEFINE_string("data_dir", None, "Directory with the CIFAR-10 python or binary "
-                        "batches (or their cifar-10-batches-py/-bin folder).")
-    flags.DEFINE_string("output_dir", None, "Where to write the prepared data set.")
-    flags.DEFINE_float("noise_level", 0.5, "Off-diagonal mass of each column of the noise "
-                       "matrix Q, in [0, 1].")
+                        "batches (or their cifar-10-batches-py/-bin folder).", required=True)
+    flags.DEFINE_string("output_dir", None, "Where to write the prepared data set.", required=True)
+    define_finite_float("noise_level", 0.5, "Off-diagonal mass of each column of the noise "
+                        "matrix Q, in [0, 1].", lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_integer("num_clean", 10000, "How many of the first training images keep "
-                         "their true labels.")
-    flags.DEFINE_integer("seed", 0, "Seed of Q, of the corruption and of the shuffle.")
+                         "their true labels.", lower_bound=2)
+    flags.DEFINE_integer("seed", 0, "Seed of Q, of the corruption and of the shuffle.", lower_bound=0)
 
 
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
-    check_flag(bool(FLAGS.data_dir), "data_dir", "is required")
-    check_flag(bool(FLAGS.output_dir), "output_dir", "is required")
-    check_protocol_flags(FLAGS.noise_level, FLAGS.seed)
-    check_flag(FLAGS.num_clean >= 2, "num_clean", "must be at least 2, got %d" % FLAGS.num_clean)
     train_images, train_labels, test_images, test_labels = load_cifar10(FLAGS.data_dir)
     protocol = build_noisy_protocol(train_images, train_labels, test_images, test_labels,
                                     FLAGS.noise_level, FLAGS.num_clean, FLAGS.seed)

@@ -26,8 +26,8 @@ from absl import flags, logging
 from sklearn.datasets import load_digits
 
 from noise_model import cifar10
-from noisylabels.errors import InputError, check_flag
-from noisylabels.flagutil import run_tool
+from noisylabels.errors import InputError
+from noisylabels.flagutil import define_finite_float, run_tool
 
 IMAGE_SIZE = 32
 DIGITS_MAX_VALUE = 16.0
@@ -70,14 +70,13 @@ def prepare_digits(output_dir, noise_level=0.5, clean_fraction=DEFAULT_CLEAN_FRA
       clean_fraction: share of the training images that keep true labels (used when
         `num_clean` is None); rounded to a count.
       num_test: size of the test set.
-      seed: seeds the train/test split (seed), Q (seed), the corruption (seed + 1) and the
-        mixed-set shuffle (seed + 2).
+      seed: ≥ 0; seeds the train/test split (seed), Q (seed), the corruption (seed + 1) and
+        the mixed-set shuffle (seed + 2).
       num_clean: an explicit number of clean images instead of `clean_fraction`.
 
     Returns:
       the protocol dict of cifar10.build_noisy_protocol (splits, matrices, stats).
     """
-    cifar10.check_protocol_flags(noise_level, seed)
     if num_clean is None:
         if not 0.0 < clean_fraction <= 1.0:
             raise InputError("must be in (0, 1], got %r" % clean_fraction, field="clean_fraction")
@@ -94,21 +93,19 @@ def prepare_digits(output_dir, noise_level=0.5, clean_fraction=DEFAULT_CLEAN_FRA
 
 
 def define_flags():
-    flags.DEFINE_string("output_dir", None, "Where to write the prepared data set.")
-    flags.DEFINE_float("noise_level", 0.5, "Off-diagonal mass of each column of Q, in [0, 1].")
+    flags.DEFINE_string("output_dir", None, "Where to write the prepared data set.", required=True)
+    define_finite_float("noise_level", 0.5, "Off-diagonal mass of each column of Q, in [0, 1].",
+                        lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_integer("num_clean", None, "Training images that keep their true labels "
-                         "(default: 20% of the training images, the CIFAR-10 share).")
-    flags.DEFINE_integer("num_test", 360, "Images in the test set.")
-    flags.DEFINE_integer("seed", 0, "Seed of the split, of Q, of the corruption and of the shuffle.")
+                         "(default: 20% of the training images, the CIFAR-10 share).", lower_bound=2)
+    flags.DEFINE_integer("num_test", 360, "Images in the test set (fewer than the 1797 digits).", lower_bound=1)
+    flags.DEFINE_integer("seed", 0, "Seed of the split, of Q, of the corruption and of the shuffle.",
+                         lower_bound=0)
 
 
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
-    check_flag(bool(FLAGS.output_dir), "output_dir", "is required")
-    check_flag(FLAGS.num_clean is None or FLAGS.num_clean >= 2, "num_clean",
-               "must be at least 2, got %s" % FLAGS.num_clean)
-    check_flag(FLAGS.num_test >= 1, "num_test", "must be at least 1, got %d" % FLAGS.num_test)
     prepare_digits(FLAGS.output_dir, noise_level=FLAGS.noise_level, num_test=FLAGS.num_test,
                    seed=FLAGS.seed, num_clean=FLAGS.num_clean)
     logging.info("Wrote the prepared digits data to %s", FLAGS.output_dir)
