@@ -36,23 +36,25 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up lines
-
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
+
+from noisylabels.console import load_tensorflow
+from noisylabels import flagutil
 
 FLAGS = flags.FLAGS
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def define_flags():
     """The quickstart's flags (defined when it runs, so that other tools can import this module)."""
     flags.DEFINE_string("work_dir", "./quickstart", "Where the data, model, logs and predictions go.")
-    flags.DEFINE_float("noise_rate", 0.3, "Share of labels replaced by a wrong class.")
-    flags.DEFINE_integer("n_step", 3000, "Training steps.")
-    flags.DEFINE_integer("num_ref", 8, "Reference vectors per class (k-means centres).")
-    flags.DEFINE_integer("seed", 0, "Seed for the split and the label noise.")
+    flagutil.define_finite_float("noise_rate", 0.3, "Share of labels replaced by a wrong class, in [0, 1).",
+                        lower_bound=0.0, upper_bound=0.99)
+    flags.DEFINE_integer("n_step", 3000, "Training steps.", lower_bound=1)
+    flags.DEFINE_integer("num_ref", 8, "Reference vectors per class (k-means centres).", lower_bound=1)
+    flags.DEFINE_integer("seed", 0, "Seed for the split and the label noise.", lower_bound=0)
+
 
 VERIFIED_CLASSES = range(5)  # digits 0-4 keep verification labels; 5-9 have none
 THRESHOLD = 0.1  # the paper's (and inference.py's default --val_sim_thres)
@@ -335,6 +337,7 @@ def main(argv):
         print("quickstart: new settings %s: started afresh in %s" % (json.dumps(settings, sort_keys=True), work_dir))
     log = os.path.join(work_dir, LOG_FILE)
     open(log, "w").close()
+    load_tensorflow()  # the verdicts and the classifier run in this process: TensorFlow loads quietly
     result = run_detection(work_dir, settings, log)
     print_detection_table(result)
     print_classifier_table(work_dir, log, settings)
@@ -345,4 +348,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    flagutil.run_tool(main)
