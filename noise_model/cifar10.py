@@ -392,6 +392,7 @@ def define_flags():
     flags.DEFINE_string("data_dir", None, "Directory with the CIFAR-10 python or binary "
                         "batches (or their cifar-10-batches-py/-bin folder).", required=True)
     flags.DEFINE_string("output_dir", None, "Where to write the prepared data set.", required=True)
+    flags.register_validator("output_dir", bool, message="must not be empty")
     define_finite_float("noise_level", 0.5, "Off-diagonal mass of each column of the noise "
                         "matrix Q, in [0, 1].", lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_integer("num_clean", 10000, "How many of the first training images keep "

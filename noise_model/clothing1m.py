@@ -53,7 +53,7 @@ from absl import flags, logging
 from noise_model import noise
 from noise_model import protocol
 from noise_model.clothing1m_format import CROP_SIZE, NUM_CLASSES, ON_BAD_IMAGE_CHOICES, RESIZE_SIZE, check_key
-from noisylabels.errors import InputError, check_flag
+from noisylabels.errors import InputError
 from noisylabels.flagutil import run_tool
 from noisylabels.fileio import atomic_open, iter_text_lines, save_npy
 from noisylabels.strict_numbers import parse_int
@@ -432,24 +432,19 @@ def prepare_clothing1m(data_root, output_dir, seed=0, skip_missing=False, on_bad
 
 
 def define_flags():
-    flags.DEFINE_string("data_root", None, "Clothing1M root: the list files and images/.")
-    flags.DEFINE_string("output_dir", None, "Where to write the prepared lists.")
-    flags.DEFINE_integer("seed", 0, "Seed of the clean-set upsampling and the shuffle.")
+    flags.DEFINE_string("data_root", None, "Clothing1M root: the list files and images/.", required=True)
+    flags.DEFINE_string("output_dir", None, "Where to write the prepared lists.", required=True)
+    flags.register_validator("output_dir", bool, message="must not be empty")
+    flags.DEFINE_integer("seed", 0, "Seed of the clean-set upsampling and the shuffle.", lower_bound=0)
     flags.DEFINE_bool("skip_missing", False, "Skip keys without an image file (default: stop).")
-    flags.DEFINE_string("on_bad_image", "stop", "What to do with an image that cannot be "
-                        "decoded: 'stop' (error naming the file) or 'skip' (drop and count).")
-    flags.DEFINE_integer("num_workers", 0, "Threads for reading images (0: one per core).")
+    flags.DEFINE_enum("on_bad_image", "stop", list(ON_BAD_IMAGE_CHOICES), "What to do with an image that "
+                      "cannot be decoded: 'stop' (error naming the file) or 'skip' (drop and count).")
+    flags.DEFINE_integer("num_workers", 0, "Threads for reading images (0: one per core).", lower_bound=0)
 
 
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
-    check_flag(bool(FLAGS.data_root), "data_root", "is required")
-    check_flag(bool(FLAGS.output_dir), "output_dir", "is required")
-    check_flag(FLAGS.seed >= 0, "seed", "must be non-negative, got %d" % FLAGS.seed)
-    check_flag(FLAGS.num_workers >= 0, "num_workers", "must be non-negative")
-    check_flag(FLAGS.on_bad_image in ON_BAD_IMAGE_CHOICES, "on_bad_image",
-               "must be 'stop' or 'skip', got '%s'" % FLAGS.on_bad_image)
     prepare_clothing1m(FLAGS.data_root, FLAGS.output_dir, seed=FLAGS.seed,
                        skip_missing=FLAGS.skip_missing, on_bad_image=FLAGS.on_bad_image,
                        num_workers=FLAGS.num_workers)

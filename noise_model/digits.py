@@ -94,6 +94,7 @@ def prepare_digits(output_dir, noise_level=0.5, clean_fraction=DEFAULT_CLEAN_FRA
 
 def define_flags():
     flags.DEFINE_string("output_dir", None, "Where to write the prepared data set.", required=True)
+    flags.register_validator("output_dir", bool, message="must not be empty")
     define_finite_float("noise_level", 0.5, "Off-diagonal mass of each column of Q, in [0, 1].",
                         lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_integer("num_clean", None, "Training images that keep their true labels "

@@ -39,16 +39,18 @@ import sys
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import keras
 import numpy as np
-import tensorflow as tf
 from absl import flags, logging
 from google.protobuf import message as protobuf_message
 
-from noise_model import caffe_proto, models
+from noise_model import caffe_proto
 from noisylabels.errors import InputError, check_flag
 from noisylabels.flagutil import run_tool
 from noisylabels.fileio import atomic_path
+
+# TensorFlow, Keras and noise_model.models are imported inside the functions that use them:
+# the command line checks its flags and reads the caffemodel first, then loads TensorFlow
+# quietly (noisylabels.console.load_tensorflow).
 
 MODEL_CHOICES = ("caffenet", "caffenet_ntype", "cifar_quick")
 WEIGHTS_SUFFIX = ".weights.h5"
@@ -176,10 +178,14 @@ def convert_dense_kernel(weights, input_hwc=None):
 
 
 def _is_conv(layer):
+    import keras
+
     return isinstance(layer, keras.layers.Conv2D)
 
 
 def _is_dense(layer):
+    import keras
+
     return isinstance(layer, keras.layers.Dense)
 
 
@@ -199,6 +205,8 @@ def _flatten_input_hwc(model):
 
 def _flips_bgr(model):
     """True for the CaffeNet-family models (ImageNet weights expect BGR), False otherwise."""
+    from noise_model import models
+
     return not isinstance(model, models.CifarQuick)
 
 
@@ -281,6 +289,10 @@ def import_into(model, blobs, keep_bgr=False, exclude=()):
 
 def build_model(model_name, num_outputs):
     """Builds one of our models (weights created by a call on zeros)."""
+    import tensorflow as tf
+
+    from noise_model import models
+
     if model_name == "cifar_quick":
         model, size = models.CifarQuick(num_outputs), 32
     elif model_name == "caffenet":
@@ -312,11 +324,15 @@ def save_weights(model, output):
 
 
 def define_flags():
-    flags.DEFINE_string("caffemodel", None, "The .caffemodel file.")
-    flags.DEFINE_string("model", None, "Target model: caffenet, caffenet_ntype or cifar_quick.")
+    flags.DEFINE_string("caffemodel", None, "The .caffemodel file.", required=True)
+    flags.DEFINE_enum("model", None, list(MODEL_CHOICES), "Target model: caffenet, caffenet_ntype or cifar_quick.",
+                      required=True)
     flags.DEFINE_integer("num_outputs", None, "Outputs of the last layer (caffenet, "
-                         "cifar_quick); default: that of the caffemodel's fc8 / ip2.")
-    flags.DEFINE_string("output", None, "Keras weights file to write (must end in .weights.h5).")
+                         "cifar_quick); default: that of the caffemodel's fc8 / ip2.", lower_bound=1)
+    flags.DEFINE_string("output", None, "Keras weights file to write (must end in %s)." % WEIGHTS_SUFFIX,
+                        required=True)
+    flags.register_validator("output", lambda value: value is None or value.endswith(WEIGHTS_SUFFIX),
+                             message="must be a path ending in %s" % WEIGHTS_SUFFIX)
     flags.DEFINE_bool("keep_bgr", False, "Keep CaffeNet's conv1 in Caffe's BGR input order "
                       "(default: reverse it so the model takes RGB).")
     flags.DEFINE_list("exclude_layers", [], "Layer names not to copy (e.g. fc8).")
@@ -325,19 +341,15 @@ def define_flags():
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
-    check_flag(bool(FLAGS.caffemodel), "caffemodel", "is required")
-    check_flag(FLAGS.model in MODEL_CHOICES, "model",
-               "must be one of %s, got %r" % ("|".join(MODEL_CHOICES), FLAGS.model))
-    check_flag(bool(FLAGS.output) and FLAGS.output.endswith(WEIGHTS_SUFFIX), "output",
-               "must be a path ending in %s, got %r" % (WEIGHTS_SUFFIX, FLAGS.output))
-    check_flag(FLAGS.num_outputs is None or FLAGS.num_outputs >= 1, "num_outputs",
-               "must be positive, got %s" % FLAGS.num_outputs)
     blobs = load_caffemodel(FLAGS.caffemodel)
     num_outputs = FLAGS.num_outputs
     if num_outputs is None and FLAGS.model != "caffenet_ntype":
         num_outputs = infer_num_outputs(FLAGS.model, blobs)
         check_flag(num_outputs is not None, "num_outputs",
                    "is required: the caffemodel has no layer to infer it from")
+    from noisylabels.console import load_tensorflow
+
+    load_tensorflow()  # after the flags and the caffemodel are checked
     model = build_model(FLAGS.model, num_outputs)
     try:
         copied = import_into(model, blobs, keep_bgr=FLAGS.keep_bgr, exclude=FLAGS.exclude_layers)

@@ -32,8 +32,8 @@ if __package__ in (None, ""):
 import numpy as np
 from absl import flags
 
-from noisylabels.errors import InputError, check_flag
-from noisylabels.flagutil import run_tool
+from noisylabels.errors import InputError
+from noisylabels.flagutil import define_finite_float, run_tool
 from noisylabels.fileio import atomic_open, iter_text_lines, load_npy, refuse_output_equal_to_inputs, save_npy
 from noisylabels.strict_numbers import parse_int
 
@@ -241,33 +241,42 @@ def get_noise_types(clean_labels, noisy_labels, matrix_c):
 # ---------------------------------------------------------------------------------------
 # Command line.
 
-ACTIONS = ("make_q", "corrupt", "estimate_c", "noise_types")
+# The flags each --action needs.
+ACTION_NEEDS = {
+    "make_q": ("level", "num_classes"),
+    "corrupt": ("labels", "matrix_q"),
+    "estimate_c": ("clean_labels", "noisy_labels", "num_classes"),
+    "noise_types": ("clean_labels", "noisy_labels", "matrix_c"),
+}
+ACTIONS = tuple(ACTION_NEEDS)
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
     """Defines the CLI's flags (only when run as a script, so importers get no flags)."""
-    flags.DEFINE_enum("action", None, ACTIONS, "What to compute.")
-    flags.DEFINE_float("level", None, "make_q: noise level in [0, 1].")
-    flags.DEFINE_integer("num_classes", None, "make_q, estimate_c: number of classes L.")
-    flags.DEFINE_integer("seed", 0, "make_q, corrupt: random seed.")
+    flags.DEFINE_enum("action", None, ACTIONS, "What to compute.", required=True)
+    define_finite_float("level", None, "make_q: noise level in [0, 1].", lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_integer("num_classes", None, "make_q, estimate_c: number of classes L.", lower_bound=2)
+    flags.DEFINE_integer("seed", 0, "make_q, corrupt: random seed.", lower_bound=0)
     flags.DEFINE_string("labels", None, "corrupt: clean labels (text, one per line, or .npy).")
     flags.DEFINE_string("clean_labels", None, "estimate_c, noise_types: clean labels.")
     flags.DEFINE_string("noisy_labels", None, "estimate_c, noise_types: noisy labels.")
     flags.DEFINE_string("matrix_q", None, "corrupt: Q as an L×L .npy.")
     flags.DEFINE_string("matrix_c", None, "noise_types: C as an L×L .npy.")
     flags.DEFINE_string("output", None, "Output path stem: writes STEM.npy and STEM.txt "
-                        "(a trailing .npy or .txt is dropped).")
+                        "(a trailing .npy or .txt is dropped).", required=True)
+    flags.register_validator("output", lambda value: value is None or value.strip() != "",
+                             message="must not be empty")
+    for action, needs in ACTION_NEEDS.items():
+        flags.register_multi_flags_validator(["action", *needs], _needs_given(action, needs),
+                                             message="--action=%s needs %s"
+                                             % (action, " and ".join("--" + name for name in needs)))
 
 
-def parse_flags(argv):
-    """absl's flag parser, but a bad flag value is one stderr line and exit status 2."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as err:
-        sys.stderr.write("error: %s\n" % str(err).replace("\n", " "))
-        sys.exit(2)
+def _needs_given(action, needs):
+    """A multi-flag validator: with --action=`action`, every flag named in `needs` is given."""
+    return lambda values: values["action"] != action or all(values[name] is not None for name in needs)
 
 
 def read_labels(path, field):
@@ -316,40 +325,19 @@ def write_result(stem, array):
                 f.write(" ".join("%.8g" % value for value in row) + "\n")
 
 
-def _require(flag):
-    check_flag(getattr(FLAGS, flag) is not None, flag, "required for --action=%s" % FLAGS.action)
-
-
 def main(argv):
     if len(argv) > 1:
         raise InputError("unexpected arguments: %s" % " ".join(argv[1:]))
-    check_flag(FLAGS.action is not None, "action", "required, one of %s" % ", ".join(ACTIONS))
-    _require("output")
-    check_flag(FLAGS.output.strip() != "", "output", "must not be empty")
-    if FLAGS.num_classes is not None:
-        check_flag(FLAGS.num_classes >= 2, "num_classes", "must be at least 2")
-
     if FLAGS.action == "make_q":
-        _require("level")
-        _require("num_classes")
-        check_flag(0.0 <= FLAGS.level <= 1.0, "level", "must be in [0, 1]")
         result = generate_matrix_q(FLAGS.level, FLAGS.num_classes, FLAGS.seed)
     elif FLAGS.action == "corrupt":
-        _require("labels")
-        _require("matrix_q")
         matrix_q = read_matrix(FLAGS.matrix_q, "matrix_q")
         result = corrupt(read_labels(FLAGS.labels, "labels"), matrix_q, FLAGS.seed)
     elif FLAGS.action == "estimate_c":
-        _require("clean_labels")
-        _require("noisy_labels")
-        _require("num_classes")
         result = compute_matrix_c(read_labels(FLAGS.clean_labels, "clean_labels"),
                                   read_labels(FLAGS.noisy_labels, "noisy_labels"),
                                   FLAGS.num_classes)
     else:  # noise_types
-        _require("clean_labels")
-        _require("noisy_labels")
-        _require("matrix_c")
         result = get_noise_types(read_labels(FLAGS.clean_labels, "clean_labels"),
                                  read_labels(FLAGS.noisy_labels, "noisy_labels"),
                                  read_matrix(FLAGS.matrix_c, "matrix_c"))

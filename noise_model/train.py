@@ -43,6 +43,7 @@ from absl import logging
 from noise_model import settings as settings_lib
 from noise_model.protocol import DATASETS, PIPELINES, STAGES
 from noisylabels import distribution
+from noisylabels.console import load_tensorflow
 from noisylabels.errors import InputError
 from noisylabels.flagutil import define_finite_float, run_tool
 
@@ -83,6 +84,9 @@ def _define_run_flags() -> None:
         ["dataset", "stage"], lambda v: v["stage"] in ("all",) + PIPELINES.get(v["dataset"], ()),
         message="--stage is not part of --dataset's protocol (cifar10, digits: clean, noisy_gt, ntype, joint; "
                 "clothing1m: clean, ntype, joint, joint_stage2)")
+    flags.register_multi_flags_validator(
+        ["stage", "init_dir"], lambda v: v["stage"] != "joint_stage2" or bool(v["init_dir"]),
+        message="--stage=joint_stage2 continues joint stage 1: give its train_dir as --init_dir")
 
 
 def _define_solver_flags() -> None:
@@ -161,7 +165,8 @@ def main(argv) -> int:
     _check_directories()
     overrides = {name: FLAGS[name].value for name in settings_lib.SETTING_NAMES}
     settings = _resolve_settings(overrides)
-    distribution.split_cpu(FLAGS.num_cpu_replicas)  # TensorFlow loads here, before it sets up its devices
+    load_tensorflow()  # lists the physical devices only: the CPU can still be split below
+    distribution.split_cpu(FLAGS.num_cpu_replicas)
     _prepare_digits_if_needed()
     from noise_model import stage_runner
 

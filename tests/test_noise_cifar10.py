@@ -276,18 +276,35 @@ def test_cli_writes_the_prepared_layout(prepared):
     np.testing.assert_allclose(np.loadtxt(out / "matrix_c.txt"), np.load(out / "matrix_c.npy"), atol=1e-6)
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--noise_level=1.5"], "--noise_level: must be in [0, 1]"),
-    (["--num_clean=-3"], "--num_clean: must be at least 2"),
-    (["--data_dir=/nonexistent/cifar"], "directory not found"),
-])
+CLI_ERRORS = [
+    ("noise_level_above_1", ["--noise_level=1.5"], ["--noise_level=1.5", "not a number in the range [0.0, 1.0]"]),
+    ("noise_level_negative", ["--noise_level=-0.1"], ["--noise_level=-0.1", "not a number in the range"]),
+    ("noise_level_nan", ["--noise_level=nan"], ["--noise_level=nan", "must be a finite number"]),
+    ("num_clean_negative", ["--num_clean=-3"], ["--num_clean=-3", "not integer >= 2"]),
+    ("num_clean_1", ["--num_clean=1"], ["--num_clean=1", "not integer >= 2"]),
+    ("seed_negative", ["--seed=-1"], ["--seed=-1", "not a non-negative integer"]),
+    ("no_data_dir", ["--data_dir"], ["--data_dir", "must have a value other than None"]),
+    ("no_output_dir", ["--output_dir"], ["--output_dir", "must have a value other than None"]),
+    ("output_dir_empty", ["--output_dir="], ["--output_dir=: must not be empty"]),
+    ("missing_data_dir", ["--data_dir=/nonexistent/cifar"], ["/nonexistent/cifar", "directory not found"]),
+]
+
+
+@pytest.mark.parametrize("args, expected", [case[1:] for case in CLI_ERRORS], ids=[case[0] for case in CLI_ERRORS])
 def test_cli_errors(tmp_path, args, expected):
-    base = ["--data_dir=%s" % tmp_path, "--output_dir=%s" % (tmp_path / "out")]
-    result = subprocess.run([sys.executable, "-m", "noise_model.cifar10"] + base + args,
+    """Each bad flag is one stderr line naming the flag and its value, exit status 2, no output.
+
+    A bare `--data_dir` / `--output_dir` in `args` leaves that flag out."""
+    base = {"--data_dir": "--data_dir=%s" % tmp_path, "--output_dir": "--output_dir=%s" % (tmp_path / "out")}
+    for arg in args:
+        base.pop(arg.split("=")[0], None)
+    given = list(base.values()) + [arg for arg in args if "=" in arg]
+    result = subprocess.run([sys.executable, "-m", "noise_model.cifar10"] + given,
                             capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=60)
     assert result.returncode == 2
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error:") and expected in last
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert all(part in lines[0] for part in expected), lines[0]
     assert not (tmp_path / "out").exists()
 
 

@@ -233,12 +233,34 @@ def test_cli(dataset, tmp_path):
     assert set(os.listdir(out)) == expected
     assert json.loads((out / "metadata.json").read_text())["on_bad_image"] == "skip"
 
-    bad = subprocess.run([sys.executable, "-m", "noise_model.clothing1m",
-                          "--data_root=%s" % dataset["root"], "--output_dir=%s" % (tmp_path / "x"),
-                          "--on_bad_image=ignore"],
+
+FLAG_ERRORS = [
+    ("on_bad_image_unknown", ["--on_bad_image=ignore"], ["--on_bad_image=ignore", "one of <stop|skip>"]),
+    ("seed_negative", ["--seed=-1"], ["--seed=-1", "not a non-negative integer"]),
+    ("num_workers_negative", ["--num_workers=-2"], ["--num_workers=-2", "not a non-negative integer"]),
+    ("no_data_root", ["--data_root"], ["--data_root=None", "must have a value other than None"]),
+    ("no_output_dir", ["--output_dir"], ["--output_dir=None", "must have a value other than None"]),
+    ("output_dir_empty", ["--output_dir="], ["--output_dir=: must not be empty"]),
+    ("missing_data_root", ["--data_root={missing}"], ["{missing}", "directory not found"]),
+]
+
+
+@pytest.mark.parametrize("args, expected", [case[1:] for case in FLAG_ERRORS], ids=[case[0] for case in FLAG_ERRORS])
+def test_cli_flag_errors(dataset, tmp_path, args, expected):
+    """A bad flag is one stderr line naming the flag and the value, exit status 2, nothing
+    written. A bare `--data_root` / `--output_dir` in `args` leaves that flag out."""
+    missing = str(tmp_path / "no_such_root")
+    base = {"--data_root": "--data_root=%s" % dataset["root"], "--output_dir": "--output_dir=%s" % (tmp_path / "x")}
+    for arg in args:
+        base.pop(arg.split("=")[0], None)
+    given = list(base.values()) + [arg.format(missing=missing) for arg in args if "=" in arg]
+    bad = subprocess.run([sys.executable, "-m", "noise_model.clothing1m"] + given,
                          capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=120)
     assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines()[-1].startswith("error: --on_bad_image")
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), bad.stderr
+    assert all(part.format(missing=missing) in lines[0] for part in expected), lines[0]
+    assert not (tmp_path / "x").exists()
 
 
 # ---------------------------------------------------------------------------------------

@@ -116,6 +116,31 @@ def test_cli(tmp_path):
     assert bad.stderr.strip().splitlines()[-1].startswith("error: --num_test")
 
 
+FLAG_ERRORS = [
+    ("no_output_dir", [], ["--output_dir=None", "must have a value other than None"]),
+    ("output_dir_empty", ["--output_dir="], ["--output_dir=: must not be empty"]),
+    ("num_test_0", ["--num_test=0"], ["--num_test=0", "not a positive integer"]),
+    ("num_clean_1", ["--num_clean=1"], ["--num_clean=1", "not integer >= 2"]),
+    ("noise_level_above_1", ["--noise_level=1.5"], ["--noise_level=1.5", "not a number in the range [0.0, 1.0]"]),
+    ("noise_level_inf", ["--noise_level=inf"], ["--noise_level=inf", "not a number in the range"]),
+    ("noise_level_nan", ["--noise_level=nan"], ["--noise_level=nan", "must be a finite number"]),
+    ("seed_negative", ["--seed=-2"], ["--seed=-2", "not a non-negative integer"]),
+]
+
+
+@pytest.mark.parametrize("args, expected", [case[1:] for case in FLAG_ERRORS], ids=[case[0] for case in FLAG_ERRORS])
+def test_cli_flag_errors(tmp_path, args, expected):
+    """A bad flag value is one stderr line naming the flag and the value, exit 2, nothing written."""
+    out = ["--output_dir=%s" % (tmp_path / "out")] if args else []
+    result = subprocess.run([sys.executable, SCRIPT] + out + args, capture_output=True, text=True, env=ENV,
+                            timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert all(part in lines[0] for part in expected), lines[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_fraction():
     with pytest.raises(InputError, match="clean_fraction"):
         digits.prepare_digits("/nonexistent", clean_fraction=1.5)

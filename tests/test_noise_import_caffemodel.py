@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 
+from noisylabels.console import is_noise
 from noisylabels.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -322,10 +323,12 @@ def test_caffenet_layout_fc6_grouped_convs_and_bgr():
 def test_cli(quick_model_file, tmp_path):
     path, blobs = quick_model_file
     output = tmp_path / "quick.weights.h5"
+    quiet_env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run([sys.executable, SCRIPT, "--caffemodel=%s" % path,
                              "--model=cifar_quick", "--output=%s" % output],
-                            capture_output=True, text=True, env=ENV, timeout=300)
+                            capture_output=True, text=True, env=quiet_env, timeout=300)
     assert result.returncode == 0, result.stderr
+    assert not [line for line in result.stderr.splitlines() if is_noise(line)], result.stderr
     assert os.listdir(tmp_path) == ["quick.weights.h5"]  # no temporary files left behind
     model = _built_cifar_quick()
     model.load_weights(str(output))
@@ -342,3 +345,35 @@ def test_cli(quick_model_file, tmp_path):
     last = bad.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and "layer ip2" in last and "--exclude_layers" in last
     assert not (tmp_path / "bad.weights.h5").exists()
+
+
+FLAG_ERRORS = [
+    ("no_caffemodel", ["--caffemodel"], ["--caffemodel=None", "must have a value other than None"]),
+    ("missing_caffemodel", ["--caffemodel={missing}"], ["{missing}", "--caffemodel", "file not found"]),
+    ("no_model", ["--model"], ["--model=None", "must have a value other than None"]),
+    ("model_unknown", ["--model=alexnet"], ["--model=alexnet", "value should be one of"]),
+    ("no_output", ["--output"], ["--output=None", "must have a value other than None"]),
+    ("output_suffix", ["--output={tmp}/quick.h5"], ["--output={tmp}/quick.h5", "must be a path ending in .weights.h5"]),
+    ("num_outputs_0", ["--num_outputs=0"], ["--num_outputs=0", "not a positive integer"]),
+]
+
+
+@pytest.mark.parametrize("args, expected", [case[1:] for case in FLAG_ERRORS], ids=[case[0] for case in FLAG_ERRORS])
+def test_cli_flag_errors(quick_model_file, tmp_path, args, expected):
+    """A bad flag or a missing caffemodel is one stderr line naming the flag and value, exit
+    status 2, before TensorFlow loads (nothing else on stderr). A bare flag in `args` leaves
+    that flag out."""
+    names = {"missing": str(tmp_path / "none.caffemodel"), "tmp": str(tmp_path)}
+    base = {"--caffemodel": "--caffemodel=%s" % quick_model_file[0], "--model": "--model=cifar_quick",
+            "--output": "--output=%s" % (tmp_path / "quick.weights.h5")}
+    for arg in args:
+        base.pop(arg.split("=")[0], None)
+    given = list(base.values()) + [arg.format(**names) for arg in args if "=" in arg]
+    quiet_env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, SCRIPT] + given, capture_output=True, text=True, env=quiet_env,
+                            timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert all(part.format(**names) in lines[0] for part in expected), lines[0]
+    assert os.listdir(tmp_path) == []

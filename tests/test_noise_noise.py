@@ -1,7 +1,6 @@
 """Synthetic noise, C estimation and noise types (docs/originals.md#noisy-label-model-matrix-c-noise-types-synthetic-noise), with hand-computed answers."""
 
 import functools
-import os
 
 import numpy as np
 import pytest
@@ -184,19 +183,41 @@ def test_cli_writes_npy_and_text(tmp_path):
         clean, noisy, np.load(tmp_path / "c.npy")))
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--action=make_q", "--level=1.5", "--num_classes=3"], "--level"),
-    (["--action=make_q", "--level=0.5"], "--num_classes"),
-    (["--action=bogus"], "action"),
-    (["--action=make_q", "--level=x", "--num_classes=3"], "level"),
-    (["--action=corrupt", "--labels={labels}", "--matrix_q={q}"], "labels.txt:3"),
-])
-def test_cli_rejects_bad_input_with_one_line(tmp_path, args, message):
+MAKE_Q = ["--action=make_q", "--level=0.5", "--num_classes=3"]
+BAD_INPUT = [
+    ("level_above_1", ["--action=make_q", "--level=1.5", "--num_classes=3"],
+     ["--level=1.5", "not a number in the range [0.0, 1.0]"]),
+    ("level_nan", ["--action=make_q", "--level=nan", "--num_classes=3"], ["--level=nan", "must be a finite number"]),
+    ("level_not_a_number", ["--action=make_q", "--level=x", "--num_classes=3"], ["--level=x"]),
+    ("num_classes_1", ["--action=make_q", "--level=0.5", "--num_classes=1"], ["--num_classes=1", "not integer >= 2"]),
+    ("seed_negative", MAKE_Q + ["--seed=-1"], ["--seed=-1", "not a non-negative integer"]),
+    ("no_action", ["--level=0.5"], ["--action=None", "must have a value other than None"]),
+    ("action_unknown", ["--action=bogus"], ["--action=bogus", "value should be one of"]),
+    ("no_output", MAKE_Q + ["--output"], ["--output=None", "must have a value other than None"]),
+    ("output_blank", MAKE_Q + ["--output= "], ["--output= : must not be empty"]),
+    ("make_q_without_num_classes", ["--action=make_q", "--level=0.5"],
+     ["num_classes=None", "--action=make_q needs --level and --num_classes"]),
+    ("corrupt_without_matrix_q", ["--action=corrupt", "--labels={labels}"],
+     ["matrix_q=None", "--action=corrupt needs --labels and --matrix_q"]),
+    ("estimate_c_without_num_classes", ["--action=estimate_c", "--clean_labels={labels}", "--noisy_labels={labels}"],
+     ["num_classes=None", "--action=estimate_c needs --clean_labels and --noisy_labels and --num_classes"]),
+    ("noise_types_without_matrix_c", ["--action=noise_types", "--clean_labels={labels}", "--noisy_labels={labels}"],
+     ["matrix_c=None", "--action=noise_types needs --clean_labels and --noisy_labels and --matrix_c"]),
+    ("label_not_an_integer", ["--action=corrupt", "--labels={labels}", "--matrix_q={q}"], ["labels.txt:3"]),
+]
+
+
+@pytest.mark.parametrize("args,expected", [case[1:] for case in BAD_INPUT], ids=[case[0] for case in BAD_INPUT])
+def test_cli_rejects_bad_input_with_one_line(tmp_path, args, expected):
+    """One stderr line naming the flag (and its value), exit status 2, nothing written.
+    `--output` is added unless `args` names it; a bare `--output` leaves it out."""
     (tmp_path / "labels.txt").write_text("0\n1\nseven\n")
     np.save(tmp_path / "q.npy", np.eye(3))
-    args = [a.format(labels=tmp_path / "labels.txt", q=tmp_path / "q.npy") for a in args]
-    result = run_cli(*args, "--output=%s" % (tmp_path / "out"))
+    output = [] if any(a.startswith("--output") for a in args) else ["--output=%s" % (tmp_path / "out")]
+    args = [a.format(labels=tmp_path / "labels.txt", q=tmp_path / "q.npy") for a in args if a != "--output"]
+    result = run_cli(*args, *output)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert all(part in lines[0] for part in expected), lines[0]
     assert not list(tmp_path.glob("out*"))
