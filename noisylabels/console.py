@@ -3,13 +3,14 @@
 On a machine without a GPU, importing TensorFlow and initialising its devices writes
 lines that are not errors of the user's run: absl's "before absl::InitializeLog" notice,
 oneDNN and CPU-feature-guard notes, a failed cuInit, XLA service and "Sharding callback"
-notes. They come from native code, so Python's logging cannot filter them: `quiet_startup`
+notes. Most come from native code, so Python's logging cannot filter them: `quiet_startup`
 sends file descriptor 2 to a temporary file while TensorFlow loads and finds its devices,
 then writes back every line that is not such a notice (so real errors still show).
 Set CLEANNET_VERBOSE_TF=1 to see everything.
 """
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -74,4 +75,20 @@ def load_tensorflow():
 
         tf.config.list_physical_devices()  # finds the devices (cuInit) without initialising them, so
         # logical CPU devices can still be configured afterwards (noisylabels.distribution.split_cpu)
+    # TensorFlow's own Python INFO lines (e.g. "Sharding callback duration" at every checkpoint
+    # save, logged through absl) say nothing about the run; its warnings and errors still show.
+    tf.get_logger().setLevel("WARNING")
+    absl_logger = logging.getLogger("absl")
+    if not any(isinstance(f, _TensorFlowInfoFilter) for f in absl_logger.filters):
+        absl_logger.addFilter(_TensorFlowInfoFilter())
     return tf
+
+
+class _TensorFlowInfoFilter(logging.Filter):
+    """Drops INFO (and lower) records logged from inside the TensorFlow package."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or _TENSORFLOW_DIR not in record.pathname
+
+
+_TENSORFLOW_DIR = os.sep + "tensorflow" + os.sep

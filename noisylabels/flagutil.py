@@ -10,8 +10,11 @@
 - `run_tool`: `app.run` with that parser and noisylabels.errors.cli_main.
 """
 
+from __future__ import annotations
+
 import math
 import sys
+from collections.abc import Callable, Sequence
 
 from absl import app, flags
 
@@ -25,7 +28,7 @@ EMBED_NORMS = ("log", "l2norm", "l2_norm", "no_norm")
 flags.disclaim_key_flags()
 
 
-def define_log_dir(default, help_text):
+def define_log_dir(default: str | None, help_text: str) -> None:
     """Defines `--log_dir` as the TensorBoard directory, as the original scripts had it.
 
     absl's logging module already defines `--log_dir` (where absl would write log files,
@@ -38,25 +41,26 @@ def define_log_dir(default, help_text):
     flags.DEFINE_string("log_dir", default, help_text)
 
 
-def define_img_dim(default=2048, extra_help=""):
+def define_img_dim(default: int = 2048, extra_help: str = "") -> None:
     """`--img_dim`: the feature dimension h (2048 for ResNet-50 pool5)."""
     flags.DEFINE_integer("img_dim", default, "Dimensionality of the image embedding (feature length)." + extra_help,
                          lower_bound=1)
 
 
-def define_num_ref(default=32):
+def define_num_ref(default: int = 32) -> None:
     """`--num_ref`: reference feature vectors per class (rows of ref.npy per class)."""
     flags.DEFINE_integer("num_ref", default, "Number of reference image embeddings for a class", lower_bound=1)
 
 
-def define_embed_norm(default="log"):
+def define_embed_norm(default: str = "log") -> None:
     """`--embed_norm`: the feature normalisation (l2_norm, the original's help text, = l2norm)."""
     flags.DEFINE_enum("embed_norm", default, list(EMBED_NORMS),
                       "log: log(x + 1) (needs non-negative features); l2norm: unit length; no_norm: "
                       "unchanged (l2_norm is accepted as l2norm).")
 
 
-def define_finite_float(name, default, help_text, lower_bound=None, upper_bound=None, above=None):
+def define_finite_float(name: str, default: float | None, help_text: str, lower_bound: float | None = None,
+                        upper_bound: float | None = None, above: float | None = None) -> None:
     """A float flag that must be finite, within [lower_bound, upper_bound] and > `above`."""
     flags.DEFINE_float(name, default, help_text, lower_bound=lower_bound, upper_bound=upper_bound)
 
@@ -67,10 +71,19 @@ def define_finite_float(name, default, help_text, lower_bound=None, upper_bound=
     flags.register_validator(name, check, message=message)
 
 
-def parse_flags(argv):
-    """absl's flag parsing with every flag error as one stderr line and exit status 2."""
+HELP_FLAGS = ("-?", "--help", "--helpshort", "--helpfull", "--helpxml")
+
+
+def parse_flags(argv: Sequence[str]) -> list[str]:
+    """absl's flag parsing with every flag error as one stderr line and exit status 2; help
+    (`-h` too) ends with status 0 (absl ends it with 1)."""
+    argv = [argv[0]] + ["--help" if arg == "-h" else arg for arg in argv[1:]]
     try:
         return flags.FLAGS(argv)
+    except SystemExit as exit_request:
+        if exit_request.code == 1 and any(arg.split("=")[0] in HELP_FLAGS for arg in argv[1:]):
+            sys.exit(0)
+        raise
     except flags.Error as err:
         sys.stderr.write("error: %s\n" % str(err).replace("\n", " "))
         sys.stderr.flush()
@@ -91,7 +104,7 @@ def _own_flags_first_in_help(main):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
 
-def run_tool(main):
+def run_tool(main: Callable[[list[str]], object]) -> None:
     """Runs an absl `main(argv)` as a command-line tool: one-line flag and input errors,
     the tool's own flags first in --help, and no teardown stall after a successful run
     (noisylabels.process_exit)."""

@@ -52,3 +52,18 @@ def test_a_real_error_written_while_tensorflow_loads_is_kept_in_order():
             "sys.stderr.write('after\\n')\n") % ROOT
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stderr.splitlines() == ["native error: libfoo.so not found", "python warning", "after"], proc.stderr
+
+
+def test_a_training_run_logs_no_tensorflow_info_lines(tmp_path):
+    """A checkpoint save logs TensorFlow's "Sharding callback duration" INFO line unless quieted."""
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "from absl import logging\n"
+            "logging.set_verbosity(logging.INFO)\n"
+            "from noisylabels.console import load_tensorflow\n"
+            "tf = load_tensorflow()\n"
+            "logging.info('our own line')\n"
+            "tf.train.Checkpoint(v=tf.Variable(1.0)).save(%r)\n") % (ROOT, str(tmp_path / "ckpt"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "our own line" in proc.stderr
+    assert "Sharding callback" not in proc.stderr and "functional_saver" not in proc.stderr, proc.stderr
