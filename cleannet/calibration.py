@@ -17,11 +17,13 @@ The result is stored as `calibration.json` beside the checkpoint it was made for
 checkpoint or class score than the ones in use.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import math
 import os
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
@@ -29,12 +31,15 @@ from cleannet.decision import RelativeDecision
 from noisylabels.errors import InputError
 from noisylabels.fileio import atomic_open
 
+if TYPE_CHECKING:
+    from cleannet.model import CleanNet
+
 CALIBRATION_FILE = "calibration.json"
 THRESHOLD_CANDIDATES = 101  # quantiles of the own-class similarity tried as thresholds
 EDGE = 1e-3  # how far beyond the extreme values the "judge all correct / all wrong" cuts lie
 
 
-def is_finite_number(value) -> bool:
+def is_finite_number(value: object) -> bool:
     """True for a finite int or float (not a bool, None or a string)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -53,7 +58,7 @@ class Calibration:
         return RelativeDecision(self.min_margin, self.threshold)
 
 
-def best_cut(values, labels, prefer=0.0):
+def best_cut(values: np.ndarray, labels: np.ndarray, prefer: float = 0.0) -> tuple[float, int]:
     """The cut minimising the errors of the rule 1[value ≥ cut] against 0/1 labels.
 
     Candidates: midpoints between consecutive distinct values, and just below the smallest
@@ -83,7 +88,8 @@ def best_cut(values, labels, prefer=0.0):
     return float(cuts[choice]), int(errors[choice])
 
 
-def calibrate(similarity, margin, vlabels, with_threshold=False):
+def calibrate(similarity: np.ndarray, margin: np.ndarray, vlabels: np.ndarray,
+              with_threshold: bool = False) -> tuple[float, float | None, float]:
     """Chooses the relative decision's parameters on verified samples.
 
     Args:
@@ -115,8 +121,9 @@ def calibrate(similarity, margin, vlabels, with_threshold=False):
     return min_margin, threshold, errors / len(margin)
 
 
-def calibrate_model(model, reference_table, features, class_ids, vlabels, checkpoint,
-                    class_score="references", with_threshold=False, batch_size=4096) -> Calibration:
+def calibrate_model(model: CleanNet, reference_table: np.ndarray, features: np.ndarray, class_ids: np.ndarray,
+                    vlabels: np.ndarray, checkpoint: str, class_score: str = "references",
+                    with_threshold: bool = False, batch_size: int = 4096) -> Calibration:
     """Scores verified samples against every class and calibrates the relative decision.
 
     Args:
@@ -135,7 +142,7 @@ def calibrate_model(model, reference_table, features, class_ids, vlabels, checkp
     return Calibration(class_score, min_margin, threshold, os.path.basename(str(checkpoint)), error, len(scores))
 
 
-def write_calibration(directory, calibration: Calibration) -> str:
+def write_calibration(directory: str, calibration: Calibration) -> str:
     """Writes DIRECTORY/calibration.json atomically; refuses non-finite values. Returns the path."""
     numbers = [calibration.min_margin, calibration.val_error]
     if calibration.threshold is not None:
@@ -149,7 +156,7 @@ def write_calibration(directory, calibration: Calibration) -> str:
     return path
 
 
-def read_calibration(directory, checkpoint, class_score, calibrate_command) -> Calibration:
+def read_calibration(directory: str, checkpoint: str, class_score: str, calibrate_command: str) -> Calibration:
     """Reads DIRECTORY/calibration.json for the model restored from `checkpoint`.
 
     Raises InputError (one line saying to run `calibrate_command`) when the file is

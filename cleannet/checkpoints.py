@@ -9,12 +9,20 @@ checkpoint used with other flags is refused with a clear message instead of givi
 meaningless similarities.
 """
 
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
 
 from noisylabels.errors import InputError
 from noisylabels.run_directory import DAMAGED_CHECKPOINT_ERRORS, DamagedCheckpointError
+
+if TYPE_CHECKING:
+    import keras
+
+    from cleannet.model import CleanNet
 
 BEST_SUBDIR = "best"
 _CONFIG_KEYS = {
@@ -24,12 +32,12 @@ _CONFIG_KEYS = {
 }
 
 
-def canonical_embed_norm(embed_norm):
+def canonical_embed_norm(embed_norm: str) -> str:
     """'l2_norm' (the original help text) and 'l2norm' (its code) are the same setting."""
     return "l2norm" if embed_norm == "l2_norm" else embed_norm
 
 
-def model_config(model):
+def model_config(model: CleanNet) -> tf.train.Checkpoint:
     """A trackable holding the model's img_dim, num_ref and embed_norm as variables."""
     config = tf.train.Checkpoint()
     config.img_dim = tf.Variable(model.img_dim, dtype=tf.int64, trainable=False)
@@ -38,7 +46,8 @@ def model_config(model):
     return config
 
 
-def make_checkpoint(model, global_step, optimizer=None, **extra):
+def make_checkpoint(model: CleanNet, global_step: tf.Variable,
+                    optimizer: keras.optimizers.Optimizer | None = None, **extra: Any) -> tf.train.Checkpoint:
     """The checkpoint object: model, global_step, model_config, optimizer and extras."""
     objects = dict(model=model, global_step=global_step, model_config=model_config(model), **extra)
     if optimizer is not None:
@@ -46,14 +55,14 @@ def make_checkpoint(model, global_step, optimizer=None, **extra):
     return tf.train.Checkpoint(**objects)
 
 
-def latest_checkpoint(checkpoint_dir):
+def latest_checkpoint(checkpoint_dir: str | None) -> str | None:
     """The newest checkpoint prefix in `checkpoint_dir`, or None."""
     if not checkpoint_dir or not os.path.isdir(checkpoint_dir):
         return None
     return tf.train.latest_checkpoint(checkpoint_dir)
 
 
-def read_config(checkpoint_path):
+def read_config(checkpoint_path: str) -> dict[str, int | str | None]:
     """Reads (img_dim, num_ref, embed_norm) stored in a checkpoint; None for absent entries."""
     try:
         reader = tf.train.load_checkpoint(checkpoint_path)
@@ -69,7 +78,7 @@ def read_config(checkpoint_path):
     return values
 
 
-def check_config(checkpoint_path, img_dim, num_ref, embed_norm):
+def check_config(checkpoint_path: str, img_dim: int, num_ref: int, embed_norm: str) -> None:
     """Raises InputError if the checkpoint was made for another img_dim, num_ref or embed_norm."""
     stored = read_config(checkpoint_path)
     wanted = {"img_dim": img_dim, "num_ref": num_ref, "embed_norm": canonical_embed_norm(embed_norm)}
@@ -80,7 +89,8 @@ def check_config(checkpoint_path, img_dim, num_ref, embed_norm):
                              path=checkpoint_path, field="--%s" % name)
 
 
-def restore(checkpoint, checkpoint_path, img_dim, num_ref, embed_norm, partial=False):
+def restore(checkpoint: tf.train.Checkpoint, checkpoint_path: str, img_dim: int, num_ref: int,
+            embed_norm: str, partial: bool = False) -> Any:
     """Restores `checkpoint` (from make_checkpoint) from `checkpoint_path` after checking the config.
 
     Args:
@@ -105,7 +115,7 @@ def restore(checkpoint, checkpoint_path, img_dim, num_ref, embed_norm, partial=F
     return status
 
 
-def require_checkpoint(checkpoint_dir):
+def require_checkpoint(checkpoint_dir: str) -> str:
     """The latest checkpoint in `checkpoint_dir`, or an InputError saying none was found."""
     if not os.path.isdir(checkpoint_dir):
         raise InputError("checkpoint directory not found", path=checkpoint_dir, field="--checkpoint_dir")
@@ -116,7 +126,8 @@ def require_checkpoint(checkpoint_dir):
     return path
 
 
-def load_trained_model(checkpoint_dir, img_dim, num_ref, embed_norm):
+def load_trained_model(checkpoint_dir: str, img_dim: int, num_ref: int,
+                       embed_norm: str) -> tuple[CleanNet, int, str]:
     """Builds CleanNet for inference and restores the latest checkpoint in checkpoint_dir.
 
     Returns:

@@ -23,7 +23,7 @@ from noisylabels.datafiles import class_offsets  # noqa: F401  (re-exported: off
 from noisylabels.shuffled_order import epoch_shuffled_order
 
 
-def verified_indices(num_samples, batch_size, seed, start_step=0):
+def verified_indices(num_samples: int, batch_size: int, seed: int, start_step: int = 0) -> tf.data.Dataset:
     """Batches of row indices into train.npy: shuffled per epoch, wrapping around.
 
     Args:
@@ -40,7 +40,7 @@ def verified_indices(num_samples, batch_size, seed, start_step=0):
     return order.batch(batch_size, drop_remainder=True)
 
 
-def unverified_indices(offsets, batch_size, seed, start_step=0):
+def unverified_indices(offsets: np.ndarray, batch_size: int, seed: int, start_step: int = 0) -> tf.data.Dataset:
     """Batches of row indices into the class-grouped all.npy, class-balanced.
 
     Each sample: a class uniform over the classes that have samples, then a row of that
@@ -76,7 +76,8 @@ def unverified_indices(offsets, batch_size, seed, start_step=0):
     return tf.data.Dataset.range(start_step, np.iinfo(np.int64).max).map(sample)
 
 
-def training_indices(num_verified, offsets, batch_size_sup, batch_size_unsup, seed, start_step=0):
+def training_indices(num_verified: int, offsets: np.ndarray | None, batch_size_sup: int, batch_size_unsup: int,
+                     seed: int, start_step: int = 0) -> tf.data.Dataset:
     """Zipped (verified, unverified) index batches for the mixed training step.
 
     With batch_size_unsup = 0 the unverified part is an empty int64 [0] tensor and
@@ -90,7 +91,7 @@ def training_indices(num_verified, offsets, batch_size_sup, batch_size_unsup, se
     return tf.data.Dataset.zip((verified, unverified)).prefetch(tf.data.AUTOTUNE)
 
 
-def validation_batches(num_samples, batch_size):
+def validation_batches(num_samples: int, batch_size: int) -> list[np.ndarray]:
     """Row-index batches over val.npy in order; the last partial batch is dropped.
 
     Returns:

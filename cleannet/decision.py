@@ -12,12 +12,17 @@ Both apply cleannet.metrics.predict_label_correct, in float64 so that a float32 
 compares with the threshold exactly as a Python float does.
 """
 
+from __future__ import annotations
+
 import dataclasses
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
 from cleannet.metrics import predict_label_correct
+
+if TYPE_CHECKING:
+    from cleannet.scoring import CrossClassScores
 
 
 def _at_least(values, bound: float) -> np.ndarray:
@@ -33,7 +38,7 @@ class ThresholdDecision:
     name = "threshold"
     needs_other_classes = False
 
-    def verdicts(self, similarity, margin=None) -> np.ndarray:
+    def verdicts(self, similarity: np.ndarray, margin: np.ndarray | None = None) -> np.ndarray:
         """int8 [n] verdicts for similarities [n] (margin is ignored)."""
         del margin
         return _at_least(similarity, self.threshold)
@@ -50,7 +55,7 @@ class RelativeDecision:
     name = "relative"
     needs_other_classes = True
 
-    def verdicts(self, similarity, margin) -> np.ndarray:
+    def verdicts(self, similarity: np.ndarray, margin: np.ndarray) -> np.ndarray:
         """int8 [n] verdicts for similarities [n] and margins [n]."""
         verdict = _at_least(margin, self.min_margin)
         if self.threshold is not None:
@@ -58,14 +63,15 @@ class RelativeDecision:
         return verdict
 
 
-def verdicts_of(decision, scores) -> np.ndarray:
+def verdicts_of(decision: ThresholdDecision | RelativeDecision,
+                scores: np.ndarray | CrossClassScores) -> np.ndarray:
     """int8 [n] verdicts of `decision` for similarities [n] or cleannet.scoring.CrossClassScores."""
     if hasattr(scores, "margin"):
         return decision.verdicts(scores.similarity, scores.margin)
     return decision.verdicts(scores)
 
 
-def suggested_classes(scores, verdicts) -> np.ndarray:
+def suggested_classes(scores: CrossClassScores, verdicts: np.ndarray) -> np.ndarray:
     """int32 [n]: the best other class where the label is judged wrong and that class
     scores higher than the labelled one; -1 elsewhere.
 

@@ -12,13 +12,20 @@ Backbones (name: keras.applications model, input side in pixels, feature dimensi
   efficientnet_v2_b0  EfficientNetV2B0  224  1280   (newer, about 4x fewer operations)
 """
 
+from __future__ import annotations
+
 import dataclasses
 import os
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
 from cleannet.image_input import decode_rgb, preprocess_for, resize_if_needed
 from noisylabels.errors import InputError
+
+if TYPE_CHECKING:
+    import keras
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +44,7 @@ BACKBONES = {
 MIN_IMAGE_SIZE = 32
 
 
-def build_backbone(backbone, weights, image_size):
+def build_backbone(backbone: str, weights: str | None, image_size: int) -> keras.Model:
     """The keras.applications model without its top, global average pooling, float32.
 
     Args:
@@ -69,7 +76,7 @@ def build_backbone(backbone, weights, image_size):
                          % (BACKBONES[backbone].application, first), path=weights, field="--weights") from None
 
 
-def make_embed_function(model, backbone):
+def make_embed_function(model: keras.Model, backbone: str) -> Callable[[tf.Tensor], tf.Tensor]:
     """A tf.function: float32 [B, S, S, 3] RGB 0..255 → float32 [B, feature_dim] features.
 
     preprocess_input runs inside it, i.e. on the accelerator when there is one.
@@ -83,7 +90,7 @@ def make_embed_function(model, backbone):
     return embed
 
 
-def make_batch_dataset(batches, image_size, batch_size):
+def make_batch_dataset(batches: Callable[[], Iterator[tuple]], image_size: int, batch_size: int) -> tf.data.Dataset:
     """Decodes batches of images in a tf.data pipeline, in order, dropping unreadable images.
 
     Args:

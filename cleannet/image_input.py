@@ -19,6 +19,7 @@ training, mirrored left-right at random (seeded, stateless).
 """
 
 import os
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -40,23 +41,25 @@ class ImageList:
       path: the list file.
     """
 
-    def __init__(self, path, keys, paths, labels, line_numbers):
+    def __init__(self, path: str, keys: list[str], paths: list[str], labels: np.ndarray,
+                 line_numbers: list[int]) -> None:
         self.path = path
         self.keys = keys
         self.paths = paths
         self.labels = np.asarray(labels, np.int64).reshape(-1)
         self.line_numbers = line_numbers
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.keys)
 
-    def subset(self, indices):
+    def subset(self, indices: Sequence[int]) -> "ImageList":
         """The rows `indices` (int sequence), in that order, as a new ImageList."""
         return ImageList(self.path, [self.keys[i] for i in indices], [self.paths[i] for i in indices],
                          self.labels[list(indices)], [self.line_numbers[i] for i in indices])
 
 
-def resolve_image_path(image_path, image_root, list_path, line, allow_absolute=True):
+def resolve_image_path(image_path: str, image_root: str, list_path: str, line: int | None,
+                       allow_absolute: bool = True) -> str:
     """Joins a list entry to the root; InputError (list_path:line) if it leaves the root.
 
     Args:
@@ -80,7 +83,7 @@ def resolve_image_path(image_path, image_root, list_path, line, allow_absolute=T
     return joined
 
 
-def read_image_list(path, class_names, image_root=None):
+def read_image_list(path: str, class_names: Sequence[str], image_root: str | None = None) -> ImageList:
     """Reads an image list (module docstring).
 
     Args:
@@ -130,12 +133,12 @@ def read_image_list(path, class_names, image_root=None):
     return ImageList(path, keys, paths, labels, numbers)
 
 
-def decode_rgb(path):
+def decode_rgb(path: str | tf.Tensor) -> tf.Tensor:
     """Reads and decodes one image file → uint8 [H, W, 3] (first frame of a GIF)."""
     return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
 
 
-def find_unreadable(paths):
+def find_unreadable(paths: Sequence[str]) -> list[int]:
     """Indices (sorted list of int) of the images that cannot be read or decoded.
 
     Decodes every image once, in parallel, in a tf.data pipeline.
@@ -152,7 +155,7 @@ def find_unreadable(paths):
     return [int(i) for i in np.flatnonzero(~readable)]
 
 
-def check_readable(images, skip_bad_images=False):
+def check_readable(images: ImageList, skip_bad_images: bool = False) -> tuple[ImageList, int]:
     """Drops or reports the undecodable images of an ImageList.
 
     Returns:
@@ -179,7 +182,7 @@ PREPROCESS_MODULES = {"resnet50": "resnet50", "mobilenet_v2": "mobilenet_v2",
                       "efficientnet_v2_b0": "efficientnet_v2"}
 
 
-def preprocess_for(backbone):
+def preprocess_for(backbone: str) -> Callable[[tf.Tensor], tf.Tensor]:
     """The backbone's input transform: float32 [..., 3] RGB 0..255 → the backbone's scale.
 
     resnet50: caffe mode (BGR minus the ImageNet mean); mobilenet_v2: scaled to [-1, 1];
@@ -195,7 +198,7 @@ def preprocess_for(backbone):
     return getattr(keras.applications, PREPROCESS_MODULES[backbone]).preprocess_input
 
 
-def resize_if_needed(image, image_size):
+def resize_if_needed(image: tf.Tensor, image_size: int) -> tf.Tensor:
     """float32 [H, W, 3] → [image_size, image_size, 3]: bilinear (0..255 scale, no
     antialiasing), and untouched when the image already has that size."""
     shape = tf.shape(image)
@@ -205,7 +208,7 @@ def resize_if_needed(image, image_size):
     return tf.ensure_shape(resized, [image_size, image_size, 3])
 
 
-def shuffled_order(num: int, seed: int, epoch) -> tf.Tensor:
+def shuffled_order(num: int, seed: int, epoch: int | tf.Tensor) -> tf.Tensor:
     """int64 [num]: a permutation of 0..num-1 drawn from (seed, epoch) alone, stateless.
 
     `epoch` may be an int or a scalar int64 tensor (e.g. read from a variable while a
@@ -216,7 +219,9 @@ def shuffled_order(num: int, seed: int, epoch) -> tf.Tensor:
     return tf.random.experimental.stateless_shuffle(tf.range(num, dtype=tf.int64), seed=key)
 
 
-def make_image_dataset(paths, labels, weights, image_size, backbone, batch_size, training, seed=0, epoch=0):
+def make_image_dataset(paths: Sequence[str], labels: np.ndarray, weights: np.ndarray, image_size: int,
+                       backbone: str, batch_size: int, training: bool, seed: int = 0,
+                       epoch: int | tf.Tensor = 0) -> tf.data.Dataset:
     """A tf.data pipeline over images.
 
     Args:

@@ -4,6 +4,7 @@ Every function accepts NumPy arrays or tensors and returns a per-sample float32 
 the training objective is the batch mean of `total_loss`.
 """
 
+import numpy as np
 import tensorflow as tf
 
 PSEUDO_LABEL_THRESHOLD = 0.1
@@ -13,12 +14,13 @@ def _float(x):
     return tf.cast(tf.convert_to_tensor(x), tf.float32)
 
 
-def reconst_loss(x, r_x):
+def reconst_loss(x: tf.Tensor | np.ndarray, r_x: tf.Tensor | np.ndarray) -> tf.Tensor:
     """Σ_features (x − r_x)²: [B, h], [B, h] → [B]."""
     return tf.reduce_sum(tf.square(_float(x) - _float(r_x)), axis=1)
 
 
-def cos_sim_loss(vlabel, cos_sim, neg_weight, margin=0.1):
+def cos_sim_loss(vlabel: tf.Tensor | np.ndarray, cos_sim: tf.Tensor | np.ndarray, neg_weight: float,
+                 margin: float = 0.1) -> tf.Tensor:
     """vlabel·(1 − cos) + neg_weight·(1 − vlabel)·max(0, cos − margin): [B], [B] → [B]."""
     vlabel = _float(vlabel)
     cos_sim = _float(cos_sim)
@@ -27,14 +29,17 @@ def cos_sim_loss(vlabel, cos_sim, neg_weight, margin=0.1):
     return positive + negative
 
 
-def unsup_cos_sim_loss(cos_sim, neg_weight, margin=0.1):
+def unsup_cos_sim_loss(cos_sim: tf.Tensor | np.ndarray, neg_weight: float, margin: float = 0.1) -> tf.Tensor:
     """`cos_sim_loss` with the pseudo-label 1[cos ≥ 0.1], a constant (no gradient through it)."""
     cos_sim = _float(cos_sim)
     pseudo_label = tf.stop_gradient(tf.cast(cos_sim >= PSEUDO_LABEL_THRESHOLD, tf.float32))
     return cos_sim_loss(pseudo_label, cos_sim, neg_weight, margin)
 
 
-def total_loss(vlabel, cos_sim, phi_s, v_q, phi_q, v_qr, vflag, neg_weight, beta=0.1, gamma=0.1):
+def total_loss(vlabel: tf.Tensor | np.ndarray, cos_sim: tf.Tensor | np.ndarray, phi_s: tf.Tensor | np.ndarray,
+               v_q: tf.Tensor | np.ndarray, phi_q: tf.Tensor | np.ndarray, v_qr: tf.Tensor | np.ndarray,
+               vflag: tf.Tensor | np.ndarray, neg_weight: float, beta: float = 0.1,
+               gamma: float = 0.1) -> tf.Tensor:
     """Per sample: vflag·supervised + β·reconstruction + γ·(1 − vflag)·unsupervised → [B].
 
     phi_s and phi_q are accepted for the original signature; the loss uses cos_sim.

@@ -18,6 +18,8 @@ Layer correspondence with the original TF1 graph (used by util/import_tf1_checkp
     ref_set_encoder/context            RefSetEncoder.context        [256]
 """
 
+from typing import Any
+
 import keras
 import tensorflow as tf
 
@@ -25,7 +27,7 @@ from cleannet.choices import EMBED_NORMS
 EMBED_SIZE = 128
 
 
-def normalize_features(features, embed_norm):
+def normalize_features(features: tf.Tensor, embed_norm: str) -> tf.Tensor:
     """Feature normalisation `embed_norm` along the last axis.
 
     Args:
@@ -57,7 +59,7 @@ class QueryEncoder(keras.Model):
     dense 256 tanh → dense 128 tanh = φ_q; dense 256 tanh → dense h tanh = v_qr.
     """
 
-    def __init__(self, img_dim, **kwargs):
+    def __init__(self, img_dim: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.img_dim = img_dim
         self.hidden = _tanh_dense(256, "hidden")
@@ -65,7 +67,7 @@ class QueryEncoder(keras.Model):
         self.decoder_hidden = _tanh_dense(256, "decoder_hidden")
         self.reconstruction = _tanh_dense(img_dim, "reconstruction")
 
-    def call(self, v_q):
+    def call(self, v_q: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Returns (phi_q [B, 128], v_qr [B, h])."""
         phi_q = self.embedding(self.hidden(v_q))
         v_qr = self.reconstruction(self.decoder_hidden(phi_q))
@@ -80,7 +82,7 @@ class RefSetEncoder(keras.Model):
     the R references; s = Σ_r α_r h_r; φ_s = tanh(dense 128 of s).
     """
 
-    def __init__(self, dropout_rate=0.0, **kwargs):
+    def __init__(self, dropout_rate: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hidden0 = _tanh_dense(512, "hidden0")
         self.dropout = keras.layers.Dropout(dropout_rate)
@@ -89,11 +91,13 @@ class RefSetEncoder(keras.Model):
         self.embedding = _tanh_dense(EMBED_SIZE, "embedding")
         self.context = self.add_weight(shape=(256,), initializer="glorot_uniform", name="context")
 
-    def call(self, v_s, training=False, return_attention=False):
+    def call(self, v_s: tf.Tensor, training: bool = False,
+             return_attention: bool = False) -> tf.Tensor | tuple[tf.Tensor, tf.Tensor]:
         """Returns φ_s [B, 128], and with return_attention also α [B, R]."""
         return self.attend(self.hidden0(v_s), training=training, return_attention=return_attention)
 
-    def attend(self, h0, training=False, return_attention=False):
+    def attend(self, h0: tf.Tensor, training: bool = False,
+               return_attention: bool = False) -> tf.Tensor | tuple[tf.Tensor, tf.Tensor]:
         """The layers after hidden0: h0 [B, R, 512] (hidden0's output, before dropout) → φ_s.
 
         Dropout (training only) applies here, so a caller may compute hidden0 once per
@@ -130,8 +134,8 @@ class CleanNet(keras.Model):
     v_q [B, h] normalised query, phi_q [B, 128] query embedding, v_qr [B, h] reconstruction.
     """
 
-    def __init__(self, num_ref, img_dim, embed_norm="log", dropout_rate=0.0, weight_decay=0.0,
-                 share_reference_encoder=True, **kwargs):
+    def __init__(self, num_ref: int, img_dim: int, embed_norm: str = "log", dropout_rate: float = 0.0,
+                 weight_decay: float = 0.0, share_reference_encoder: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if embed_norm not in EMBED_NORMS:
             raise ValueError("embed_norm must be one of %s, got %r" % ("|".join(EMBED_NORMS), embed_norm))
@@ -144,7 +148,8 @@ class CleanNet(keras.Model):
         self.query_encoder = QueryEncoder(img_dim, name="query_encoder")
         self.ref_set_encoder = RefSetEncoder(dropout_rate, name="ref_set_encoder")
 
-    def call(self, inputs, training=False):
+    def call(self, inputs: tuple[tf.Tensor, tf.Tensor],
+             training: bool = False) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
         query, reference = inputs
         v_q = normalize_features(query, self.embed_norm)
         v_s = normalize_features(reference, self.embed_norm)
@@ -152,7 +157,9 @@ class CleanNet(keras.Model):
         phi_s = self.ref_set_encoder(v_s, training=training)
         return phi_s, v_q, phi_q, v_qr
 
-    def call_by_class(self, query, reference_table, class_ids, training=False, normalized_table=None):
+    def call_by_class(self, query: tf.Tensor, reference_table: tf.Tensor, class_ids: tf.Tensor,
+                      training: bool = False, normalized_table: tf.Tensor | None = None
+                      ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
         """The model's outputs when sample i's reference set is reference_table[class_ids[i]].
 
         Equal, up to float rounding, to `self((query, tf.gather(reference_table, class_ids)),
@@ -195,13 +202,13 @@ class CleanNet(keras.Model):
             phi_s = tf.gather(encoder(v_s, training=False), sample_class)  # [U, 128] → [B, 128]
         return phi_s, v_q, phi_q, v_qr
 
-    def encode_queries(self, query):
+    def encode_queries(self, query: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Query path only: raw query [B, h] → (v_q, phi_q, v_qr)."""
         v_q = normalize_features(query, self.embed_norm)
         phi_q, v_qr = self.query_encoder(v_q)
         return v_q, phi_q, v_qr
 
-    def encode_classes(self, reference_table):
+    def encode_classes(self, reference_table: tf.Tensor) -> tf.Tensor:
         """Inference-mode class embeddings: raw references [C, R, h] → phi_s [C, 128].
 
         In inference the reference-set encoder depends only on the class, so each class's
@@ -209,18 +216,18 @@ class CleanNet(keras.Model):
         """
         return self.ref_set_encoder(normalize_features(reference_table, self.embed_norm), training=False)
 
-    def kernels(self):
+    def kernels(self) -> list[keras.Variable]:
         """The dense kernels (the weights the L2 regulariser covers; not biases, not c)."""
         return [layer.kernel for encoder in (self.query_encoder, self.ref_set_encoder)
                 for layer in encoder.layers if isinstance(layer, keras.layers.Dense)]
 
-    def regularization_loss(self):
+    def regularization_loss(self) -> tf.Tensor:
         """weight_decay · Σ_kernels Σw²/2, TF1's l2_regularizer(weight_decay) summed."""
         if not self.weight_decay:
             return tf.constant(0.0, tf.float32)
         return self.weight_decay * tf.add_n([tf.nn.l2_loss(tf.cast(k, tf.float32)) for k in self.kernels()])
 
-    def build_variables(self):
+    def build_variables(self) -> "CleanNet":
         """Creates every variable by calling the model once on zeros; returns self."""
         self((tf.zeros([1, self.img_dim]), tf.zeros([1, self.num_ref, self.img_dim])), training=False)
         return self

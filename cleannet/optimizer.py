@@ -10,13 +10,17 @@ learning-rate drop; this class keeps TF1's rule. Being a `keras.optimizers.Optim
 checkpoints with `tf.train.Checkpoint` and works under `tf.distribute` strategies.
 """
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import keras
 import tensorflow as tf
 
 from noisylabels.schedules import StepDecay
 
 
-def staircase_learning_rate(step, learning_rate, lr_update, lr_decay):
+def staircase_learning_rate(step: int | tf.Tensor, learning_rate: float, lr_update: int,
+                            lr_decay: float) -> tf.Tensor:
     """learning_rate · lr_decay^⌊step / lr_update⌋ in float32 (tf.train.exponential_decay, staircase)."""
     return StepDecay(learning_rate, lr_decay, lr_update, compute_dtype="float32")(step)
 
@@ -29,24 +33,25 @@ class TF1Momentum(keras.optimizers.Optimizer):
       momentum: the momentum factor in [0, 1].
     """
 
-    def __init__(self, learning_rate, momentum=0.9, name="momentum", **kwargs):
+    def __init__(self, learning_rate: float | Callable[[], float | tf.Tensor], momentum: float = 0.9,
+                 name: str = "momentum", **kwargs: Any) -> None:
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.momentum = float(momentum)
 
-    def build(self, variables):
+    def build(self, variables: Sequence[keras.Variable]) -> None:
         if self.built:
             return
         super().build(variables)
         self.accumulations = self.add_optimizer_variables(variables, "accumulation")
 
-    def update_step(self, gradient, variable, learning_rate):
+    def update_step(self, gradient: tf.Tensor, variable: keras.Variable, learning_rate: tf.Tensor) -> None:
         accumulation = self.accumulations[self._get_variable_index(variable)]
         gradient = tf.cast(gradient, variable.dtype)
         learning_rate = tf.cast(learning_rate, variable.dtype)
         self.assign(accumulation, tf.cast(self.momentum, variable.dtype) * accumulation + gradient)
         self.assign_sub(variable, learning_rate * accumulation)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         config = super().get_config()
         config["momentum"] = self.momentum
         return config

@@ -16,14 +16,21 @@ max(0, cos), hard weight = the verdict, as TSV with a header line.
 A decision is a cleannet.decision object; a plain number means the threshold decision.
 """
 
+from __future__ import annotations
+
 import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
-from cleannet.decision import ThresholdDecision, suggested_classes, verdicts_of
+from cleannet.decision import RelativeDecision, ThresholdDecision, suggested_classes, verdicts_of
 from noisylabels.strict_numbers import format_float32 as format_similarity
 
 from cleannet.choices import OUTPUT_FORMATS
+
+if TYPE_CHECKING:
+    from cleannet.scoring import CrossClassScores
 BASE_FIELDS = ("key", "url", "class_name", "similarity", "verdict")
 CROSS_CLASS_FIELDS = ("best_other_class", "best_other_similarity", "margin", "suggested_class")
 
@@ -32,7 +39,7 @@ def _clean(text):
     return "" if text is None else str(text).replace("\t", " ").replace("\n", " ")
 
 
-def as_decision(decision):
+def as_decision(decision: ThresholdDecision | RelativeDecision | float) -> ThresholdDecision | RelativeDecision:
     """A decision object; a number means ThresholdDecision(number)."""
     return ThresholdDecision(float(decision)) if isinstance(decision, (int, float)) else decision
 
@@ -61,7 +68,8 @@ class ResultWriter:
         and `write` needs cleannet.scoring.CrossClassScores.
     """
 
-    def __init__(self, stream, output_format, decision, class_list=None):
+    def __init__(self, stream: TextIO, output_format: str, decision: ThresholdDecision | RelativeDecision | float,
+                 class_list: Sequence[str] | None = None) -> None:
         if output_format not in OUTPUT_FORMATS:
             raise ValueError("output_format must be one of %s" % "|".join(OUTPUT_FORMATS))
         self.stream = stream
@@ -72,7 +80,8 @@ class ResultWriter:
         if output_format == "tsv":
             stream.write("\t".join(self.fields) + "\n")
 
-    def write(self, scores, keys=None, urls=None, class_names=None):
+    def write(self, scores: np.ndarray | CrossClassScores, keys: Sequence[str] | None = None,
+              urls: Sequence[str | None] | None = None, class_names: Sequence[str] | None = None) -> None:
         """Writes one record per sample.
 
         Args:
@@ -123,12 +132,12 @@ class WeightWriter:
       decision: a cleannet.decision object, or a threshold (hard weight 1[cos ≥ threshold]).
     """
 
-    def __init__(self, stream, decision):
+    def __init__(self, stream: TextIO, decision: ThresholdDecision | RelativeDecision | float) -> None:
         self.stream = stream
         self.decision = as_decision(decision)
         stream.write("key\tclass_name\tsoft_weight\thard_weight\n")
 
-    def write(self, scores, keys, class_names):
+    def write(self, scores: np.ndarray | CrossClassScores, keys: Sequence[str], class_names: Sequence[str]) -> None:
         """scores: similarities float [n] or CrossClassScores (needed by the relative decision)."""
         similarities = _similarities(scores).tolist()
         hard = _verdicts(self.decision, scores)

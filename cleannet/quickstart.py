@@ -46,7 +46,7 @@ FLAGS = flags.FLAGS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def define_flags():
+def define_flags() -> None:
     """The quickstart's flags (defined when it runs, so that other tools can import this module)."""
     flags.DEFINE_string("work_dir", "./quickstart", "Where the data, model, logs and predictions go.")
     flagutil.define_finite_float("noise_rate", 0.3, "Share of labels replaced by a wrong class, in [0, 1).",
@@ -66,18 +66,19 @@ CREATED = ("tsv", "data", "train", "test_predictions.tsv", "test_predictions.txt
 PROGRESS_LINE = re.compile(r"\] (step \d+: .*)$")  # train.py's periodic "step N: ..." log lines
 
 
-def class_name(digit):
+def class_name(digit: int) -> str:
     return "digit_%d" % digit
 
 
-def make_split(num_samples, seed):
+def make_split(num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices of the train / val / test parts of the digits, shuffled: 60% / 15% / 25%."""
     order = np.random.default_rng(seed).permutation(num_samples)
     n_train, n_val = int(0.6 * num_samples), int(0.15 * num_samples)
     return order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:]
 
 
-def corrupt_labels(labels, noise_rate, num_classes, rng):
+def corrupt_labels(labels: np.ndarray, noise_rate: float, num_classes: int,
+                   rng: np.random.Generator) -> np.ndarray:
     """Replaces a `noise_rate` share of labels by a different class, uniformly."""
     noisy = labels.copy()
     flip = rng.random(len(labels)) < noise_rate
@@ -86,11 +87,12 @@ def corrupt_labels(labels, noise_rate, num_classes, rng):
     return noisy
 
 
-def feature_text(row):
+def feature_text(row: np.ndarray) -> str:
     return ",".join("%g" % v for v in row)
 
 
-def noisy_digits(seed, noise_rate):
+def noisy_digits(seed: int, noise_rate: float
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The quickstart's data: (features float32 [N, 64], true labels [N], noisy labels [N],
     (train, val, test) index arrays)."""
     from sklearn.datasets import load_digits
@@ -101,7 +103,7 @@ def noisy_digits(seed, noise_rate):
     return features, labels, noisy, make_split(len(labels), seed)
 
 
-def write_tsvs(work_dir, seed, noise_rate):
+def write_tsvs(work_dir: str, seed: int, noise_rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Writes the quickstart's input files; returns the test set's (label correct?, noisy class, true class)."""
     features, labels, noisy, (train, val, test) = noisy_digits(seed, noise_rate)
     tsv_dir = os.path.join(work_dir, "tsv")
@@ -129,7 +131,7 @@ def write_tsvs(work_dir, seed, noise_rate):
     return (noisy[test] == labels[test]), noisy[test], labels[test]
 
 
-def prepare_work_dir(work_dir, settings):
+def prepare_work_dir(work_dir: str, settings: dict) -> str:
     """Makes work_dir ready for a run with `settings` (a dict); returns what it did.
 
     Same recorded settings: "reuse". Other settings, or none recorded by an earlier
@@ -169,7 +171,7 @@ def _show_progress(text, live):
     sys.stdout.flush()
 
 
-def run_tool(args, log, show_progress=False):
+def run_tool(args: list[str], log: str, show_progress: bool = False) -> None:
     """Runs a project tool as a user would, its output appended to `log`.
 
     With show_progress, the tool's "step N: ..." lines are shown as they come (redrawn on
@@ -198,11 +200,11 @@ def run_tool(args, log, show_progress=False):
         sys.exit("quickstart: step failed (exit %d); last lines of %s:\n%s" % (returncode, log, "\n".join(tail)))
 
 
-def tool(name):
+def tool(name: str) -> str:
     return os.path.join(ROOT, name)
 
 
-def prepare_data(work_dir, log, num_ref):
+def prepare_data(work_dir: str, log: str, num_ref: int) -> None:
     """heldout_train_data, convert_data (train, val, all), find_reference."""
     tsv_dir, data_dir = os.path.join(work_dir, "tsv"), os.path.join(work_dir, "data")
     classes = os.path.join(tsv_dir, "classes.txt")
@@ -218,7 +220,7 @@ def prepare_data(work_dir, log, num_ref):
               "--num_ref=%d" % num_ref, "--img_dim=64"], log)
 
 
-def model_args(work_dir, num_ref):
+def model_args(work_dir: str, num_ref: int) -> list[str]:
     """inference.py's flags naming the quickstart's data, classes and best model."""
     return ["--data_dir=" + os.path.join(work_dir, "data"),
             "--class_list=" + os.path.join(work_dir, "tsv", "classes.txt"),
@@ -226,7 +228,7 @@ def model_args(work_dir, num_ref):
             "--img_dim=64", "--num_ref=%d" % num_ref]
 
 
-def train_and_calibrate(work_dir, log, num_ref, n_step):
+def train_and_calibrate(work_dir: str, log: str, num_ref: int, n_step: int) -> None:
     """train.py (progress shown), then inference.py --mode=calibrate on the best model."""
     model_dir = os.path.join(work_dir, "train")
     run_tool([tool("train.py"), "--data_dir=" + os.path.join(work_dir, "data"),
@@ -238,7 +240,7 @@ def train_and_calibrate(work_dir, log, num_ref, n_step):
     run_tool([tool("inference.py"), "--mode=calibrate"] + model_args(work_dir, num_ref), log)
 
 
-def read_verdicts(path):
+def read_verdicts(path: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """inference.py's tsv output → (similarity float64 [n], verdict bool [n], suggested class names [n])."""
     with open(path) as f:
         rows = [line.rstrip("\n").split("\t") for line in f][1:]
@@ -246,7 +248,7 @@ def read_verdicts(path):
             [r[8] for r in rows])
 
 
-def score_test(work_dir, log, num_ref):
+def score_test(work_dir: str, log: str, num_ref: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Scores the test TSV under the relative decision (tsv output); returns read_verdicts' triple
     with the threshold verdicts in place of the similarities: (threshold, relative, suggested)."""
     from cleannet.decision import ThresholdDecision
@@ -260,7 +262,7 @@ def score_test(work_dir, log, num_ref):
     return ThresholdDecision(THRESHOLD).verdicts(similarity).astype(bool), relative, suggested
 
 
-def run_detection(work_dir, settings, log):
+def run_detection(work_dir: str, settings: dict, log: str) -> dict[str, np.ndarray]:
     """The whole pipeline up to the test verdicts. Returns a dict of [n_test] arrays:
     label_correct, verified (class has verification labels), threshold and relative
     verdicts (True = label judged correct), suggested (class name or ""), true_class (name)."""
@@ -273,12 +275,12 @@ def run_detection(work_dir, settings, log):
                     [class_name(c) for c in true_classes]))
 
 
-def detection_error(verdicts, label_correct):
+def detection_error(verdicts: np.ndarray, label_correct: np.ndarray) -> float:
     """Share of samples whose verdict (True = label judged correct) disagrees with the truth."""
     return float(np.mean(np.asarray(verdicts, bool) != np.asarray(label_correct, bool)))
 
 
-def print_detection_table(result):
+def print_detection_table(result: dict[str, np.ndarray]) -> None:
     print()
     print("Label-noise detection error on the test samples:")
     print("| classes | samples | label noise (error of trusting every label) | threshold cos >= %g (paper) "
@@ -296,7 +298,7 @@ def print_detection_table(result):
           % (int(suggested.sum()), right, 100.0 * right / max(1, int(suggested.sum()))))
 
 
-def print_classifier_table(work_dir, log, settings):
+def print_classifier_table(work_dir: str, log: str, settings: dict) -> None:
     """Sample weights for the training samples under both decisions, and the classifier table."""
     tsv_dir = os.path.join(work_dir, "tsv")
     weight_files = {}
@@ -324,11 +326,11 @@ def print_classifier_table(work_dir, log, settings):
         print("| %s | %.3f |" % (label, accuracy))
 
 
-def settings_from_flags():
+def settings_from_flags() -> dict:
     return dict(noise_rate=FLAGS.noise_rate, n_step=FLAGS.n_step, num_ref=FLAGS.num_ref, seed=FLAGS.seed)
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     del argv
     started = time.time()
     work_dir = os.path.abspath(FLAGS.work_dir)

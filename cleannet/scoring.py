@@ -17,13 +17,19 @@ The scores exist one batch at a time ([batch_size, C], or [batch_size, C, R] for
 "references"), so memory does not grow with the number of samples.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 
 from cleannet.metrics import similarity
+
+if TYPE_CHECKING:
+    from cleannet.model import CleanNet
 
 from cleannet.choices import CLASS_SCORES
 REFERENCE_TEMPERATURE = 0.1
@@ -45,11 +51,11 @@ class CrossClassScores:
     best_other_score: np.ndarray
 
     @property
-    def margin(self):
+    def margin(self) -> np.ndarray:
         """float64 [n]: own_score minus best_other_score (+inf where there is no other class)."""
         return self.own_score.astype(np.float64) - self.best_other_score.astype(np.float64)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.similarity)
 
 
@@ -67,7 +73,7 @@ class ClassEmbeddingScorer:
       class_chunk: classes encoded per call while filling the cache (bounds memory).
     """
 
-    def __init__(self, model, reference_table, class_chunk=256):
+    def __init__(self, model: CleanNet, reference_table: np.ndarray, class_chunk: int = 256) -> None:
         self.model = model
         self.reference_table = np.asarray(reference_table, np.float32)
         tables = [model.encode_classes(tf.constant(reference_table[i:i + class_chunk], tf.float32))
@@ -79,7 +85,7 @@ class ClassEmbeddingScorer:
         self._score_all = tf.function(self._score_all_batch, reduce_retracing=True)
         self._against_all = tf.function(self._against_all_batch, reduce_retracing=True)
 
-    def reference_embeddings(self):
+    def reference_embeddings(self) -> tf.Tensor:
         """float32 [C, R, 128]: every reference vector through the query encoder, unit length."""
         if self._reference_embeddings is None:
             table = self.reference_table.reshape(-1, self.reference_table.shape[-1])
@@ -114,7 +120,8 @@ class ClassEmbeddingScorer:
     def _references_for(self, class_score):
         return self.reference_embeddings() if class_score == "references" else tf.zeros([0, 0, 0])
 
-    def score_all_classes(self, features, class_score="references", batch_size=4096):
+    def score_all_classes(self, features: np.ndarray, class_score: str = "references",
+                          batch_size: int = 4096) -> np.ndarray:
         """Class scores float32 [n, C] of features [n, h] for every class (see CLASS_SCORES).
 
         The whole [n, C] matrix is returned: for many samples use `score_against_all`.
@@ -126,7 +133,8 @@ class ClassEmbeddingScorer:
                for i in range(0, len(features), batch_size)]
         return np.concatenate(out) if out else np.zeros([0, self.num_classes], np.float32)
 
-    def score_against_all(self, features, class_ids, class_score="references", batch_size=4096):
+    def score_against_all(self, features: np.ndarray, class_ids: np.ndarray, class_score: str = "references",
+                          batch_size: int = 4096) -> CrossClassScores:
         """The labelled class's score and the best other class, for features [n, h], class ids [n].
 
         Only one batch's scores exist at a time. With a single class there is no other
@@ -149,7 +157,7 @@ class ClassEmbeddingScorer:
         best[~np.isfinite(best_score)] = -1
         return CrossClassScores(own_similarity, own_score, best, best_score)
 
-    def score(self, features, class_ids, batch_size=4096):
+    def score(self, features: np.ndarray, class_ids: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Cosine similarities float32 [n] for features [n, h] and class ids [n]."""
         features = np.asarray(features, dtype=np.float32)
         class_ids = np.asarray(class_ids, dtype=np.int32)
@@ -158,7 +166,8 @@ class ClassEmbeddingScorer:
         return np.concatenate(out) if out else np.zeros([0], np.float32)
 
 
-def score_per_sample(model, features, class_ids, reference_table):
+def score_per_sample(model: CleanNet, features: np.ndarray, class_ids: np.ndarray,
+                     reference_table: np.ndarray) -> np.ndarray:
     """The original path: each sample's reference set gathered and encoded. Returns [n]."""
     reference = tf.gather(tf.constant(reference_table, tf.float32), class_ids)
     phi_s, _, phi_q, _ = model((tf.constant(features, tf.float32), reference), training=False)

@@ -10,6 +10,8 @@ At each validation train.py writes, to the val writer:
   accuracy at --val_sim_thres per class.
 """
 
+from collections.abc import Sequence
+
 import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.pr_curve import metadata as pr_metadata
@@ -19,7 +21,7 @@ from cleannet.decision import ThresholdDecision
 PR_THRESHOLDS = 101
 
 
-def pr_curve_data(labels, scores, num_thresholds=PR_THRESHOLDS):
+def pr_curve_data(labels: np.ndarray, scores: np.ndarray, num_thresholds: int = PR_THRESHOLDS) -> np.ndarray:
     """TensorBoard's PR-curve tensor: float32 [6, T] = TP, FP, TN, FN, precision, recall.
 
     Args:
@@ -40,7 +42,8 @@ def pr_curve_data(labels, scores, num_thresholds=PR_THRESHOLDS):
     return np.stack([tp, fp, tn, fn, precision, recall]).astype(np.float32)
 
 
-def per_class_table(similarities, vlabels, class_ids, threshold, class_names=None):
+def per_class_table(similarities: np.ndarray, vlabels: np.ndarray, class_ids: np.ndarray, threshold: float,
+                    class_names: Sequence[str] | None = None) -> str:
     """Markdown table: class, samples, wrong-label share, accuracy at threshold."""
     rows = ["| class | samples | wrong labels | accuracy |", "|---|---|---|---|"]
     correct = ThresholdDecision(threshold).verdicts(similarities) == (vlabels == 1)
@@ -52,7 +55,8 @@ def per_class_table(similarities, vlabels, class_ids, threshold, class_names=Non
     return "\n".join(rows)
 
 
-def write_validation_summaries(step, similarities, vlabels, class_ids, threshold, class_names=None):
+def write_validation_summaries(step: int, similarities: np.ndarray, vlabels: np.ndarray, class_ids: np.ndarray,
+                               threshold: float, class_names: Sequence[str] | None = None) -> None:
     """Writes the views above at `step` to the default summary writer."""
     similarities = np.asarray(similarities, np.float32)
     vlabels = np.asarray(vlabels)

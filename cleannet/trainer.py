@@ -46,7 +46,7 @@ __all__ = ["TrainConfig", "FeatureTables", "Trainer", "load_tables", "train"]
 TRAIN_ACCURACY_THRESHOLD = 0.1  # the original's train accuracy ignores --val_sim_thres
 
 
-def check_log_normalisable(array, path, embed_norm):
+def check_log_normalisable(array: np.ndarray, path: str, embed_norm: str) -> None:
     """embed_norm=log takes log(x + 1): refuse negative features up front (NaN otherwise)."""
     if embed_norm == "log" and array.size and float(np.min(array)) < 0:
         raise InputError("has negative features (min %g); --embed_norm=log computes log(x + 1) and "
@@ -69,7 +69,7 @@ class FeatureTables:
     all_offsets: np.ndarray = None
 
 
-def load_tables(config):
+def load_tables(config: TrainConfig) -> FeatureTables:
     """Loads ref.npy, train.npy, val.npy and (when batch_size_unsup > 0) all.npy, checked."""
     path = lambda name: os.path.join(config.data_dir, name)
     reference = datafiles.load_ref(path("ref.npy"), config.img_dim, config.num_ref)
@@ -105,7 +105,8 @@ class Trainer:
     """CleanNet's training task: the model, optimizer and compiled train/validation steps,
     plus what noisylabels.training_loop.TrainingLoop asks of a task (next_step, log, validate)."""
 
-    def __init__(self, config: TrainConfig, tables: FeatureTables, strategy=None):
+    def __init__(self, config: TrainConfig, tables: FeatureTables,
+                 strategy: tf.distribute.Strategy | None = None) -> None:
         self.config = config
         self.tables = tables
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -147,7 +148,7 @@ class Trainer:
         self._writers = None
         self._class_names = tsv_reader.read_class_list(config.class_list) if config.class_list else None
 
-    def current_learning_rate(self):
+    def current_learning_rate(self) -> tf.Tensor:
         c = self.config
         return staircase_learning_rate(self.global_step, c.learning_rate, c.lr_update, c.lr_decay)
 

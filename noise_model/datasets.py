@@ -51,7 +51,7 @@ METADATA_FILE = "metadata.json"
 # Metadata, C and split sizes.
 
 
-def read_metadata(prepared_dir):
+def read_metadata(prepared_dir: str) -> dict:
     """Reads `prepared_dir/metadata.json`.
 
     Returns:
@@ -86,7 +86,7 @@ def read_metadata(prepared_dir):
     return metadata
 
 
-def load_matrix_c(prepared_dir, num_classes):
+def load_matrix_c(prepared_dir: str, num_classes: int) -> np.ndarray:
     """Loads C ([noisy, clean], columns p(noisy | clean)) as float32 [L, L].
 
     Raises:
@@ -120,7 +120,7 @@ def _check_split(dataset, prepared_dir, split):
     return metadata
 
 
-def split_size(dataset, prepared_dir, split):
+def split_size(dataset: str, prepared_dir: str, split: str) -> int:
     """The number of samples in a split (int)."""
     _check_split(dataset, prepared_dir, split)
     if dataset in ARRAY_DATASETS:
@@ -150,7 +150,8 @@ def _check_labels(labels, num_classes, path):
                              % (bad[0], name, labels[bad[0], column], limit), path=path)
 
 
-def load_array_split(prepared_dir, split, num_classes, image_size):
+def load_array_split(prepared_dir: str, split: str, num_classes: int,
+                     image_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Loads a cifar10/digits split → (images uint8 [n, s, s, 3], labels int64 [n, 3])."""
     images_path = os.path.join(prepared_dir, "%s_images.npy" % split)
     labels_path = os.path.join(prepared_dir, "%s_labels.npy" % split)
@@ -166,7 +167,7 @@ def load_array_split(prepared_dir, split, num_classes, image_size):
     return images, labels.astype(np.int64)
 
 
-def read_split_list(path, dataset_root, num_classes):
+def read_split_list(path: str, dataset_root: str, num_classes: int) -> tuple[list[str], np.ndarray]:
     """Reads a clothing1m `{split}.txt`.
 
     Returns:
@@ -196,7 +197,7 @@ def read_split_list(path, dataset_root, num_classes):
     return paths, np.asarray(labels, dtype=np.int64).reshape(-1, 3)
 
 
-def load_mean_image(prepared_dir, size):
+def load_mean_image(prepared_dir: str, size: int) -> np.ndarray:
     """Loads `mean_image.npy` as float32 [size, size, 3] (InputError otherwise)."""
     path = os.path.join(prepared_dir, "mean_image.npy")
     mean = load_npy(path, field="mean_image", ndim=3)
@@ -210,7 +211,7 @@ def load_mean_image(prepared_dir, size):
 # The pipelines.
 
 
-def training_order(num_samples, seed, start_position=0):
+def training_order(num_samples: int, seed: int, start_position: int = 0) -> tf.data.Dataset:
     """The training stream's row indices from stream position `start_position` on.
 
     Epoch e is the permutation of range(num_samples) seeded by (seed, e); epochs follow
@@ -301,8 +302,8 @@ def _file_dataset(prepared_dir, split, metadata, batch_size, training, seed, dro
     return data.prefetch(tf.data.AUTOTUNE)
 
 
-def make_dataset(dataset, prepared_dir, split, batch_size, training, seed=0, drop_remainder=None,
-                 start_iteration=0):
+def make_dataset(dataset: str, prepared_dir: str, split: str, batch_size: int, training: bool, seed: int = 0,
+                 drop_remainder: bool | None = None, start_iteration: int = 0) -> tf.data.Dataset:
     """A tf.data pipeline over one prepared split.
 
     Args:

@@ -93,7 +93,8 @@ def _run_split(test: SplitTest, iteration: int) -> _SplitResult:
                         join(predictions, np.int64), np.concatenate(ntype_probs) if ntype_probs else None)
 
 
-def evaluate(tests: List[SplitTest], iteration: int, writer, num_classes: int) -> Dict[str, float]:
+def evaluate(tests: List[SplitTest], iteration: int, writer: tf.summary.SummaryWriter,
+             num_classes: int) -> Dict[str, float]:
     """Runs every test split once and writes its scalars and views at `iteration`.
 
     Returns:

@@ -15,6 +15,9 @@ the noise-type logits. Everything is computed in log space and in float64, so lo
 values.
 """
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import keras
 import tensorflow as tf
@@ -27,7 +30,7 @@ FLT_MIN = float(np.finfo(np.float32).tiny)
 LOG_FLT_MIN = float(np.log(np.float64(FLT_MIN)))
 
 
-def validate_matrix_c(matrix_c):
+def validate_matrix_c(matrix_c: np.ndarray | list) -> np.ndarray:
     """Checks that `matrix_c` is a finite, non-negative L×L array with L ≥ 2.
 
     Returns:
@@ -83,7 +86,8 @@ def _check_label_range(labels, num_classes):
         message="noisy label out of range: expected -1 (none) or 0..L-1")]
 
 
-def noisy_label_posteriors(clean_logits, ntype_logits, noisy_labels, matrix_c):
+def noisy_label_posteriors(clean_logits: tf.Tensor, ntype_logits: tf.Tensor, noisy_labels: tf.Tensor,
+                           matrix_c: tf.Tensor) -> dict[str, tf.Tensor]:
     """The forward pass of docs/originals.md#noisy-label-model-the-loss-layer (no gradients: use `NoisyLabelLoss` for training).
 
     Args:
@@ -175,7 +179,7 @@ class NoisyLabelLoss(keras.layers.Layer):
       returned as constants.
     """
 
-    def __init__(self, matrix_c, update_noise_lr=1.0, **kwargs):
+    def __init__(self, matrix_c: np.ndarray | list, update_noise_lr: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         matrix = validate_matrix_c(matrix_c)
         self.num_classes = int(matrix.shape[0])
@@ -184,7 +188,8 @@ class NoisyLabelLoss(keras.layers.Layer):
             name="matrix_c", shape=matrix.shape, dtype="float32",
             initializer=keras.initializers.Constant(matrix), trainable=False)
 
-    def call(self, inputs, return_posteriors=False, update_noise_lr=None):
+    def call(self, inputs: Sequence[tf.Tensor], return_posteriors: bool = False,
+             update_noise_lr: float | tf.Tensor | None = None) -> tf.Tensor | tuple[tf.Tensor, ...]:
         clean_logits, ntype_logits, noisy_labels = inputs
         clean_logits = tf.convert_to_tensor(clean_logits)
         ntype_logits = tf.convert_to_tensor(ntype_logits)
@@ -225,7 +230,9 @@ class NoisyLabelLoss(keras.layers.Layer):
             return loss, tf.stop_gradient(p_y), tf.stop_gradient(p_z), tf.stop_gradient(q_yz)
         return loss
 
-    def compute_output_spec(self, inputs, return_posteriors=False, update_noise_lr=None):
+    def compute_output_spec(self, inputs: Sequence[keras.KerasTensor], return_posteriors: bool = False,
+                            update_noise_lr: float | None = None
+                            ) -> keras.KerasTensor | tuple[keras.KerasTensor, ...]:
         clean_logits, ntype_logits, _ = inputs
         loss = keras.KerasTensor((), dtype="float32")
         if not return_posteriors:
@@ -235,14 +242,14 @@ class NoisyLabelLoss(keras.layers.Layer):
                 keras.KerasTensor((m, NUM_NOISE_TYPES), dtype="float32"),
                 keras.KerasTensor((m, num_classes, NUM_NOISE_TYPES), dtype="float32"))
 
-    def get_config(self):
+    def get_config(self) -> dict:
         config = super().get_config()
         config.update({"matrix_c": np.asarray(self.matrix_c.numpy()).tolist(),
                        "update_noise_lr": self.update_noise_lr})
         return config
 
 
-def masked_cross_entropy(labels, logits):
+def masked_cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     """Softmax cross-entropy over the samples with a label, divided by the whole batch.
 
     Args:
@@ -260,7 +267,7 @@ def masked_cross_entropy(labels, logits):
     return tf.reduce_sum(per_sample) / batch_size
 
 
-def masked_accuracy(labels, logits):
+def masked_accuracy(labels: tf.Tensor, logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Counts correct arg-max predictions among the samples with a label.
 
     Args:

@@ -22,6 +22,8 @@ Caffe details kept here:
 """
 
 import math
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import keras
@@ -40,7 +42,7 @@ def _constant(value):
     return keras.initializers.Constant(value)
 
 
-def caffe_pool_output_size(size, pool_size, stride):
+def caffe_pool_output_size(size: int, pool_size: int, stride: int) -> int:
     """Caffe's pooled size with pad 0: ceil((size − pool_size) / stride) + 1."""
     return int(math.ceil((size - pool_size) / stride)) + 1
 
@@ -55,7 +57,7 @@ class CaffePooling2D(keras.layers.Layer):
     pad 0). H and W must be known when the layer is called.
     """
 
-    def __init__(self, pool_size=3, strides=2, mode="max", **kwargs):
+    def __init__(self, pool_size: int = 3, strides: int = 2, mode: str = "max", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if mode not in ("max", "ave"):
             raise ValueError("mode must be 'max' or 'ave', got %r" % (mode,))
@@ -67,7 +69,7 @@ class CaffePooling2D(keras.layers.Layer):
         out = caffe_pool_output_size(size, self.pool_size, self.strides)
         return max(0, (out - 1) * self.strides + self.pool_size - size)
 
-    def call(self, inputs):
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
         height, width = inputs.shape[1], inputs.shape[2]
         if height is None or width is None:
             raise ValueError("CaffePooling2D needs a static height and width, got %s"
@@ -86,12 +88,12 @@ class CaffePooling2D(keras.layers.Layer):
         fraction = tf.nn.avg_pool2d(tf.constant(inside), window, stride, "VALID")
         return pooled / tf.cast(fraction, pooled.dtype)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
         batch, height, width, channels = input_shape
         return (batch, caffe_pool_output_size(height, self.pool_size, self.strides),
                 caffe_pool_output_size(width, self.pool_size, self.strides), channels)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         config = super().get_config()
         config.update({"pool_size": self.pool_size, "strides": self.strides, "mode": self.mode})
         return config
@@ -104,7 +106,8 @@ class CaffeLRN(keras.layers.Layer):
     output float [B, H, W, C].
     """
 
-    def __init__(self, local_size=5, alpha=1e-4, beta=0.75, k=1.0, **kwargs):
+    def __init__(self, local_size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if local_size % 2 != 1:
             raise ValueError("local_size must be odd, got %d" % local_size)
@@ -113,15 +116,15 @@ class CaffeLRN(keras.layers.Layer):
         self.beta = float(beta)
         self.k = float(k)
 
-    def call(self, inputs):
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
         return tf.nn.local_response_normalization(
             inputs, depth_radius=(self.local_size - 1) // 2, bias=self.k,
             alpha=self.alpha / self.local_size, beta=self.beta)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict:
         config = super().get_config()
         config.update({"local_size": self.local_size, "alpha": self.alpha,
                        "beta": self.beta, "k": self.k})
@@ -136,7 +139,7 @@ class GroupedConv2D(keras.layers.Conv2D):
     because Keras compiles grouped convolutions with XLA on every call.
     """
 
-    def convolution_op(self, inputs, kernel):
+    def convolution_op(self, inputs: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
         if self.groups == 1:
             return super().convolution_op(inputs, kernel)
         input_groups = tf.split(inputs, self.groups, axis=-1)
@@ -158,7 +161,7 @@ class CifarQuick(keras.Model):
     Init: Gaussian std 1e-4 (conv1), 0.01 (conv2, conv3), 0.1 (ip1, ip2); biases 0.
     """
 
-    def __init__(self, num_outputs, **kwargs):
+    def __init__(self, num_outputs: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.num_outputs = int(num_outputs)
         self.conv1 = keras.layers.Conv2D(32, 5, padding="same", name="conv1",
@@ -175,16 +178,16 @@ class CifarQuick(keras.Model):
         self.ip2 = keras.layers.Dense(self.num_outputs, name="ip2",
                                       kernel_initializer=_gaussian(0.1))
 
-    def features(self, x):
+    def features(self, x: tf.Tensor) -> tf.Tensor:
         """float32 [B, 32, 32, 3] → the [B, 4, 4, 64] map before the dense layers."""
         x = tf.nn.relu(self.pool1(self.conv1(x)))
         x = self.pool2(tf.nn.relu(self.conv2(x)))
         return self.pool3(tf.nn.relu(self.conv3(x)))
 
-    def call(self, x, training=False):
+    def call(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
         return self.ip2(self.ip1(self.flatten(self.features(x))))
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"num_outputs": self.num_outputs, "name": self.name}
 
 
@@ -195,7 +198,7 @@ class _CaffeNetConvs(keras.Model):
     conv4 and conv5 (as bvlc_reference_caffenet).
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         conv_init = _gaussian(0.01)
         self.conv1 = keras.layers.Conv2D(96, 11, strides=4, padding="valid", name="conv1",
@@ -215,7 +218,7 @@ class _CaffeNetConvs(keras.Model):
         self.pool5 = CaffePooling2D(3, 2, "max", name="pool5")
         self.flatten = keras.layers.Flatten(name="flatten")
 
-    def features(self, x):
+    def features(self, x: tf.Tensor) -> tf.Tensor:
         """float32 [B, 227, 227, 3] → pool5 [B, 6, 6, 256] (55 → 27 → 13 → 6)."""
         x = self.norm1(self.pool1(tf.nn.relu(self.conv1(x))))
         x = self.norm2(self.pool2(tf.nn.relu(self.conv2(x))))
@@ -233,7 +236,7 @@ class CaffeNet(_CaffeNetConvs):
     0.01 with bias 0.
     """
 
-    def __init__(self, num_outputs=14, dropout_rate=0.5, **kwargs):
+    def __init__(self, num_outputs: int = 14, dropout_rate: float = 0.5, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.num_outputs = int(num_outputs)
         self.dropout_rate = float(dropout_rate)
@@ -246,13 +249,13 @@ class CaffeNet(_CaffeNetConvs):
         self.fc8 = keras.layers.Dense(self.num_outputs, name="fc8",
                                       kernel_initializer=_gaussian(0.01))
 
-    def call(self, x, training=False):
+    def call(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
         x = self.flatten(self.features(x))
         x = self.drop6(tf.nn.relu(self.fc6(x)), training=training)
         x = self.drop7(tf.nn.relu(self.fc7(x)), training=training)
         return self.fc8(x)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"num_outputs": self.num_outputs, "dropout_rate": self.dropout_rate,
                 "name": self.name}
 
@@ -265,7 +268,7 @@ class CaffeNetNoiseType(_CaffeNetConvs):
     corresponding layers).
     """
 
-    def __init__(self, dropout_rate=0.5, **kwargs):
+    def __init__(self, dropout_rate: float = 0.5, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.dropout_rate = float(dropout_rate)
         self.fc6 = keras.layers.Dense(4096, name="fc6", kernel_initializer=_gaussian(0.005),
@@ -278,17 +281,17 @@ class CaffeNetNoiseType(_CaffeNetConvs):
         self.fc8_ntype = keras.layers.Dense(NUM_NOISE_TYPES, name="fc8_ntype",
                                             kernel_initializer=_gaussian(0.01))
 
-    def call(self, x, training=False):
+    def call(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
         x = self.flatten(self.features(x))
         x = self.drop6(tf.nn.relu(self.fc6(x)), training=training)
         x = self.drop7(tf.nn.relu(self.fc7_ntype(x)), training=training)
         return self.fc8_ntype(x)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"dropout_rate": self.dropout_rate, "name": self.name}
 
 
-def image_size(dataset):
+def image_size(dataset: str) -> int:
     """Input side length of the dataset's networks: 32 (cifar10, digits) or 227."""
     _check_dataset(dataset)
     return 227 if dataset == "clothing1m" else 32
@@ -300,13 +303,13 @@ def _check_dataset(dataset):
                          field="dataset")
 
 
-def build_model(model, size):
+def build_model(model: keras.Model, size: int) -> keras.Model:
     """Creates `model`'s weights by calling it once on zeros [1, size, size, 3]."""
     model(tf.zeros([1, size, size, 3], tf.float32), training=False)
     return model
 
 
-def build_clean_model(dataset, num_classes):
+def build_clean_model(dataset: str, num_classes: int) -> keras.Model:
     """The clean-label net of `dataset` with `num_classes` outputs, built (weights exist).
 
     cifar10 and digits: `CifarQuick(num_classes)` named "clean_net"; clothing1m:
@@ -320,7 +323,7 @@ def build_clean_model(dataset, num_classes):
     return build_model(model, image_size(dataset))
 
 
-def build_ntype_model(dataset):
+def build_ntype_model(dataset: str) -> keras.Model:
     """The noise-type net of `dataset` (3 outputs), built: CifarQuick(3) or CaffeNetNoiseType."""
     _check_dataset(dataset)
     if dataset == "clothing1m":
@@ -336,16 +339,16 @@ class JointModel(keras.Model):
     `call(x, training=False)` → `(clean_logits [B, L], ntype_logits [B, 3])`.
     """
 
-    def __init__(self, clean_model, ntype_model, **kwargs):
+    def __init__(self, clean_model: keras.Model, ntype_model: keras.Model, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.clean_net = clean_model
         self.ntype_net = ntype_model
 
-    def call(self, x, training=False):
+    def call(self, x: tf.Tensor, training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
         return self.clean_net(x, training=training), self.ntype_net(x, training=training)
 
 
-def build_stage_net(dataset, kind, num_classes, image_size):
+def build_stage_net(dataset: str, kind: str, num_classes: int, image_size: int) -> keras.Model:
     """Builds (creates the weights of) a training stage's model.
 
     Args:
@@ -369,7 +372,8 @@ def build_stage_net(dataset, kind, num_classes, image_size):
     return build_model(model, image_size)
 
 
-def copy_matching_weights(source_model, target_model, layer_names=None):
+def copy_matching_weights(source_model: keras.Model, target_model: keras.Model,
+                          layer_names: Iterable[str] | None = None) -> list[str]:
     """Caffe's copy-by-name: copies each layer whose name and weight shapes match.
 
     Looks at the direct layers of both models (for a `JointModel`, pass its `clean_net`
@@ -406,6 +410,6 @@ def copy_matching_weights(source_model, target_model, layer_names=None):
     return copied
 
 
-def conv_layer_names(model):
+def conv_layer_names(model: keras.Model) -> list[str]:
     """Names of `model`'s convolution layers, in order (e.g. conv1, conv2, conv3)."""
     return [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]

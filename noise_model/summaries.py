@@ -13,6 +13,8 @@
   entry), once at the start of a joint stage, as an image and a text table.
 """
 
+from collections.abc import Sequence
+
 import numpy as np
 import tensorflow as tf
 
@@ -25,7 +27,7 @@ CELL_PIXELS = 16  # each matrix cell is drawn as a CELL_PIXELS × CELL_PIXELS bl
 # The statistics (NumPy).
 
 
-def confusion_matrix(targets, predictions, num_classes):
+def confusion_matrix(targets: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts of (true class, predicted class) over the samples with a label.
 
     Args:
@@ -44,7 +46,8 @@ def confusion_matrix(targets, predictions, num_classes):
     return matrix
 
 
-def noise_type_averages(ntype_probs, noisy_labels, num_classes):
+def noise_type_averages(ntype_probs: np.ndarray, noisy_labels: np.ndarray,
+                        num_classes: int) -> tuple[np.ndarray, dict[int, tuple[np.ndarray, int]]]:
     """Mean p(z|x) overall and per noisy label.
 
     Args:
@@ -71,7 +74,7 @@ def noise_type_averages(ntype_probs, noisy_labels, num_classes):
 # Rendering.
 
 
-def matrix_image(matrix, normalise_rows=False):
+def matrix_image(matrix: np.ndarray, normalise_rows: bool = False) -> np.ndarray:
     """A matrix as a grey-level image: uint8 [rows·CELL_PIXELS, cols·CELL_PIXELS, 3].
 
     Values are divided by each row's sum (normalise_rows) or by the largest entry, so 255 =
@@ -89,7 +92,7 @@ def matrix_image(matrix, normalise_rows=False):
     return np.stack([grey] * 3, axis=-1)
 
 
-def markdown_table(header, rows):
+def markdown_table(header: Sequence[object], rows: Sequence[Sequence[object]]) -> str:
     """A Markdown table (TensorBoard's text plugin renders it): header list, rows of lists."""
     lines = ["| " + " | ".join(str(h) for h in header) + " |",
              "|" + "---|" * len(header)]
@@ -97,14 +100,14 @@ def markdown_table(header, rows):
     return "\n".join(lines)
 
 
-def confusion_table(matrix):
+def confusion_table(matrix: np.ndarray) -> str:
     """Markdown table of counts: rows "true i", columns "pred j"."""
     k = len(matrix)
     return markdown_table(["true \\ pred"] + [str(j) for j in range(k)],
                           [["%d" % i] + ["%d" % v for v in matrix[i]] for i in range(k)])
 
 
-def noise_type_table(overall, per_class):
+def noise_type_table(overall: np.ndarray, per_class: dict[int, tuple[np.ndarray, int]]) -> str:
     """Markdown table: one row "all" and one per noisy class; columns mean p(z|x), count."""
     header = ["samples"] + ["p(z=%d|x) %s" % (z, name) for z, name in enumerate(NOISE_TYPE_NAMES)]
     rows = [["all"] + ["%.4f" % v for v in overall]]
@@ -117,17 +120,18 @@ def noise_type_table(overall, per_class):
 # Writing (to the default summary writer).
 
 
-def write_image(tag, image, step):
+def write_image(tag: str, image: np.ndarray, step: int) -> None:
     """Writes one uint8 [H, W, 3] image as TensorBoard's image summary."""
     tf.summary.image(tag, np.asarray(image, np.uint8)[None], step=step)
 
 
-def write_text(tag, text, step):
+def write_text(tag: str, text: str, step: int) -> None:
     """Writes one text (Markdown) summary."""
     tf.summary.text(tag, text, step=step)
 
 
-def write_confusion(prefix, targets, predictions, num_classes, step):
+def write_confusion(prefix: str, targets: np.ndarray, predictions: np.ndarray, num_classes: int,
+                    step: int) -> np.ndarray:
     """Writes `{prefix}/confusion_matrix` (image and text); returns the matrix."""
     matrix = confusion_matrix(targets, predictions, num_classes)
     write_image("%s/confusion_matrix" % prefix, matrix_image(matrix, normalise_rows=True), step)
@@ -135,7 +139,8 @@ def write_confusion(prefix, targets, predictions, num_classes, step):
     return matrix
 
 
-def write_noise_type_posterior(prefix, ntype_probs, noisy_labels, num_classes, step):
+def write_noise_type_posterior(prefix: str, ntype_probs: np.ndarray, noisy_labels: np.ndarray, num_classes: int,
+                               step: int) -> tuple[np.ndarray, dict[int, tuple[np.ndarray, int]]]:
     """Writes `{prefix}/noise_type_posterior` (text and image); returns (overall, per_class)."""
     overall, per_class = noise_type_averages(ntype_probs, noisy_labels, num_classes)
     write_text("%s/noise_type_posterior_table" % prefix, noise_type_table(overall, per_class), step)
@@ -145,7 +150,7 @@ def write_noise_type_posterior(prefix, ntype_probs, noisy_labels, num_classes, s
     return overall, per_class
 
 
-def write_matrix_c(matrix_c, step):
+def write_matrix_c(matrix_c: np.ndarray, step: int) -> None:
     """Writes C once (image `matrix_c`, text `matrix_c_table`, 4 decimals)."""
     matrix_c = np.asarray(matrix_c, np.float64)
     write_image("matrix_c", matrix_image(matrix_c), step)

@@ -13,13 +13,18 @@ Every problem with a file is an `InputError` naming the file and the field (colu
 array) at fault; rows of a .npy file are counted from 0.
 """
 
+from __future__ import annotations
+
+import os
+
 import numpy as np
 
 from noisylabels.errors import InputError
 from noisylabels.fileio import load_npy
 
 
-def load_verified(path, img_dim):
+def load_verified(path: str | os.PathLike,
+                  img_dim: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Loads train.npy / val.npy.
 
     Args:
@@ -49,7 +54,8 @@ def load_verified(path, img_dim):
     return features, class_ids, vlabels
 
 
-def load_all(path, img_dim, allow_pickle=False):
+def load_all(path: str | os.PathLike, img_dim: int | None,
+             allow_pickle: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Loads all.npy (all samples, grouped by class).
 
     Our layout is memory-mapped (read-only), so a large file is not read whole: the
@@ -96,7 +102,7 @@ def load_all(path, img_dim, allow_pickle=False):
     return features, class_ids
 
 
-def load_ref(path, img_dim, num_ref):
+def load_ref(path: str | os.PathLike, img_dim: int | None, num_ref: int | None) -> np.ndarray:
     """Loads ref.npy.
 
     Args:
@@ -120,7 +126,8 @@ def load_ref(path, img_dim, num_ref):
     return ref
 
 
-def refuse_negative_for_log(features, path, embed_norm, line_numbers=None):
+def refuse_negative_for_log(features: np.ndarray, path: str, embed_norm: str,
+                            line_numbers: np.ndarray | None = None) -> None:
     """embed_norm=log takes log(x + 1): negative features would give NaN scores.
 
     Args:
@@ -142,14 +149,14 @@ def refuse_negative_for_log(features, path, embed_norm, line_numbers=None):
                          % (prefix, float(np.min(features[row]))), path=path, field="feature", **where)
 
 
-def require_full_batch(num_rows, batch_size, path, flag="--batch_size"):
+def require_full_batch(num_rows: int, batch_size: int, path: str, flag: str = "--batch_size") -> None:
     """Refuses a file with fewer rows than one batch (scoring full batches would see none)."""
     if num_rows < batch_size:
         raise InputError("has %d rows, fewer than %s=%d: there is no full batch to score"
                          % (num_rows, flag, batch_size), path=path)
 
 
-def check_class_ids(class_ids, num_classes, path):
+def check_class_ids(class_ids: np.ndarray, num_classes: int, path: str) -> None:
     """Raises InputError unless every class id is in [0, num_classes).
 
     Use it where a file's class ids must fit another file (e.g. train.npy vs ref.npy).
@@ -163,7 +170,7 @@ def check_class_ids(class_ids, num_classes, path):
                          path=path, field="class id")
 
 
-def class_offsets(class_ids, num_classes=None):
+def class_offsets(class_ids: np.ndarray, num_classes: int | None = None) -> np.ndarray:
     """Start offsets of each class in grouped (sorted) class ids.
 
     Args:

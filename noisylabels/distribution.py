@@ -11,13 +11,19 @@
   writes a checkpoint and exits cleanly.
 """
 
+from __future__ import annotations
+
 import os
 import signal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
 
 
-def split_cpu(num_cpu_replicas):
+def split_cpu(num_cpu_replicas: int) -> None:
     """Splits the CPU into logical devices (call before TensorFlow initialises its devices)."""
     import tensorflow as tf
 
@@ -27,7 +33,7 @@ def split_cpu(num_cpu_replicas):
             cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(num_cpu_replicas)])
 
 
-def make_strategy(distribution):
+def make_strategy(distribution: str) -> tf.distribute.Strategy:
     """The tf.distribute strategy for --distribution (multi_worker reads TF_CONFIG)."""
     import tensorflow as tf
 
@@ -47,13 +53,13 @@ def _task(strategy):
     return resolver.task_type, resolver.task_id
 
 
-def is_chief(strategy):
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """True for a single-process run and for worker 0 (or the chief) of a cluster."""
     task_type, task_id = _task(strategy)
     return task_type is None or task_type == "chief" or (task_type == "worker" and task_id == 0)
 
 
-def output_dir(directory, strategy):
+def output_dir(directory: str, strategy: tf.distribute.Strategy) -> str:
     """`directory` for the chief; `directory/.worker_TYPE_ID` for the other workers."""
     if is_chief(strategy):
         return directory
@@ -64,11 +70,11 @@ def output_dir(directory, strategy):
 class TerminationFlag:
     """Context manager turning SIGTERM into `self.requested = True` for the loop to check."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.requested = False
         self._previous = None
 
-    def __enter__(self):
+    def __enter__(self) -> TerminationFlag:
         try:
             self._previous = signal.signal(signal.SIGTERM, self._handle)
         except ValueError:  # not the main thread
@@ -79,7 +85,7 @@ class TerminationFlag:
         del signum, frame
         self.requested = True
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> bool:
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
         return False

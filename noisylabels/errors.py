@@ -6,7 +6,10 @@ with `cli_main`, so the user sees a single line on stderr and a non-zero exit st
 instead of a Python traceback.
 """
 
+from __future__ import annotations
+
 import sys
+from collections.abc import Callable
 
 
 class InputError(Exception):
@@ -19,7 +22,8 @@ class InputError(Exception):
       field: the column, flag or array the problem is in (or None).
     """
 
-    def __init__(self, message, path=None, line=None, field=None):
+    def __init__(self, message: str, path: str | None = None, line: int | None = None,
+                 field: str | None = None) -> None:
         self.message = message
         self.path = path
         self.line = line
@@ -51,14 +55,14 @@ EXIT_TRAINING_ERROR = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
 
-def describe_os_error(err):
+def describe_os_error(err: OSError) -> str:
     """One line for an OSError: "PATH: REASON" (both paths of a failed rename)."""
     where = [str(p) for p in (err.filename, err.filename2) if p is not None]
     reason = err.strerror or str(err)
     return (" -> ".join(where) + ": " if where else "") + reason.replace("\n", " ")
 
 
-def cli_main(main):
+def cli_main(main: Callable[[list[str]], object]) -> Callable[[list[str]], object]:
     """Wraps an absl `main(argv)`: `InputError` becomes one stderr line and exit 2,
     `TrainingError` one stderr line and exit 1, an OSError that no tool turned into an
     `InputError` (a file it could not read or write) one line naming the path and exit 2,
@@ -89,7 +93,7 @@ def cli_main(main):
     return wrapped
 
 
-def check_flag(condition, flag, message):
+def check_flag(condition: bool, flag: str, message: str) -> None:
     """Raises InputError naming `--flag` unless `condition` holds."""
     if not condition:
         raise InputError(message, field="--%s" % flag)

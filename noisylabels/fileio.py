@@ -7,6 +7,8 @@ passes the user's explicit permission, and every failure is an `InputError` nami
 file.
 """
 
+from __future__ import annotations
+
 import codecs
 import contextlib
 import errno
@@ -17,6 +19,8 @@ import signal
 import tempfile
 import threading
 import zipfile
+from collections.abc import Iterable, Iterator, Mapping
+from typing import IO, Any
 
 import numpy as np
 
@@ -28,14 +32,14 @@ _TEMPORARIES = {}
 _SIGNAL_CLEANUP_INSTALLED = False
 
 
-def usual_mode(directory):
+def usual_mode(directory: bool) -> int:
     """The mode `open` / `mkdir` would give under the current umask (0644 / 0755 for 022)."""
     umask = os.umask(0)
     os.umask(umask)
     return (0o777 if directory else 0o666) & ~umask
 
 
-def set_usual_permissions(root):
+def set_usual_permissions(root: str) -> None:
     """Gives `root` and everything under it the usual modes (`usual_mode`), so that a
     program run by another user can read what tempfile.mkdtemp (0700) and friends made."""
     os.chmod(root, usual_mode(directory=True))
@@ -46,7 +50,7 @@ def set_usual_permissions(root):
             os.chmod(os.path.join(parent, name), usual_mode(directory=False))
 
 
-def output_error(path, err):
+def output_error(path: str, err: OSError) -> InputError:
     """An `InputError` naming the output `path` for an OSError met while writing it."""
     reason = err.strerror or str(err)
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -54,7 +58,7 @@ def output_error(path, err):
     return InputError("cannot write (%s)" % reason, path=path)
 
 
-def remove_temporaries():
+def remove_temporaries() -> None:
     """Removes the registered temporary files and directories of this process, and the
     files named after them (`TMP.*`, e.g. a scratch file a tool keeps beside its output)."""
     for path, pid in list(_TEMPORARIES.items()):
@@ -94,7 +98,7 @@ def _install_signal_cleanup():
 
 
 @contextlib.contextmanager
-def registered_temporary(path):
+def registered_temporary(path: str) -> Iterator[str]:
     """Marks an existing temporary file or directory for removal on exit from the block
     by an exception (KeyboardInterrupt included) or on SIGTERM; yields `path`.
 
@@ -114,7 +118,8 @@ def registered_temporary(path):
         _TEMPORARIES.pop(path, None)
 
 
-def refuse_output_equal_to_inputs(output_paths, input_paths):
+def refuse_output_equal_to_inputs(output_paths: Mapping[str, str | None],
+                                  input_paths: Iterable[tuple[str, str | None]]) -> None:
     """Raises InputError if an output path names the same file as an input path.
 
     Args:
@@ -133,7 +138,7 @@ def refuse_output_equal_to_inputs(output_paths, input_paths):
                                  "another output path" % (what, source), path=out, field="--" + flag)
 
 
-def tf_checkpoint_files(directory):
+def tf_checkpoint_files(directory: str | None) -> list[tuple[str, str]]:
     """(description, path) of the TensorFlow checkpoint files in `directory`: its state file
     `checkpoint`, every `*.index` and `*.data-*` (for `refuse_output_equal_to_inputs`)."""
     if not directory or not os.path.isdir(directory):
@@ -153,7 +158,7 @@ def _same_file(a, b):
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """Yields a temporary path beside `path`; renames it onto `path` only on success.
 
     On any exception (including KeyboardInterrupt) the temporary file is removed and
@@ -185,14 +190,14 @@ def atomic_path(path):
 
 
 @contextlib.contextmanager
-def atomic_open(path, mode="w", **kwargs):
+def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
     """Opens a temporary file beside `path` like `open`; it becomes `path` on success."""
     with atomic_path(path) as tmp:
         with open(tmp, mode, **kwargs) as f:
             yield f
 
 
-def save_npy(path, array):
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     """Writes `array` to `path` in `.npy` format (no pickle), atomically."""
     array = np.asarray(array)
     if array.dtype == object:
@@ -205,7 +210,8 @@ def save_npy(path, array):
 MAX_TEXT_LINE_BYTES = 1 << 20
 
 
-def iter_text_lines(path, field=None, max_line_bytes=MAX_TEXT_LINE_BYTES):
+def iter_text_lines(path: str | os.PathLike, field: str | None = None,
+                    max_line_bytes: int = MAX_TEXT_LINE_BYTES) -> Iterator[tuple[int, str]]:
     """Yields (line number, text) for every line of a UTF-8 text file, streamed.
 
     A byte-order mark at the start is dropped and the line end (LF or CRLF) removed, so
@@ -232,7 +238,8 @@ def iter_text_lines(path, field=None, max_line_bytes=MAX_TEXT_LINE_BYTES):
             yield number, text.rstrip("\r\n")
 
 
-def iter_raw_lines(f, path, max_line_bytes, field=None):
+def iter_raw_lines(f: IO[bytes], path: str, max_line_bytes: int,
+                   field: str | None = None) -> Iterator[bytes]:
     """Yields the lines of binary file `f` with their line ends; a line longer than
     `max_line_bytes` is an InputError raised after reading no more than that of it."""
     number = 0
@@ -247,7 +254,8 @@ def iter_raw_lines(f, path, max_line_bytes, field=None):
         yield raw
 
 
-def load_npy(path, field=None, ndim=None, allow_pickle=False, mmap_mode=None, finite=True):
+def load_npy(path: str | os.PathLike, field: str | None = None, ndim: int | None = None,
+             allow_pickle: bool = False, mmap_mode: str | None = None, finite: bool = True) -> np.ndarray:
     """Loads a `.npy` file, turning every failure into an `InputError` naming the file.
 
     Args:
@@ -290,7 +298,7 @@ def load_npy(path, field=None, ndim=None, allow_pickle=False, mmap_mode=None, fi
     return array
 
 
-def check_finite(array, path, field=None, block_bytes=1 << 26):
+def check_finite(array: np.ndarray, path: str, field: str | None = None, block_bytes: int = 1 << 26) -> None:
     """Raises InputError naming the first row (index on the first axis) holding nan or inf.
 
     Only floating-point and complex arrays can hold them; the check reads `block_bytes`

@@ -15,7 +15,7 @@ not grow with its length.
 
 import codecs
 import dataclasses
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Sequence
 
 from noisylabels.errors import InputError
 
@@ -81,7 +81,8 @@ def _check_row(fields, columns, path, line, class_set):
         raise InputError("expected 1, 0 or -1, found %r" % fields[3][:40], path=path, line=line, field="vlabel")
 
 
-def iter_list_rows(path, class_names=None, start=0, stop=None) -> Iterator[ListRow]:
+def iter_list_rows(path: str, class_names: Optional[Sequence[str]] = None, start: int = 0,
+                   stop: Optional[int] = None) -> Iterator[ListRow]:
     """Yields the rows [start, stop) of an image list, checked (module docstring), in order.
 
     Args:

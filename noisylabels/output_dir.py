@@ -8,15 +8,18 @@ complete, with the usual permissions (directories 0755, files 0644 under umask 0
 a server running as another user can read them.
 """
 
+from __future__ import annotations
+
 import os
 import shutil
 import tempfile
+from collections.abc import Collection
 
 from noisylabels.errors import InputError
 from noisylabels.fileio import output_error, registered_temporary, set_usual_permissions
 
 
-def check_output_directory(path, field, allow_non_empty, flag_hint):
+def check_output_directory(path: str, field: str, allow_non_empty: bool, flag_hint: str) -> None:
     """Refuses an output directory that is a file, or non-empty without the user's flag.
 
     Args:
@@ -38,7 +41,7 @@ def check_output_directory(path, field, allow_non_empty, flag_hint):
                              % (shown, flag_hint), path=path, field=field)
 
 
-def make_staging_directory(target):
+def make_staging_directory(target: str) -> str:
     """A new empty directory beside `target` (same file system, so moves are renames)."""
     parent = os.path.dirname(os.path.abspath(target))
     try:
@@ -49,7 +52,7 @@ def make_staging_directory(target):
         raise output_error(target, err) from None
 
 
-def publish_entries(staging, target, owned_names):
+def publish_entries(staging: str, target: str, owned_names: Collection[str]) -> None:
     """Moves everything in `staging` into `target`; replaces only names in `owned_names`.
 
     Args:

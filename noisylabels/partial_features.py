@@ -17,7 +17,7 @@ cut off when the run resumes. The files are removed once the output is complete.
 
 import json
 import os
-from typing import List
+from typing import List, Sequence
 
 import numpy as np
 
@@ -36,7 +36,7 @@ class PartialFeatures:
       skipped: sorted list of the 0-based list rows skipped as unreadable.
     """
 
-    def __init__(self, output_path, settings, feature_dim):
+    def __init__(self, output_path: str | os.PathLike, settings: dict, feature_dim: int) -> None:
         self.log_path = os.fspath(output_path) + ".partial"
         self.features_path = os.fspath(output_path) + ".partial.features"
         self.settings = settings
@@ -46,10 +46,10 @@ class PartialFeatures:
         self.skipped: List[int] = []
         self._log = self._features = None
 
-    def exists(self):
+    def exists(self) -> bool:
         return os.path.exists(self.log_path) or os.path.exists(self.features_path)
 
-    def open(self):
+    def open(self) -> int:
         """Starts a new state, or resumes the existing one. Returns rows_done."""
         if os.path.exists(self.log_path):
             self._resume()
@@ -63,7 +63,7 @@ class PartialFeatures:
         self._features = open(self.features_path, "ab")
         return self.rows_done
 
-    def append(self, rows_done, features, skipped, last_key):
+    def append(self, rows_done: int, features: np.ndarray, skipped: Sequence[int], last_key: str) -> None:
         """Stores one finished batch: float32 [k, feature_dim] features, skipped row indices."""
         block = np.ascontiguousarray(features, dtype="<f4")
         self._features.write(block.tobytes())
@@ -77,19 +77,19 @@ class PartialFeatures:
                                                ",".join(str(int(i)) for i in skipped)))
         self._log.flush()
 
-    def close(self):
+    def close(self) -> None:
         for f in (self._log, self._features):
             if f is not None:
                 f.close()
         self._log = self._features = None
 
-    def features(self):
+    def features(self) -> np.ndarray:
         """The stored features, float32 [feature_rows, feature_dim] (memory-mapped)."""
         if self.feature_rows == 0:
             return np.zeros((0, self.feature_dim), np.float32)
         return np.memmap(self.features_path, dtype="<f4", mode="r", shape=(self.feature_rows, self.feature_dim))
 
-    def remove(self):
+    def remove(self) -> None:
         self.close()
         for path in (self.log_path, self.features_path):
             if os.path.exists(path):

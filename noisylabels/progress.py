@@ -25,7 +25,8 @@ util/convert_data.py and the noise-model data preparation.
 """
 
 import sys
-from typing import Mapping
+from types import TracebackType
+from typing import Mapping, TextIO
 
 from absl import logging
 from tqdm import tqdm
@@ -74,7 +75,8 @@ class Progress:
     """
 
     def __init__(self, total: int | None = None, unit: str = "rows", desc: str = "", log_every_s: float = 10,
-                 stream=None, tty: bool | None = None, redraw_s: float = 0.1, initial: int = 0):
+                 stream: TextIO | None = None, tty: bool | None = None, redraw_s: float = 0.1,
+                 initial: int = 0) -> None:
         if total is not None and total < 0:
             raise ValueError("total must be None or non-negative, got %r" % (total,))
         if log_every_s < 0:
@@ -99,7 +101,8 @@ class Progress:
     def __enter__(self) -> "Progress":
         return self.start()
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
         self.close(stopped=exc_type is not None)
         return False
 

@@ -45,6 +45,7 @@ import io
 import math
 import os
 import re
+from collections.abc import Iterator, Mapping, Sequence
 from typing import List, Optional
 
 import numpy as np
@@ -90,11 +91,11 @@ class TsvChunk:
     ref_ids: Optional[np.ndarray]
     features: np.ndarray
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.line_numbers)
 
 
-def read_class_list(path):
+def read_class_list(path: str | os.PathLike) -> List[str]:
     """Reads a class list file (one name per line).
 
     Args:
@@ -134,13 +135,14 @@ def read_class_list(path):
     return lines
 
 
-def make_class_to_id(class_names):
+def make_class_to_id(class_names: Sequence[str]) -> dict[str, int]:
     """Returns {class name: class id} for a list from `read_class_list`."""
     return {name: class_id for class_id, name in enumerate(class_names)}
 
 
-def iter_tsv_chunks(path, kind, class_to_id, img_dim=None, chunk_rows=4096,
-                    class_list_path=None):
+def iter_tsv_chunks(path: str | os.PathLike, kind: str, class_to_id: Mapping[str, int],
+                    img_dim: Optional[int] = None, chunk_rows: int = 4096,
+                    class_list_path: Optional[str] = None) -> Iterator[TsvChunk]:
     """Streams a TSV file as `TsvChunk`s of up to `chunk_rows` rows, in file order.
 
     Memory is bounded by one chunk: the file is never read whole.
@@ -235,7 +237,7 @@ MAX_META_BYTES = 1 << 16
 MAX_DIM_WITHOUT_IMG_DIM = 1 << 16
 
 
-def max_line_bytes(img_dim):
+def max_line_bytes(img_dim: Optional[int]) -> int:
     """The longest line (bytes, line end included) a valid row of `img_dim` values can be."""
     dim = img_dim if img_dim is not None else MAX_DIM_WITHOUT_IMG_DIM
     return dim * MAX_VALUE_BYTES + MAX_META_BYTES

@@ -23,7 +23,10 @@ atomically. --checkpoint_dir may name train.py's checkpoint directory (latest mo
 best/ subdirectory (best model by validation accuracy).
 """
 
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING
 
 from absl import flags, logging
 
@@ -33,8 +36,16 @@ from noisylabels.flagutil import (define_embed_norm, define_finite_float, define
 
 from cleannet.choices import CLASS_SCORES, DECISIONS, INFERENCE_MODES, OUTPUT_FORMATS
 
+if TYPE_CHECKING:  # imported for the type hints only: the tool loads TensorFlow after checking its inputs
+    import numpy as np
 
-def define_flags():
+    from cleannet.calibration import Calibration
+    from cleannet.decision import RelativeDecision, ThresholdDecision
+    from cleannet.model import CleanNet
+    from cleannet.scoring import ClassEmbeddingScorer, CrossClassScores
+
+
+def define_flags() -> None:
     """The original inference.py's flags (names and defaults), then the port's additions."""
     flags.DEFINE_string("data_dir", "./data/", "Data directory containing ref.npy (and val.npy for --mode=val).")
     flags.DEFINE_string("image_feature_list", "./data/input_tsv.tsv",
@@ -84,7 +95,7 @@ def define_flags():
 FLAGS = flags.FLAGS
 
 
-def load_model(checkpoint_dir, img_dim, num_ref, embed_norm):
+def load_model(checkpoint_dir: str, img_dim: int, num_ref: int, embed_norm: str) -> tuple[CleanNet, int, str]:
     """Builds CleanNet and restores the latest checkpoint in checkpoint_dir. Returns (model, step, path)."""
     from cleannet.checkpoints import load_trained_model
 
@@ -93,13 +104,13 @@ def load_model(checkpoint_dir, img_dim, num_ref, embed_norm):
     return model, step, path
 
 
-def calibrate_command():
+def calibrate_command() -> str:
     """The command that writes the calibration for this --checkpoint_dir, --data_dir and --class_score."""
     return "inference.py --mode=calibrate --checkpoint_dir=%s --data_dir=%s --class_score=%s" % (
         FLAGS.checkpoint_dir, FLAGS.data_dir, FLAGS.class_score)
 
 
-def make_decision(checkpoint_path):
+def make_decision(checkpoint_path: str) -> ThresholdDecision | RelativeDecision:
     """The --decision: ThresholdDecision(--val_sim_thres) or the calibrated RelativeDecision."""
     from cleannet.calibration import read_calibration
     from cleannet.decision import ThresholdDecision
@@ -113,14 +124,15 @@ def make_decision(checkpoint_path):
     return calibration.decision()
 
 
-def score(scorer, features, class_ids, cross_class):
+def score(scorer: ClassEmbeddingScorer, features: np.ndarray, class_ids: np.ndarray,
+          cross_class: bool) -> np.ndarray | CrossClassScores:
     """CrossClassScores when cross_class (every class compared), else similarities [n]."""
     if cross_class:
         return scorer.score_against_all(features, class_ids, FLAGS.class_score, batch_size=FLAGS.batch_size)
     return scorer.score(features, class_ids, batch_size=FLAGS.batch_size)
 
 
-def check_inputs_exist():
+def check_inputs_exist() -> None:
     """Fails fast, before TensorFlow loads, when an input this run reads is missing."""
     needed = [("--data_dir", os.path.join(FLAGS.data_dir, "ref.npy"))]
     if FLAGS.mode in ("val", "calibrate"):
@@ -137,7 +149,7 @@ def check_inputs_exist():
                          path=FLAGS.checkpoint_dir, field="--checkpoint_dir")
 
 
-def refuse_outputs_over_inputs():
+def refuse_outputs_over_inputs() -> None:
     """An output path naming a file this run reads is refused (it would destroy the input)."""
     from noisylabels.fileio import refuse_output_equal_to_inputs, tf_checkpoint_files
 
@@ -150,7 +162,7 @@ def refuse_outputs_over_inputs():
                                   inputs + tf_checkpoint_files(FLAGS.checkpoint_dir))
 
 
-def run_inference(model, reference, decision):
+def run_inference(model: CleanNet, reference: np.ndarray, decision: ThresholdDecision | RelativeDecision) -> int:
     """Streams --image_feature_list and writes one result per input line. Returns the count."""
     import contextlib
 
@@ -194,7 +206,7 @@ def run_inference(model, reference, decision):
     return count
 
 
-def load_validation(reference):
+def load_validation(reference: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """val.npy as (features [n, h], class ids [n], vlabels [n]), class ids checked against ref.npy."""
     from noisylabels import datafiles
 
@@ -207,7 +219,8 @@ def load_validation(reference):
     return features, class_ids, vlabels
 
 
-def run_validation(model, reference, decision):
+def run_validation(model: CleanNet, reference: np.ndarray,
+                   decision: ThresholdDecision | RelativeDecision) -> tuple[float, int]:
     """Scores val.npy in full batches, writes one similarity per line, returns the accuracy."""
     import numpy as np
 
@@ -240,7 +253,7 @@ def run_validation(model, reference, decision):
     return float(np.mean(correct)) if usable else float("nan"), usable
 
 
-def run_calibration(model, reference, checkpoint_path):
+def run_calibration(model: CleanNet, reference: np.ndarray, checkpoint_path: str) -> Calibration:
     """Calibrates the relative decision on every row of val.npy; writes calibration.json."""
     from cleannet.calibration import calibrate_model, write_calibration
 
@@ -258,7 +271,7 @@ def run_calibration(model, reference, checkpoint_path):
     return calibration
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     del argv
     refuse_outputs_over_inputs()
     check_inputs_exist()
@@ -290,7 +303,7 @@ def main(argv):
         print("acc = %.6f" % acc)
 
 
-def run():
+def run() -> None:
     """Console entry point."""
     define_flags()
     run_tool(main)

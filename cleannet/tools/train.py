@@ -16,7 +16,7 @@ from noisylabels.flagutil import (define_embed_norm, define_finite_float, define
                                   define_num_ref, run_tool)
 
 
-def define_flags():
+def define_flags() -> None:
     """The original train.py's flags (names, defaults from cleannet.config), then the port's additions."""
     D = DEFAULTS
     flags.DEFINE_string("data_dir", D.data_dir, "Data directory containing {train|val|all|ref}.npy.")
@@ -74,7 +74,7 @@ def define_flags():
 FLAGS = flags.FLAGS
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     del argv
     config = TrainConfig.from_flags(FLAGS)
     check_data_files(config)
@@ -88,7 +88,7 @@ def main(argv):
     logging.info("Finished at step %d; best val/acc %.6f.", result["step"], result["best_val_acc"])
 
 
-def run():
+def run() -> None:
     """Console entry point."""
     define_flags()
     run_tool(main)
