@@ -488,7 +488,9 @@ def test_output_equal_to_input_is_refused(tmp_path, tool):
 CATALOGUE_ABBREVIATIONS = {"cat": "tests/test_bad_input_catalogue.py", "ex": "tests/test_export_saved_model.py",
                            "hi": "tests/test_import_tf1_checkpoint.py", "hard": "tests/test_input_hardening.py",
                            "c1m": "tests/test_noise_clothing1m.py", "out": "tests/test_output_faults.py",
-                           "ext": "tests/test_extract_features.py", "mcl": "tests/test_make_cleaned_list.py"}
+                           "ext": "tests/test_extract_features.py", "mcl": "tests/test_make_cleaned_list.py",
+                           "rd": "tests/test_run_directory.py", "safe": "tests/test_cleannet_run_safety.py",
+                           "nsafe": "tests/test_noise_run_safety.py", "help": "tests/test_help.py"}
 
 
 def catalogued_tests():
