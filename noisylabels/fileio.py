@@ -210,6 +210,17 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
 MAX_TEXT_LINE_BYTES = 1 << 20
 
 
+def open_input(path: str | os.PathLike, field: str | None = None) -> IO[bytes]:
+    """Opens an input file for binary reading; a missing or unreadable file is an InputError
+    naming it (`field`: the flag or list it came from)."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise InputError("file not found", path=os.fspath(path), field=field) from None
+    except OSError as err:
+        raise InputError("cannot read (%s)" % (err.strerror or err), path=os.fspath(path), field=field) from None
+
+
 def iter_text_lines(path: str | os.PathLike, field: str | None = None,
                     max_line_bytes: int = MAX_TEXT_LINE_BYTES) -> Iterator[tuple[int, str]]:
     """Yields (line number, text) for every line of a UTF-8 text file, streamed.
@@ -220,13 +231,7 @@ def iter_text_lines(path: str | os.PathLike, field: str | None = None,
     `InputError` naming the file and line; `field` names the flag or list in messages.
     """
     path = os.fspath(path)
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise InputError("file not found", path=path, field=field) from None
-    except OSError as err:
-        raise InputError("cannot read (%s)" % (err.strerror or err), path=path, field=field) from None
-    with f:
+    with open_input(path, field) as f:
         for number, raw in enumerate(iter_raw_lines(f, path, max_line_bytes, field), 1):
             if number == 1 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8):]

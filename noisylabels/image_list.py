@@ -18,6 +18,7 @@ import dataclasses
 from typing import Iterator, List, Optional, Sequence
 
 from noisylabels.errors import InputError
+from noisylabels.fileio import open_input
 
 LIST_COLUMNS = {3: "all", 4: "verified"}
 VLABELS = ("1", "0", "-1")
@@ -55,15 +56,6 @@ class ListRow:
         return int(self.fields[3]) if len(self.fields) == 4 else None
 
 
-def _open(path):
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise InputError("file not found", path=path) from None
-    except OSError as err:
-        raise InputError("cannot read (%s)" % (err.strerror or err), path=path) from None
-
-
 def _check_row(fields, columns, path, line, class_set):
     """Raises InputError (path:line, field) for a malformed row."""
     if len(fields) not in LIST_COLUMNS:
@@ -97,7 +89,7 @@ def iter_list_rows(path: str, class_names: Optional[Sequence[str]] = None, start
     class_set = set(class_names) if class_names is not None else None
     columns = None
     index = 0
-    with _open(path) as f:
+    with open_input(path) as f:
         for line, raw in enumerate(f, 1):
             if stop is not None and index >= stop:
                 return

@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from noisylabels.errors import InputError
+from noisylabels.fileio import open_input
 
 # Allowed column counts per kind of TSV file.
 COLUMNS = {"verified": (4, 5), "all": (3, 4), "ref": (3,)}
@@ -180,22 +181,8 @@ def iter_tsv_chunks(path: str | os.PathLike, kind: str, class_to_id: Mapping[str
 
 
 def _read_bytes(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise InputError("file not found", path=path) from None
-    except OSError as err:
-        raise InputError("cannot read (%s)" % (err.strerror or err), path=path) from None
-
-
-def _open_binary(path):
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise InputError("file not found", path=path) from None
-    except OSError as err:
-        raise InputError("cannot read (%s)" % (err.strerror or err), path=path) from None
+    with open_input(path) as f:
+        return f.read()
 
 
 def _iter_line_blocks(path, chunk_rows, line_limit):
@@ -204,7 +191,7 @@ def _iter_line_blocks(path, chunk_rows, line_limit):
     line_limit() gives the longest line allowed (`max_line_bytes`); it is asked for each
     block read, so it tightens once the first rows fixed the feature dimension.
     """
-    with _open_binary(path) as f:
+    with open_input(path) as f:
         line_no = 0
         first_empty = None  # first empty line since the last row
         lines, numbers = [], []
