@@ -50,24 +50,28 @@ trained end to end on the images (or only the head with --freeze_backbone):
   --image_size  images resized to this square (default 224, at least 32).
 
 From Python: `train_classifier(...)` (features) and `train_image_classifier(...)` (image
-lists) return the final test accuracy.
+lists) return the final test accuracy. Keras and TensorFlow are imported by the functions
+that use them, so that the command line's flag and file errors come before they load.
 """
+
+from __future__ import annotations
 
 import math
 import os
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-import keras
 import numpy as np
-import tensorflow as tf
 from absl import flags, logging
 
-from cleannet import image_input
-from cleannet.image_input import BACKBONES
+from cleannet.choices import IMAGE_BACKBONES
 from noisylabels import fileio, tsv_reader
 from noisylabels.errors import InputError, TrainingError, check_flag
-from noisylabels.flagutil import run_tool
+from noisylabels.flagutil import define_finite_float, define_img_dim, run_tool
 from noisylabels.progress import Progress
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
 
 WEIGHTINGS = ("none", "soft", "hard")
 LAYOUTS = ("all", "verified")
@@ -166,6 +170,8 @@ def sample_weights(keys: Sequence[str], labels, class_names: Sequence[str], weig
 
 def build_classifier(img_dim: int, num_classes: int, hidden_units: int, train_features: np.ndarray) -> keras.Model:
     """Keras model: standardisation → [dense hidden_units ReLU] → dense num_classes logits."""
+    import keras
+
     normalizer = keras.layers.Normalization(axis=-1, name="standardize")
     normalizer.adapt(train_features)
     layers = [keras.Input((img_dim,)), normalizer]
@@ -177,6 +183,8 @@ def build_classifier(img_dim: int, num_classes: int, hidden_units: int, train_fe
 
 def _small_cnn(shape) -> keras.Model:
     """3 conv 3×3 ReLU layers of 32, 64, 64 filters, 2×2 max-pooling after the first two, global average."""
+    import keras
+
     return keras.Sequential([
         keras.Input(shape),
         keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
@@ -190,6 +198,8 @@ def _small_cnn(shape) -> keras.Model:
 
 def _build_backbone(backbone: str, image_size: int, backbone_weights: str | None) -> keras.Model:
     """The backbone alone (global average pooling output), weights loaded; InputError if they do not fit."""
+    import keras
+
     shape = (image_size, image_size, 3)
     try:
         if backbone == "resnet50":
@@ -229,8 +239,10 @@ def build_image_classifier(backbone: str, num_classes: int, image_size: int, hid
       keras.Model: float32 [B, image_size, image_size, 3] preprocessed images → logits
       [B, num_classes].
     """
-    if backbone not in BACKBONES:
-        raise InputError("must be one of %s, got %r" % ("|".join(BACKBONES), backbone), field="--backbone")
+    import keras
+
+    if backbone not in IMAGE_BACKBONES:
+        raise InputError("must be one of %s, got %r" % ("|".join(IMAGE_BACKBONES), backbone), field="--backbone")
     if backbone_weights is not None and not os.path.isfile(backbone_weights):
         raise InputError("file not found", path=backbone_weights, field="--backbone_weights")
     base = _build_backbone(backbone, image_size, backbone_weights)
@@ -247,59 +259,49 @@ def build_image_classifier(backbone: str, num_classes: int, image_size: int, hid
 # Training: model.fit with Keras callbacks.
 
 
-class ResumeFromBackup(keras.callbacks.BackupAndRestore):
-    """Keras' BackupAndRestore, kept after training, restored before fit by `restore`.
+def resume_from_backup(backup_dir: str) -> keras.callbacks.BackupAndRestore:
+    """Keras' BackupAndRestore, kept after training, restored before fit by its `restore(model, steps_per_epoch)`.
 
     The state is restored before fit (not in on_train_begin) so that the training data can
     start at the epoch the run stands at; a backup that does not fit the model is an InputError.
+    (The subclass is defined here because Keras is imported only when it is needed.)
     """
+    import keras
 
-    def __init__(self, backup_dir: str):
-        super().__init__(backup_dir, save_freq="epoch", double_checkpoint=True, delete_checkpoint=False)
+    class ResumeFromBackup(keras.callbacks.BackupAndRestore):
+        def restore(self, model: keras.Model, steps_per_epoch: int) -> int:
+            """Loads the last backup, if any, into model (weights and optimizer); returns the epochs it finished."""
+            self.set_model(model)
+            try:
+                super().on_train_begin()
+            except (ValueError, OSError, KeyError) as err:
+                raise InputError("cannot resume from this checkpoint (made with other flags? %s); use another "
+                                 "--train_dir" % str(err).splitlines()[0], path=self.backup_dir,
+                                 field="--train_dir") from None
+            return int(model.optimizer.iterations.numpy()) // steps_per_epoch
 
-    def restore(self, model: keras.Model, steps_per_epoch: int) -> int:
-        """Loads the last backup, if any, into model (weights and optimizer); returns the epochs it finished."""
-        self.set_model(model)
-        try:
-            super().on_train_begin()
-        except (ValueError, OSError, KeyError) as err:
-            raise InputError("cannot resume from this checkpoint (made with other flags? %s); use another "
-                             "--train_dir" % str(err).splitlines()[0], path=self.backup_dir,
-                             field="--train_dir") from None
-        return int(model.optimizer.iterations.numpy()) // steps_per_epoch
+        def on_train_begin(self, logs=None):
+            """Nothing: `restore` did it."""
 
-    def on_train_begin(self, logs=None):
-        """Nothing: `restore` did it."""
-
-
-class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Stops with a TrainingError at the first batch whose loss is NaN or infinite (before any backup of it)."""
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = float((logs or {}).get("loss", 0.0))
-        if not math.isfinite(loss):
-            raise TrainingError("the training loss became %r at batch %d; nothing of this epoch was saved "
-                                "(try a lower --learning_rate)" % (loss, batch))
+    return ResumeFromBackup(backup_dir, save_freq="epoch", double_checkpoint=True, delete_checkpoint=False)
 
 
-class EpochProgress(keras.callbacks.Callback):
+def check_loss_is_finite(batch: int, logs: dict | None = None) -> None:
+    """Raises TrainingError when the batch's loss is NaN or infinite (run after every batch, before any backup)."""
+    loss = float((logs or {}).get("loss", 0.0))
+    if not math.isfinite(loss):
+        raise TrainingError("the training loss became %r at batch %d; nothing of this epoch was saved "
+                            "(try a lower --learning_rate)" % (loss, batch))
+
+
+def epoch_progress(epochs: int, initial_epoch: int) -> keras.callbacks.Callback:
     """Epochs done, loss and accuracies through noisylabels.progress (stderr or the log; stdout stays clean)."""
+    import keras
 
-    def __init__(self):
-        super().__init__()
-        self.progress = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.progress is None:
-            self.progress = Progress(total=self.params["epochs"], unit="epochs", desc="classifier", log_every_s=0,
-                                     initial=epoch).start()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.progress.update(1, values={k: float(v) for k, v in (logs or {}).items()})
-
-    def on_train_end(self, logs=None):
-        if self.progress is not None:
-            self.progress.close()
+    bar = Progress(total=epochs, unit="epochs", desc="classifier", log_every_s=0, initial=initial_epoch).start()
+    return keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: bar.update(1, values={k: float(v) for k, v in (logs or {}).items()}),
+        on_train_end=lambda logs: bar.close())
 
 
 def fit_weighted(model: keras.Model, epoch_dataset: Callable[[tf.Tensor], tf.data.Dataset], steps_per_epoch: int,
@@ -320,17 +322,22 @@ def fit_weighted(model: keras.Model, epoch_dataset: Callable[[tf.Tensor], tf.dat
     Returns:
       the test accuracy after the last epoch (NaN without test data).
     """
+    import keras
+    import tensorflow as tf
+
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                   jit_compile=False)
     model.optimizer.build(model.trainable_variables)
-    every, start = [StopOnNonFiniteLoss()], 0
+    every, start = [keras.callbacks.LambdaCallback(on_train_batch_end=check_loss_is_finite)], 0
     if train_dir:
-        backup = ResumeFromBackup(os.path.join(train_dir, "checkpoints"))
+        backup = resume_from_backup(os.path.join(train_dir, "checkpoints"))
         start = backup.restore(model, steps_per_epoch)
         every.insert(0, backup)
-    every += list(callbacks) + [EpochProgress()]
+    every += list(callbacks)
+    if start < epochs:
+        every.append(epoch_progress(epochs, start))
     if train_dir:
         every.append(keras.callbacks.TensorBoard(os.path.join(train_dir, "log"), write_graph=False,
                                                  profile_batch=0))
@@ -348,12 +355,6 @@ def fit_weighted(model: keras.Model, epoch_dataset: Callable[[tf.Tensor], tf.dat
     return float(model.evaluate(x, y, batch_size=batch_size, return_dict=True, verbose=0)["accuracy"])
 
 
-def _check_training_flags(epochs, batch_size, learning_rate, hidden_units):
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("learning_rate", learning_rate)):
-        check_flag(value > 0, name, "must be positive, got %r" % value)
-    check_flag(hidden_units >= 0, "hidden_units", "must be 0 (linear softmax) or more, got %d" % hidden_units)
-
-
 def train_classifier(train_tsv: str, class_list: str, test_tsv: str | None = None, weights_file: str | None = None,
                      weighting: str = "none", img_dim: int | None = None, epochs: int = 20, batch_size: int = 64,
                      learning_rate: float = 0.001, hidden_units: int = 0, train_dir: str | None = None,
@@ -361,11 +362,15 @@ def train_classifier(train_tsv: str, class_list: str, test_tsv: str | None = Non
                      callbacks: Sequence[keras.callbacks.Callback] = ()) -> float:
     """Trains the classifier on features and returns the test accuracy (NaN without test_tsv).
 
-    Args: as the command-line flags of the same names (module docstring). train_dir None:
-    no checkpoints and no TensorBoard logs. callbacks: more Keras callbacks for fit.
+    Args: as the command-line flags of the same names (module docstring), with the values the
+    flags allow (epochs, batch_size, learning_rate, img_dim > 0; hidden_units >= 0). train_dir
+    None: no checkpoints and no TensorBoard logs. callbacks: more Keras callbacks for fit.
     """
-    _check_training_flags(epochs, batch_size, learning_rate, hidden_units)
-    check_flag(img_dim is None or img_dim > 0, "img_dim", "must be positive, got %r" % img_dim)
+    import keras
+    import tensorflow as tf
+
+    from cleannet import image_input
+
     class_names = tsv_reader.read_class_list(class_list)
     keys, features, labels = load_samples(train_tsv, class_names, train_layout, img_dim)
     img_dim = features.shape[1]
@@ -392,6 +397,8 @@ def train_classifier(train_tsv: str, class_list: str, test_tsv: str | None = Non
 
 def _read_images(train_images, test_images, class_names, image_root, skip_bad_images):
     """(train, test or None) ImageLists, every image checked readable (dropped with --skip_bad_images)."""
+    from cleannet import image_input
+
     train = image_input.read_image_list(train_images, class_names, image_root)
     test = image_input.read_image_list(test_images, class_names, image_root) if test_images else None
     train, skipped = image_input.check_readable(train, skip_bad_images)
@@ -415,12 +422,14 @@ def train_image_classifier(train_images: str, class_list: str, test_images: str 
     """Trains a backbone + head on image lists and returns the test accuracy (NaN without test_images).
 
     Args: as the command-line flags of the same names (module docstring,
-    cleannet/image_input.py for the list format). train_dir None: no checkpoints and no
-    TensorBoard logs. callbacks: more Keras callbacks for fit.
+    cleannet/image_input.py for the list format), with the values the flags allow (epochs,
+    batch_size, learning_rate > 0; hidden_units >= 0; image_size >= 32). train_dir None: no
+    checkpoints and no TensorBoard logs. callbacks: more Keras callbacks for fit.
     """
-    _check_training_flags(epochs, batch_size, learning_rate, hidden_units)
-    check_flag(backbone in BACKBONES, "backbone", "must be one of %s, got %r" % ("|".join(BACKBONES), backbone))
-    check_flag(image_size >= 32, "image_size", "must be at least 32 pixels, got %r" % image_size)
+    import keras
+
+    from cleannet import image_input
+
     class_names = tsv_reader.read_class_list(class_list)
     train, test = _read_images(train_images, test_images, class_names, image_root, skip_bad_images)
     weights = sample_weights(train.keys, train.labels, class_names, weighting, weights_file)
@@ -454,15 +463,16 @@ def define_flags() -> None:
                       "Layout of --train_tsv: all (key, [url,] class_name, feature) or verified "
                       "(key, [url,] class_name, vlabel, feature).")
     flags.DEFINE_string("test_tsv", None, "Test features with their TRUE labels, all-samples layout (or .npy).")
-    flags.DEFINE_string("class_list", None, "List of class names, one per line.")
+    flags.DEFINE_string("class_list", None, "List of class names, one per line.", required=True)
     flags.DEFINE_string("weights_file", None, "Sample weights from inference.py --output_weights.")
     flags.DEFINE_enum("weighting", "none", list(WEIGHTINGS),
                       "none: weight 1; soft: max(0, cos); hard: 1[cos >= threshold].")
-    flags.DEFINE_integer("img_dim", None, "Feature dimension (required for .npy; default: the TSV's).")
-    flags.DEFINE_integer("epochs", 20, "Passes over the training data.")
-    flags.DEFINE_integer("batch_size", 64, "Training batch size.")
-    flags.DEFINE_float("learning_rate", 0.001, "Adam learning rate.")
-    flags.DEFINE_integer("hidden_units", 0, "Units of the hidden ReLU layer; 0: a linear softmax classifier.")
+    define_img_dim(None, " Required for .npy; default: the TSV's.")
+    flags.DEFINE_integer("epochs", 20, "Passes over the training data.", lower_bound=1)
+    flags.DEFINE_integer("batch_size", 64, "Training batch size.", lower_bound=1)
+    define_finite_float("learning_rate", 0.001, "Adam learning rate.", above=0.0)
+    flags.DEFINE_integer("hidden_units", 0, "Units of the hidden ReLU layer; 0: a linear softmax classifier.",
+                         lower_bound=0)
     flags.DEFINE_string("train_dir", None, "Resume state (train_dir/checkpoints, Keras BackupAndRestore) and "
                         "TensorBoard logs (train_dir/log); none written when empty.")
     flags.DEFINE_integer("seed", 0, "Seed of the initialisation, the shuffling and the mirroring.")
@@ -471,33 +481,54 @@ def define_flags() -> None:
     flags.DEFINE_string("test_images", None, "Image-list mode: test images with their TRUE labels, same format.")
     flags.DEFINE_string("image_root", None, "Relative image paths are joined to it and must stay inside it; "
                         "default: the directory of each list file.")
-    flags.DEFINE_enum("backbone", "resnet50", list(BACKBONES),
+    flags.DEFINE_enum("backbone", "resnet50", list(IMAGE_BACKBONES),
                       "Image-list mode: the CNN (keras.applications with weights=None, or a small CNN).")
     flags.DEFINE_string("backbone_weights", None, "A Keras weights file for the backbone without its top "
                         "(e.g. ImageNet notop weights you have); default: random initialisation.")
-    flags.DEFINE_integer("image_size", 224, "Images are resized to image_size x image_size pixels.")
+    flags.DEFINE_integer("image_size", 224, "Images are resized to image_size x image_size pixels.", lower_bound=32)
     flags.DEFINE_bool("freeze_backbone", False, "Train only the head; the backbone runs in inference mode.")
     flags.DEFINE_bool("skip_bad_images", False, "Drop (and count) images that cannot be decoded instead of "
                       "stopping with an error naming the first.")
+    flags.register_multi_flags_validator(
+        ["train_tsv", "train_images"], lambda v: bool(v["train_tsv"]) != bool(v["train_images"]),
+        message="give exactly one of --train_tsv (features) and --train_images (image list)")
+    flags.register_multi_flags_validator(
+        ["train_tsv", "test_images"], lambda v: not (v["train_tsv"] and v["test_images"]),
+        message="--test_images goes with --train_images, not --train_tsv")
+    flags.register_multi_flags_validator(
+        ["train_images", "test_tsv"], lambda v: not (v["train_images"] and v["test_tsv"]),
+        message="--test_tsv goes with --train_tsv, not --train_images")
+    flags.register_multi_flags_validator(
+        ["weighting", "weights_file"], lambda v: v["weighting"] == "none" or bool(v["weights_file"]),
+        message="--weighting=soft or hard needs --weights_file")
+
+
+def check_inputs_exist(names: Sequence[str]) -> None:
+    """Fails fast, before TensorFlow loads, when an input file the flags `names` name is missing."""
+    FLAGS = flags.FLAGS
+    for name in names:
+        path = getattr(FLAGS, name)
+        if path and not os.path.isfile(path):
+            raise InputError("file not found", path=path, field="--" + name)
 
 
 def main(argv: Sequence[str]) -> None:
     """Trains in the mode the flags choose and prints `test accuracy = X` when there is a test set."""
+    from noisylabels.console import load_tensorflow
+
     FLAGS = flags.FLAGS
     check_flag(len(argv) == 1, "train_tsv", "unexpected arguments %s" % argv[1:])
-    check_flag(bool(FLAGS.train_tsv) != bool(FLAGS.train_images), "train_tsv",
-               "give exactly one of --train_tsv (features) and --train_images (image list)")
-    check_flag(bool(FLAGS.class_list), "class_list", "is required")
+    check_inputs_exist(["class_list", "train_tsv", "test_tsv", "train_images", "test_images", "backbone_weights"]
+                       + (["weights_file"] if FLAGS.weighting != "none" else []))
+    load_tensorflow()  # after the flag and file checks: a bad command line fails without loading TensorFlow
     common = dict(weights_file=FLAGS.weights_file, weighting=FLAGS.weighting, epochs=FLAGS.epochs,
                   batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
                   hidden_units=FLAGS.hidden_units, train_dir=FLAGS.train_dir, seed=FLAGS.seed)
     if FLAGS.train_tsv:
-        check_flag(not FLAGS.test_images, "test_images", "goes with --train_images, not --train_tsv")
         accuracy = train_classifier(FLAGS.train_tsv, FLAGS.class_list, test_tsv=FLAGS.test_tsv,
                                     img_dim=FLAGS.img_dim, train_layout=FLAGS.train_layout, **common)
         tested = bool(FLAGS.test_tsv)
     else:
-        check_flag(not FLAGS.test_tsv, "test_tsv", "goes with --train_tsv, not --train_images")
         accuracy = train_image_classifier(FLAGS.train_images, FLAGS.class_list, test_images=FLAGS.test_images,
                                           image_root=FLAGS.image_root, backbone=FLAGS.backbone,
                                           backbone_weights=FLAGS.backbone_weights, image_size=FLAGS.image_size,

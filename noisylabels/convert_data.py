@@ -38,7 +38,7 @@ from noisylabels import fileio
 from noisylabels import tsv_reader
 from noisylabels.progress import Progress
 from noisylabels.errors import InputError, check_flag
-from noisylabels.flagutil import run_tool
+from noisylabels.flagutil import define_num_ref, run_tool
 
 SPLITS = ("train", "val", "all", "ref")
 DEFAULT_CHUNK_ROWS = 4096
@@ -308,28 +308,22 @@ def convert(split, class_list, data_path, output_dir, num_ref=32, img_dim=None,
 
 
 def define_flags():
-    flags.DEFINE_string("split", None, "Which file to convert: train, val, all or ref.")
-    flags.DEFINE_string("class_list", None, "Class list: one class name per line.")
-    flags.DEFINE_string("data_path", None, "The TSV file to convert.")
-    flags.DEFINE_string("output_dir", None, "Directory for {split}.npy.")
-    flags.DEFINE_integer("num_ref", 32, "References per class (split ref).")
+    flags.DEFINE_enum("split", None, list(SPLITS), "Which file to convert: train, val, all or ref.", required=True)
+    flags.DEFINE_string("class_list", None, "Class list: one class name per line.", required=True)
+    flags.DEFINE_string("data_path", None, "The TSV file to convert.", required=True)
+    flags.DEFINE_string("output_dir", None, "Directory for {split}.npy.", required=True)
+    define_num_ref(32)
     flags.DEFINE_integer("img_dim", -1, "Feature dimension every row must have; -1: the "
-                         "first row's.")
+                         "first row's.", lower_bound=-1)
+    flags.register_validator("img_dim", lambda value: value != 0,
+                             message="must be positive or -1 (take it from the first row)")
     flags.DEFINE_integer("chunk_rows", DEFAULT_CHUNK_ROWS, "Rows parsed per chunk (memory "
-                         "is about one chunk).")
+                         "is about one chunk).", lower_bound=1)
 
 
 def main(argv):
     FLAGS = flags.FLAGS
     check_flag(len(argv) == 1, "split", "unexpected arguments %s" % argv[1:])
-    check_flag(FLAGS.split in SPLITS, "split", "must be one of %s, got %r"
-               % (", ".join(SPLITS), FLAGS.split))
-    for name in ("class_list", "data_path", "output_dir"):
-        check_flag(bool(getattr(FLAGS, name)), name, "is required")
-    check_flag(FLAGS.num_ref > 0, "num_ref", "must be positive, got %d" % FLAGS.num_ref)
-    check_flag(FLAGS.img_dim == -1 or FLAGS.img_dim > 0, "img_dim",
-               "must be positive or -1 (take it from the first row), got %d" % FLAGS.img_dim)
-    check_flag(FLAGS.chunk_rows > 0, "chunk_rows", "must be positive, got %d" % FLAGS.chunk_rows)
     fileio.refuse_output_equal_to_inputs({"output_dir": os.path.join(FLAGS.output_dir, FLAGS.split + ".npy")},
                                          [("--data_path", FLAGS.data_path), ("--class_list", FLAGS.class_list)])
     convert(FLAGS.split, FLAGS.class_list, FLAGS.data_path, FLAGS.output_dir,

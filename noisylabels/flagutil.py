@@ -41,7 +41,7 @@ def define_log_dir(default: str | None, help_text: str) -> None:
     flags.DEFINE_string("log_dir", default, help_text)
 
 
-def define_img_dim(default: int = 2048, extra_help: str = "") -> None:
+def define_img_dim(default: int | None = 2048, extra_help: str = "") -> None:
     """`--img_dim`: the feature dimension h (2048 for ResNet-50 pool5)."""
     flags.DEFINE_integer("img_dim", default, "Dimensionality of the image embedding (feature length)." + extra_help,
                          lower_bound=1)

@@ -150,13 +150,14 @@ def make_cleaned_list(image_list_path, predictions_path, output_file, keep="hard
                       overwrite=False):
     """Writes the cleaned list and the per-class summary (module docstring).
 
+    Args: as the flags of the same names; keep is one of KEEP_MODES (--keep checks it).
+
     Returns:
       {class_name: (kept, dropped)}.
     """
     from noisylabels.strict_numbers import format_float32
     from noisylabels.fileio import atomic_open
 
-    check_flag(keep in KEEP_MODES, "keep", "must be one of %s, got %r" % ("|".join(KEEP_MODES), keep))
     summary_file = summary_file or output_file + ".summary.tsv"
     _check_output_paths([image_list_path, predictions_path], [output_file, summary_file], overwrite)
     predictions = read_predictions(predictions_path)

@@ -172,18 +172,32 @@ def test_cli_bad_rows(tmp_path, class_list, split, lines, flags, line, expected)
     assert os.listdir(out) == ["keep.txt"]  # no output, no temporary
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--split=test"], "error: --split: must be one of train, val, all, ref, got 'test'"),
-    (["--split=train", "--img_dim=0"], "error: --img_dim: must be positive or -1"),
-    (["--split=train", "--data_path=/nonexistent.tsv"], "error: /nonexistent.tsv: file not "
-                                                        "found"),
-])
+FLAG_ERRORS = [
+    # id, flags (a bare name leaves that flag out), parts of the one error line
+    ("unknown_split", ["--split=test"], ["flag --split=test:", "one of <train|val|all|ref>"]),
+    ("no_split", ["--split"], ["flag --split=None:", "must have a value other than None"]),
+    ("no_class_list", ["--class_list"], ["flag --class_list=None:", "must have a value other than None"]),
+    ("no_data_path", ["--data_path"], ["flag --data_path=None:", "must have a value other than None"]),
+    ("no_output_dir", ["--output_dir"], ["flag --output_dir=None:", "must have a value other than None"]),
+    ("img_dim_0", ["--img_dim=0"], ["flag --img_dim=0:", "must be positive or -1"]),
+    ("img_dim_-2", ["--img_dim=-2"], ["flag --img_dim=-2:", "-2 is not integer >= -1"]),
+    ("num_ref_0", ["--num_ref=0"], ["flag --num_ref=0:", "0 is not a positive integer"]),
+    ("chunk_rows_0", ["--chunk_rows=0"], ["flag --chunk_rows=0:", "0 is not a positive integer"]),
+    ("missing_data_path", ["--data_path=/nonexistent.tsv"], ["/nonexistent.tsv: file not found"]),
+]
+
+
+@pytest.mark.parametrize("args, expected", [case[1:] for case in FLAG_ERRORS], ids=[case[0] for case in FLAG_ERRORS])
 def test_cli_bad_flags(tmp_path, class_list, args, expected):
-    defaults = ["--class_list=" + class_list, "--data_path=" + class_list,
-                "--output_dir=" + str(tmp_path / "out")]
-    proc = run_cli(*(defaults + args))
+    """A bad flag is one stderr line naming the flag and its value, exit status 2, no output."""
+    given = {"--split": "--split=train", "--class_list": "--class_list=" + class_list,
+             "--data_path": "--data_path=" + class_list, "--output_dir": "--output_dir=" + str(tmp_path / "out")}
+    for arg in args:
+        given.pop(arg.split("=")[0], None)
+    proc = run_cli(*(list(given.values()) + [arg for arg in args if "=" in arg]))
     assert proc.returncode == 2
-    assert proc.stderr.splitlines()[-1].startswith(expected), proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and all(part in lines[-1] for part in expected), proc.stderr
     assert not os.path.exists(tmp_path / "out" / "train.npy")
 
 

@@ -158,3 +158,41 @@ def test_wrong_config_is_one_line_error(trained, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert not (tmp_path / "x").exists()
+
+
+CLI_FLAG_ERRORS = [
+    # id, flags ("{tmp}": tmp_path; a bare name leaves that flag out), parts of the one error line
+    ("no_export_dir", ["--export_dir"], ["flag --export_dir=None:", "must have a value other than None"]),
+    ("img_dim_0", ["--img_dim=0"], ["flag --img_dim=0:", "not a positive integer"]),
+    ("num_ref_0", ["--num_ref=0"], ["flag --num_ref=0:", "not a positive integer"]),
+    ("unknown_embed_norm", ["--embed_norm=l1"], ["flag --embed_norm=l1:", "one of <log|l2norm|l2_norm|no_norm>"]),
+    ("missing_ref", ["--data_dir={tmp}/none"], ["{tmp}/none/ref.npy: --data_dir: file not found"]),
+    ("missing_class_list", ["--class_list={tmp}/none.txt"], ["{tmp}/none.txt: --class_list: file not found"]),
+    ("missing_checkpoint_dir", ["--checkpoint_dir={tmp}/none"],
+     ["{tmp}/none: --checkpoint_dir: checkpoint directory not found"]),
+]
+
+
+@pytest.mark.parametrize("args, expected", [case[1:] for case in CLI_FLAG_ERRORS],
+                         ids=[case[0] for case in CLI_FLAG_ERRORS])
+def test_cli_flag_and_file_errors_come_before_tensorflow(tmp_path, args, expected):
+    """A bad or missing flag, or a missing input, is one stderr line naming it, exit status 2,
+    and TensorFlow is never imported (python's import-time report lists every module imported)."""
+    (tmp_path / "classes.txt").write_text("cat\n")
+    np.save(tmp_path / "ref.npy", np.zeros((1, NUM_REF, IMG_DIM), np.float32))
+    given = {"--checkpoint_dir": "--checkpoint_dir=%s" % tmp_path, "--data_dir": "--data_dir=%s" % tmp_path,
+             "--class_list": "--class_list=%s" % (tmp_path / "classes.txt"),
+             "--export_dir": "--export_dir=%s" % (tmp_path / "exported")}
+    for arg in args:
+        given.pop(arg.split("=")[0], None)
+    given = list(given.values()) + [arg.format(tmp=tmp_path) for arg in args if "=" in arg]
+    result = subprocess.run([sys.executable, SCRIPT] + given, capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, PYTHONPROFILEIMPORTTIME="1"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    imported = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
+    assert "tensorflow" not in imported and "keras" not in imported
+    errors = [line for line in lines if not line.startswith("import time:")]
+    assert len(errors) == 1 and errors[0].startswith("error: "), errors
+    assert all(part.format(tmp=tmp_path) in errors[0] for part in expected), errors[0]
+    assert not (tmp_path / "exported").exists()

@@ -297,3 +297,45 @@ def test_sigkill_then_rerun_gives_the_same_file(workspace, extracted, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Resuming" in result.stderr
     assert output.read_bytes() == extracted[0].read_bytes()
+
+
+CLI_FLAG_ERRORS = [
+    # id, flags ("{tmp}": tmp_path; a bare name leaves that flag out), parts of the one error line
+    ("no_input_list", ["--input_list"], ["flag --input_list=None:", "must have a value other than None"]),
+    ("no_output_file", ["--output_file"], ["flag --output_file=None:", "must have a value other than None"]),
+    ("unknown_format", ["--output_format=csv"], ["flag --output_format=csv:", "one of <tsv|npy>"]),
+    ("npy_without_class_list", ["--output_format=npy"], ["output_format=npy, class_list=None:",
+                                                         "--output_format=npy needs --class_list"]),
+    ("unknown_backbone", ["--backbone=vgg16"], ["flag --backbone=vgg16:", "one of <resnet50|efficientnet_v2_b0>"]),
+    ("image_size_16", ["--image_size=16"], ["flag --image_size=16:", "not integer >= 32"]),
+    ("batch_size_0", ["--batch_size=0"], ["flag --batch_size=0:", "not a positive integer"]),
+    ("shard_out_of_range", ["--num_shards=2", "--shard_index=2"], ["--shard_index must be less than --num_shards"]),
+    ("missing_list", ["--input_list={tmp}/none.tsv"], ["{tmp}/none.tsv: --input_list: file not found"]),
+    ("missing_class_list", ["--class_list={tmp}/none.txt"], ["{tmp}/none.txt: --class_list: file not found"]),
+    ("image_root_not_a_directory", ["--image_root={tmp}/none"], ["--image_root: not a directory: {tmp}/none"]),
+    ("output_exists", ["--output_file={tmp}/list.tsv"], ["--output_file: must not be an input file"]),
+]
+
+
+@pytest.mark.parametrize("args, expected", [case[1:] for case in CLI_FLAG_ERRORS],
+                         ids=[case[0] for case in CLI_FLAG_ERRORS])
+def test_cli_flag_and_path_errors_come_before_tensorflow(tmp_path, args, expected):
+    """A bad or missing flag, a missing input or a refused output is one stderr line naming it,
+    exit status 2, and TensorFlow is never imported (python's import-time report lists every
+    module imported)."""
+    (tmp_path / "list.tsv").write_text("k1\ta.png\tcat\n")
+    given = {"--input_list": "--input_list=%s" % (tmp_path / "list.tsv"),
+             "--output_file": "--output_file=%s" % (tmp_path / "out.tsv")}
+    for arg in args:
+        given.pop(arg.split("=")[0], None)
+    given = list(given.values()) + [arg.format(tmp=tmp_path) for arg in args if "=" in arg]
+    result = subprocess.run([sys.executable, "util/extract_features.py"] + given, cwd=ROOT, capture_output=True,
+                            text=True, timeout=120, env=dict(os.environ, PYTHONPROFILEIMPORTTIME="1"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    imported = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
+    assert "tensorflow" not in imported and "keras" not in imported
+    errors = [line for line in lines if not line.startswith("import time:")]
+    assert len(errors) == 1 and errors[0].startswith("error: "), errors
+    assert all(part.format(tmp=tmp_path) in errors[0] for part in expected), errors[0]
+    assert os.listdir(tmp_path) == ["list.tsv"]

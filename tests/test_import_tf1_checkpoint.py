@@ -9,6 +9,8 @@ directory itself is the checkpoint prefix (files DIR/.index, DIR/.data-00000-of-
 import functools
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -248,12 +250,48 @@ def test_missing_or_unreadable_checkpoint_refused(tmp_path):
 
 
 def test_bad_arguments_refused(tmp_path, original_layout):
-    with pytest.raises(InputError, match="--embed_norm"):
-        import_tf1_checkpoint(original_layout, str(tmp_path / "out"), embed_norm="l1norm")
-    with pytest.raises(InputError, match="--num_ref"):
-        import_tf1_checkpoint(original_layout, str(tmp_path / "out"), num_ref=0)
     with pytest.raises(InputError, match="--checkpoint_dir"):
         import_tf1_checkpoint(original_layout, original_layout)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InputError, match="file: --checkpoint_dir: exists and is not a directory"):
+        import_tf1_checkpoint(original_layout, str(tmp_path / "file"))
+
+
+CLI_FLAG_ERRORS = [
+    # id, flags ("{tmp}": tmp_path; a bare name leaves that flag out), parts of the one error line
+    ("unknown_embed_norm", ["--embed_norm=l1norm"],
+     ["flag --embed_norm=l1norm:", "one of <log|l2norm|l2_norm|no_norm>"]),
+    ("num_ref_0", ["--num_ref=0"], ["flag --num_ref=0:", "not a positive integer"]),
+    ("img_dim_0", ["--img_dim=0"], ["flag --img_dim=0:", "not a positive integer"]),
+    ("no_tf1_checkpoint", ["--tf1_checkpoint"], ["flag --tf1_checkpoint=None:", "must have a value other than None"]),
+    ("no_checkpoint_dir", ["--checkpoint_dir"], ["flag --checkpoint_dir=None:", "must have a value other than None"]),
+    ("missing_tf1_checkpoint", ["--tf1_checkpoint={tmp}/none/model.ckpt-1"],
+     ["{tmp}/none/model.ckpt-1: --tf1_checkpoint: no TF1 checkpoint found"]),
+]
+
+
+@pytest.mark.parametrize("args, expected", [case[1:] for case in CLI_FLAG_ERRORS],
+                         ids=[case[0] for case in CLI_FLAG_ERRORS])
+def test_cli_flag_errors_come_before_tensorflow(tmp_path, original_layout, args, expected):
+    """A bad or missing flag, or a TF1 checkpoint path naming nothing, is one stderr line naming
+    it, exit status 2, and TensorFlow is never imported (python's import-time report lists every
+    module imported)."""
+    given = {"--tf1_checkpoint": "--tf1_checkpoint=%s" % original_layout,
+             "--checkpoint_dir": "--checkpoint_dir=%s" % (tmp_path / "out")}
+    for arg in args:
+        given.pop(arg.split("=")[0], None)
+    given = list(given.values()) + [arg.format(tmp=tmp_path) for arg in args if "=" in arg]
+    result = subprocess.run([sys.executable, os.path.join(process_control.ROOT, "util", "import_tf1_checkpoint.py")]
+                            + given, capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, PYTHONPROFILEIMPORTTIME="1"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    imported = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
+    assert "tensorflow" not in imported and "keras" not in imported
+    errors = [line for line in lines if not line.startswith("import time:")]
+    assert len(errors) == 1 and errors[0].startswith("error: "), errors
+    assert all(part.format(tmp=tmp_path) in errors[0] for part in expected), errors[0]
+    assert not (tmp_path / "out").exists()
 
 
 def _snapshot(directory):

@@ -122,3 +122,19 @@ def test_cli_prints_summary_and_exits_2_on_bad_input(files):
     assert result.stderr.strip().splitlines() == ["error: %s:7: key: no prediction for key 'z9' in %s"
                                                   % (image_list, predictions)]
     assert not (tmp / "d.tsv").exists()
+
+
+
+@pytest.mark.parametrize("keep, with_predictions, expected", [
+    ("--keep=medium", True, "flag --keep=medium: value should be one of <hard|soft>"),
+    ("--keep=hard", False, "flag --predictions=None: Flag --predictions must have a value other than None."),
+])
+def test_cli_flag_errors_are_one_line(files, keep, with_predictions, expected):
+    """--keep is an absl enum and --predictions a required flag: one stderr line, exit 2, nothing written."""
+    image_list, predictions, tmp = files
+    args = [sys.executable, "util/make_cleaned_list.py", "--image_list=%s" % image_list, keep,
+            "--output_file=%s" % (tmp / "c.tsv")] + (["--predictions=%s" % predictions] if with_predictions else [])
+    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: " + expected]
+    assert not (tmp / "c.tsv").exists()

@@ -95,12 +95,14 @@ def test_loss_is_weighted_cross_entropy_over_batch_size(data):
 
 
 def test_non_finite_loss_stops_before_saving():
-    from cleannet.classifier import StopOnNonFiniteLoss
+    from cleannet.classifier import check_loss_is_finite
     from noisylabels.errors import TrainingError
 
-    StopOnNonFiniteLoss().on_train_batch_end(0, {"loss": 0.5})
+    check_loss_is_finite(0, {"loss": 0.5})
     with pytest.raises(TrainingError, match="batch 3"):
-        StopOnNonFiniteLoss().on_train_batch_end(3, {"loss": float("nan")})
+        check_loss_is_finite(3, {"loss": float("nan")})
+    with pytest.raises(TrainingError, match="batch 4"):
+        check_loss_is_finite(4, {"loss": float("-inf")})
 
 
 def test_missing_key_names_it(data, tmp_path):
@@ -137,6 +139,55 @@ def test_cli_missing_key_is_one_line_exit_2(data, tmp_path):
                             capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert result.returncode == 2
     assert "k0000" in result.stderr.strip().splitlines()[-1]
+
+
+CLI_FLAG_ERRORS = [
+    # id, flags ("{tmp}": tmp_path), parts of the one error line
+    ("epochs_0", ["--epochs=0"], ["flag --epochs=0:", "not a positive integer"]),
+    ("batch_size_0", ["--batch_size=0"], ["flag --batch_size=0:", "not a positive integer"]),
+    ("learning_rate_0", ["--learning_rate=0"], ["flag --learning_rate=0.0:", "greater than 0"]),
+    ("learning_rate_nan", ["--learning_rate=nan"], ["flag --learning_rate=nan:", "must be a finite number"]),
+    ("hidden_units_negative", ["--hidden_units=-1"], ["flag --hidden_units=-1:", "not a non-negative integer"]),
+    ("img_dim_0", ["--img_dim=0"], ["flag --img_dim=0:", "not a positive integer"]),
+    ("image_size_31", ["--image_size=31"], ["flag --image_size=31:", "not integer >= 32"]),
+    ("unknown_backbone", ["--backbone=vgg"], ["flag --backbone=vgg:", "one of <resnet50|mobilenet_v2|small_cnn>"]),
+    ("unknown_weighting", ["--weighting=all"], ["flag --weighting=all:", "one of <none|soft|hard>"]),
+    ("no_class_list", ["--class_list"], ["flag --class_list=None:", "must have a value other than None"]),
+    ("no_training_data", ["--train_tsv"], ["train_tsv=None, train_images=None:", "exactly one of --train_tsv"]),
+    ("both_training_data", ["--train_images={tmp}/x.txt"], ["exactly one of --train_tsv"]),
+    ("test_images_with_tsv", ["--test_images={tmp}/x.txt"], ["--test_images goes with --train_images"]),
+    ("test_tsv_with_images", ["--train_tsv", "--train_images={tmp}/x.txt", "--test_tsv={tmp}/t.tsv"],
+     ["--test_tsv goes with --train_tsv"]),
+    ("weighting_without_file", ["--weighting=soft"], ["weighting=soft, weights_file=None:", "needs --weights_file"]),
+    ("missing_weights_file", ["--weighting=hard", "--weights_file={tmp}/none.tsv"],
+     ["{tmp}/none.tsv: --weights_file: file not found"]),
+    ("missing_train_tsv", ["--train_tsv={tmp}/none.tsv"], ["{tmp}/none.tsv: --train_tsv: file not found"]),
+]
+
+
+@pytest.mark.parametrize("args, expected", [case[1:] for case in CLI_FLAG_ERRORS],
+                         ids=[case[0] for case in CLI_FLAG_ERRORS])
+def test_cli_flag_and_file_errors_come_before_tensorflow(tmp_path, args, expected):
+    """A bad flag, a bad pair of flags or a missing input is one stderr line naming it, exit status
+    2, and TensorFlow and Keras are never imported (python's import-time report lists every
+    module imported). A bare flag in `args` leaves that flag out."""
+    (tmp_path / "classes.txt").write_text("a\nb\n")
+    (tmp_path / "train.tsv").write_text("")
+    given = {"--train_tsv": "--train_tsv=%s" % (tmp_path / "train.tsv"),
+             "--class_list": "--class_list=%s" % (tmp_path / "classes.txt")}
+    for arg in args:
+        given.pop(arg.split("=")[0], None)
+    given = list(given.values()) + [arg.format(tmp=tmp_path) for arg in args if "=" in arg]
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "train_classifier.py")] + given, capture_output=True,
+                            text=True, env=dict(os.environ, PYTHONPROFILEIMPORTTIME="1"), timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    imported = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
+    assert "tensorflow" not in imported and "keras" not in imported
+    errors = [line for line in lines if not line.startswith("import time:")]
+    assert len(errors) == 1 and errors[0].startswith("error: "), errors
+    assert all(part.format(tmp=tmp_path) in errors[0] for part in expected), errors[0]
+    assert sorted(os.listdir(tmp_path)) == ["classes.txt", "train.tsv"]
 
 
 @pytest.mark.slow
@@ -469,9 +520,10 @@ def test_backbones_build_without_download(tmp_path):
     import keras
 
     from cleannet import image_input
-    from cleannet.classifier import BACKBONES, build_image_classifier
+    from cleannet.choices import IMAGE_BACKBONES
+    from cleannet.classifier import build_image_classifier
 
-    assert BACKBONES == image_input.BACKBONES
+    assert IMAGE_BACKBONES == image_input.BACKBONES
     model = build_image_classifier("mobilenet_v2", 3, 32, hidden_units=4, freeze_backbone=True)
     assert model(np.zeros((2, 32, 32, 3), np.float32)).shape == (2, 3)
     assert [v.name for v in model.trainable_variables] == ["kernel", "bias", "kernel", "bias"]

@@ -31,13 +31,14 @@ replaced, and nothing else in the directory is touched.
 
 import os
 
-
 from absl import flags, logging
 
 from noisylabels import output_dir
 from noisylabels.errors import InputError, check_flag
-from noisylabels.flagutil import run_tool
 from noisylabels.fileio import registered_temporary
+from noisylabels.flagutil import define_embed_norm, define_img_dim, define_num_ref, run_tool
+
+FLAGS = flags.FLAGS
 
 # The entries tf.saved_model.save writes: all that --overwrite may replace.
 SAVED_MODEL_ENTRIES = ("saved_model.pb", "saved_model.pbtxt", "variables", "assets", "assets.extra",
@@ -160,25 +161,30 @@ def define_flags():
                         "Checkpoint directory of train.py (or its best/ subdirectory).")
     flags.DEFINE_string("data_dir", "./data/", "Data directory containing ref.npy.")
     flags.DEFINE_string("class_list", "./data/classes.txt", "List of class names, one per line.")
-    flags.DEFINE_integer("img_dim", 2048, "Dimensionality of the image embedding.")
-    flags.DEFINE_integer("num_ref", 32, "Number of reference image embeddings for a class.")
-    flags.DEFINE_string("embed_norm", "log", "log|l2norm|no_norm (l2_norm is accepted as l2norm).")
+    define_img_dim(2048)
+    define_num_ref(32)
+    define_embed_norm("log")
     flags.DEFINE_string("export_dir", None, "The SavedModel directory to write; a non-empty one is refused "
-                        "unless --overwrite.")
+                        "unless --overwrite.", required=True)
     flags.DEFINE_bool("overwrite", False, "Replace the SavedModel in a non-empty --export_dir (only its "
                       "saved_model.pb, variables/, assets/, fingerprint.pb; other files are kept).")
 
 
-def main(argv):
-    from cleannet.model import EMBED_NORMS
+def check_inputs_exist():
+    """Fails fast, before TensorFlow loads, when an input the export reads is missing."""
+    for flag, path in (("--data_dir", os.path.join(FLAGS.data_dir, "ref.npy")), ("--class_list", FLAGS.class_list)):
+        if not os.path.isfile(path):
+            raise InputError("file not found", path=path, field=flag)
+    if not os.path.isdir(FLAGS.checkpoint_dir):
+        raise InputError("checkpoint directory not found", path=FLAGS.checkpoint_dir, field="--checkpoint_dir")
 
-    FLAGS = flags.FLAGS
+
+def main(argv):
+    from noisylabels.console import load_tensorflow
+
     check_flag(len(argv) == 1, "export_dir", "unexpected arguments %s" % argv[1:])
-    check_flag(bool(FLAGS.export_dir), "export_dir", "is required")
-    check_flag(FLAGS.img_dim > 0, "img_dim", "must be positive, got %d" % FLAGS.img_dim)
-    check_flag(FLAGS.num_ref > 0, "num_ref", "must be positive, got %d" % FLAGS.num_ref)
-    check_flag(FLAGS.embed_norm in EMBED_NORMS, "embed_norm",
-               "must be one of %s, got %r" % ("|".join(EMBED_NORMS), FLAGS.embed_norm))
+    check_inputs_exist()
+    load_tensorflow()  # after the flag and file checks: a bad command line fails without loading TensorFlow
     path, _ = export_saved_model(FLAGS.checkpoint_dir, FLAGS.data_dir, FLAGS.class_list, FLAGS.export_dir,
                                  FLAGS.img_dim, FLAGS.num_ref, FLAGS.embed_norm, overwrite=FLAGS.overwrite)
     print(path)

@@ -33,11 +33,9 @@ only when complete. --num_shards / --shard_index extract one contiguous block of
 (merge the shards' TSVs in shard order, e.g. with cat).
 """
 
-import os
-
-
 import dataclasses
 import itertools
+import os
 import time
 
 import numpy as np
@@ -241,7 +239,18 @@ def write_npy(output_path, kept, class_names, columns):
     return convert_data.write_all_npy(chunks(), output_path, class_names, NPY_CHUNK_ROWS).rows
 
 
-def _check_outputs(list_path, output_path, class_list, overwrite):
+def default_image_root(list_path, image_root):
+    """--image_root, or the list's directory when it is None."""
+    return os.path.dirname(os.path.abspath(list_path)) if image_root is None else image_root
+
+
+def check_paths(list_path, image_root, class_list, output_path, overwrite):
+    """The inputs exist and the output is neither an input nor (without `overwrite`) an existing
+    file: os.path checks only, so that they fail before TensorFlow loads."""
+    for flag, path in (("--input_list", list_path), ("--class_list", class_list)):
+        if path is not None and not os.path.isfile(path):
+            raise InputError("file not found", path=path, field=flag)
+    check_flag(os.path.isdir(image_root), "image_root", "not a directory: %s" % image_root)
     check_flag(os.path.abspath(output_path) not in (os.path.abspath(list_path), os.path.abspath(class_list or "")),
                "output_file", "must not be an input file: %s" % output_path)
     check_flag(overwrite or not os.path.exists(output_path), "output_file",
@@ -265,24 +274,20 @@ def extract(input_list, output_file, backbone="resnet50", weights="imagenet", im
             num_shards=1, overwrite=False):
     """Extracts the features of an image list's rows (module docstring); resumes a stopped run.
 
-    Args: as the command-line flags of the same names; image_size None: the backbone's;
-      image_root None: the list's directory; weights None: random (tests only).
+    Args: as the command-line flags of the same names (their values as the flags allow them:
+      output_format "tsv" or "npy", npy with a class_list, image_size None (the backbone's)
+      or at least 32); image_root None: the list's directory; weights None: random (tests only).
 
     Returns:
       ExtractResult.
     """
     from cleannet import feature_extractor
 
-    check_flag(output_format in OUTPUT_FORMATS, "output_format", "must be one of %s" % "|".join(OUTPUT_FORMATS))
-    check_flag(output_format != "npy" or bool(class_list), "class_list", "is required with --output_format=npy")
-    check_flag(backbone in feature_extractor.BACKBONES, "backbone", "must be one of %s, got %r"
-               % ("|".join(feature_extractor.BACKBONES), backbone))
+    if output_format == "npy" and not class_list:
+        raise ValueError("output_format='npy' needs a class_list")
     image_size = image_size or feature_extractor.BACKBONES[backbone].image_size
-    check_flag(image_size >= feature_extractor.MIN_IMAGE_SIZE, "image_size", "must be at least %d, got %d"
-               % (feature_extractor.MIN_IMAGE_SIZE, image_size))
-    image_root = os.path.dirname(os.path.abspath(input_list)) if image_root is None else image_root
-    check_flag(os.path.isdir(image_root), "image_root", "not a directory: %s" % image_root)
-    _check_outputs(input_list, output_file, class_list, overwrite)
+    image_root = default_image_root(input_list, image_root)
+    check_paths(input_list, image_root, class_list, output_file, overwrite)
     class_names = tsv_reader.read_class_list(class_list) if class_list else None
     start, stop, columns = check_list(input_list, image_root, class_names, shard_index, num_shards)
 
@@ -349,13 +354,21 @@ def define_flags():
     flags.DEFINE_integer("shard_index", 0, "... and extract block number shard_index (0-based).", lower_bound=0)
     flags.DEFINE_bool("overwrite", False, "Replace an existing --output_file.")
     flags.register_multi_flags_validator(
+        ["output_format", "class_list"], lambda v: v["output_format"] != "npy" or bool(v["class_list"]),
+        message="--output_format=npy needs --class_list")
+    flags.register_multi_flags_validator(
         ["shard_index", "num_shards"], lambda v: v["shard_index"] < v["num_shards"],
         message="--shard_index must be less than --num_shards")
 
 
 def main(argv):
+    from noisylabels.console import load_tensorflow
+
     FLAGS = flags.FLAGS
     check_flag(len(argv) == 1, "input_list", "unexpected arguments %s" % argv[1:])
+    check_paths(FLAGS.input_list, default_image_root(FLAGS.input_list, FLAGS.image_root), FLAGS.class_list,
+                FLAGS.output_file, FLAGS.overwrite)
+    load_tensorflow()  # after the flag and path checks: a bad command line fails without loading TensorFlow
     extract(FLAGS.input_list, FLAGS.output_file, backbone=FLAGS.backbone, weights=FLAGS.weights,
             image_root=FLAGS.image_root, class_list=FLAGS.class_list, output_format=FLAGS.output_format,
             batch_size=FLAGS.batch_size, image_size=FLAGS.image_size, skip_bad_images=FLAGS.skip_bad_images,

@@ -25,17 +25,13 @@ momentum.
 
 import os
 
-
 import numpy as np
-import tensorflow as tf
 from absl import flags, logging
 
-from cleannet.checkpoints import make_checkpoint
-from cleannet.model import EMBED_NORMS, CleanNet
 from noisylabels import output_dir
-from noisylabels.errors import InputError, check_flag
-from noisylabels.flagutil import run_tool
+from noisylabels.errors import InputError
 from noisylabels.fileio import output_error
+from noisylabels.flagutil import define_embed_norm, define_img_dim, define_num_ref, run_tool
 
 FLAGS = flags.FLAGS
 
@@ -70,6 +66,8 @@ def variable_map(model):
 
 def _is_prefix(prefix):
     """True if `prefix` names a V2 checkpoint (its `.index` file exists)."""
+    import tensorflow as tf
+
     return tf.io.gfile.exists(prefix + ".index")
 
 
@@ -79,6 +77,8 @@ def resolve_tf1_checkpoint(path):
     Raises:
       InputError: nothing readable as a checkpoint at `path`.
     """
+    import tensorflow as tf
+
     field = "--tf1_checkpoint"
     if not path:
         raise InputError("must be given", field=field)
@@ -110,6 +110,8 @@ def open_checkpoint_reader(prefix):
     treating the directory as a prefix, so the original's layout (prefix "DIR/") is opened
     with `tf.compat.v1.train.NewCheckpointReader`, the reader load_checkpoint returns.
     """
+    import tensorflow as tf
+
     if os.path.isdir(prefix):
         return tf.compat.v1.train.NewCheckpointReader(prefix)
     return tf.train.load_checkpoint(prefix)
@@ -117,6 +119,8 @@ def open_checkpoint_reader(prefix):
 
 def _read_tensors(reader, prefix):
     """Every tensor of the checkpoint except optimizer slots: name → NumPy array."""
+    import tensorflow as tf
+
     tensors = {}
     ignored = []
     for name in sorted(reader.get_variable_to_shape_map()):
@@ -156,17 +160,13 @@ def _checkpoint_global_step(tensors, prefix):
     return int(step)
 
 
-def _check_arguments(checkpoint_dir, img_dim, num_ref, embed_norm, add_to_existing):
-    check_flag(bool(checkpoint_dir), "checkpoint_dir", "must be given")
-    check_flag(not os.path.exists(checkpoint_dir) or os.path.isdir(checkpoint_dir), "checkpoint_dir",
-               "%s exists and is not a directory" % checkpoint_dir)
+def check_output_directory(checkpoint_dir, add_to_existing):
+    """--checkpoint_dir is a directory (or missing), empty unless `add_to_existing` (os.path checks only)."""
+    if os.path.exists(checkpoint_dir) and not os.path.isdir(checkpoint_dir):
+        raise InputError("exists and is not a directory", path=checkpoint_dir, field="--checkpoint_dir")
     output_dir.check_output_directory(checkpoint_dir, "--checkpoint_dir", add_to_existing,
                                       "pass --add_to_existing to add the import beside what is there "
                                       "(nothing is deleted; the import becomes the latest checkpoint)")
-    check_flag(img_dim is None or img_dim > 0, "img_dim", "must be positive, got %s" % img_dim)
-    check_flag(num_ref is not None and num_ref > 0, "num_ref", "must be positive, got %s" % num_ref)
-    check_flag(embed_norm in EMBED_NORMS, "embed_norm",
-               "must be one of %s, got %r" % ("|".join(EMBED_NORMS), embed_norm))
 
 
 def import_tf1_checkpoint(tf1_checkpoint, checkpoint_dir, img_dim=None, num_ref=32, embed_norm="log",
@@ -179,9 +179,10 @@ def import_tf1_checkpoint(tf1_checkpoint, checkpoint_dir, img_dim=None, num_ref=
         the TF1 checkpoint's own directory.
       img_dim: feature dimension h; None takes it from the checkpoint, a value that
         disagrees with the checkpoint is refused.
-      num_ref: references per class R (the weights do not depend on it; it is recorded
+      num_ref: references per class R ≥ 1 (the weights do not depend on it; it is recorded
         in the checkpoint for inference.py / train.py's configuration check).
       embed_norm: "log" | "l2norm" | "l2_norm" | "no_norm", as the original was trained.
+      (img_dim, num_ref and embed_norm as the flags allow them: the flags check them.)
       add_to_existing: the user's permission to write into a non-empty checkpoint_dir
         (its checkpoints are kept; the import becomes the latest).
 
@@ -189,10 +190,14 @@ def import_tf1_checkpoint(tf1_checkpoint, checkpoint_dir, img_dim=None, num_ref=
       The prefix of the written checkpoint, `checkpoint_dir/ckpt-STEP`.
 
     Raises:
-      InputError: missing or unreadable checkpoint, missing variable, wrong shape, or a
-        bad argument.
+      InputError: missing or unreadable checkpoint, missing variable, wrong shape, or an
+        output directory that is not empty (without add_to_existing) or not a directory.
     """
-    _check_arguments(checkpoint_dir, img_dim, num_ref, embed_norm, add_to_existing)
+    import tensorflow as tf
+
+    from cleannet.model import CleanNet
+
+    check_output_directory(checkpoint_dir, add_to_existing)
     prefix = resolve_tf1_checkpoint(tf1_checkpoint)
     if os.path.isdir(checkpoint_dir) and os.path.samefile(checkpoint_dir, os.path.dirname(prefix) or "."):
         raise InputError("is the TF1 checkpoint's own directory; write the imported checkpoint to another "
@@ -231,6 +236,8 @@ def import_tf1_checkpoint(tf1_checkpoint, checkpoint_dir, img_dim=None, num_ref=
     if unused:
         logging.warning("Not imported (not part of CleanNet): %s", ", ".join(unused))
 
+    from cleannet.checkpoints import make_checkpoint
+
     step_variable = tf.Variable(global_step, dtype=tf.int64, trainable=False, name="global_step")
     saved = _save_without_rotation(make_checkpoint(model, step_variable), checkpoint_dir, global_step)
     logging.info("Imported %d variables at global step %d (img_dim=%d, num_ref=%d, embed_norm=%s) into %s",
@@ -243,6 +250,8 @@ def _save_without_rotation(checkpoint, checkpoint_dir, global_step):
 
     A checkpoint of that step already in the directory is refused (never replaced).
     """
+    import tensorflow as tf
+
     prefix = os.path.join(checkpoint_dir, "%s-%d" % (CHECKPOINT_NAME, global_step))
     if tf.io.gfile.glob(prefix + ".*"):
         raise InputError("already holds a checkpoint of step %d (%s.*); it was not written by this import "
@@ -264,20 +273,32 @@ def define_flags():
     """Defines the command-line flags (only when run as a script, so that importing this
     module for `import_tf1_checkpoint` never collides with other tools' flags)."""
     flags.DEFINE_string("tf1_checkpoint", None,
-                        "The original TF1 checkpoint: a prefix (/x/model.ckpt-123) or a directory.")
-    flags.DEFINE_string("checkpoint_dir", None, "Directory for the imported TF2 checkpoint.")
-    flags.DEFINE_integer("img_dim", None, "Dimensionality of the image feature (default: from the checkpoint).")
-    flags.DEFINE_integer("num_ref", 32, "Number of reference image embeddings for a class.")
-    flags.DEFINE_string("embed_norm", "log", "log|l2norm|no_norm (l2_norm accepted), as the model was trained.")
+                        "The original TF1 checkpoint: a prefix (/x/model.ckpt-123) or a directory.", required=True)
+    flags.DEFINE_string("checkpoint_dir", None, "Directory for the imported TF2 checkpoint.", required=True)
+    define_img_dim(None, " Default: the checkpoint's.")
+    define_num_ref(32)
+    define_embed_norm("log")
     flags.DEFINE_bool("add_to_existing", False, "Write into a non-empty --checkpoint_dir: its checkpoints are "
                       "kept (none is deleted) and the import becomes the latest.")
 
 
+def check_paths():
+    """Fails fast, before TensorFlow loads: --tf1_checkpoint names nothing, or --checkpoint_dir
+    is refused (`check_output_directory`)."""
+    path = FLAGS.tf1_checkpoint
+    if not (os.path.exists(path) or os.path.exists(path.rstrip("/") + ".index")):
+        raise InputError("no TF1 checkpoint found (expected PREFIX.index or a directory)", path=path,
+                         field="--tf1_checkpoint")
+    check_output_directory(FLAGS.checkpoint_dir, FLAGS.add_to_existing)
+
+
 def main(argv):
+    from noisylabels.console import load_tensorflow
+
     if len(argv) > 1:
         raise InputError("unexpected arguments: %s" % " ".join(argv[1:]))
-    check_flag(bool(FLAGS.tf1_checkpoint), "tf1_checkpoint", "must be given")
-    check_flag(bool(FLAGS.checkpoint_dir), "checkpoint_dir", "must be given")
+    check_paths()
+    load_tensorflow()  # after the flag and path checks: a bad command line fails without loading TensorFlow
     saved = import_tf1_checkpoint(FLAGS.tf1_checkpoint, FLAGS.checkpoint_dir, img_dim=FLAGS.img_dim,
                                   num_ref=FLAGS.num_ref, embed_norm=FLAGS.embed_norm,
                                   add_to_existing=FLAGS.add_to_existing)
