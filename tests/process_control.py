@@ -90,3 +90,32 @@ def run_cli(script, *args, module=False, timeout=300):
         command = [os.path.join(ROOT, script)]
     return subprocess.run([sys.executable] + command + [str(a) for a in args], capture_output=True, text=True,
                           cwd=ROOT, env=ENV, timeout=timeout)
+
+
+def run_flag_error_without_tensorflow(script, defaults, args, tmp_path):
+    """Runs a tool whose flags or inputs are wrong and checks it fails fast and alone.
+
+    Args:
+      script: the script path relative to the repository root (e.g. "util/extract_features.py").
+      defaults: {flag: "--flag=value"} for the flags a valid call would pass.
+      args: the test's flags; one naming a flag of `defaults` replaces it, a bare "--flag"
+        only removes it; "{tmp}" is replaced by tmp_path.
+      tmp_path: the test's directory.
+
+    Returns:
+      The one stderr line (exit status 2, TensorFlow and Keras never imported: Python's
+      import-time report lists every module imported).
+    """
+    given = dict(defaults)
+    for arg in args:
+        given.pop(arg.split("=")[0], None)
+    argv = list(given.values()) + [arg.format(tmp=tmp_path) for arg in args if "=" in arg]
+    result = subprocess.run([sys.executable, os.path.join(ROOT, script)] + argv, capture_output=True, text=True,
+                            timeout=120, env=dict(os.environ, PYTHONPROFILEIMPORTTIME="1"))
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    imported = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
+    assert "tensorflow" not in imported and "keras" not in imported
+    errors = [line for line in lines if not line.startswith("import time:")]
+    assert len(errors) == 1 and errors[0].startswith("error: "), errors
+    return errors[0]

@@ -7,6 +7,8 @@ import sys
 import numpy as np
 import pytest
 
+from process_control import run_flag_error_without_tensorflow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "util", "export_saved_model.py")
 IMG_DIM, NUM_REF, NUM_CLASSES = 12, 3, 4
@@ -180,19 +182,9 @@ def test_cli_flag_and_file_errors_come_before_tensorflow(tmp_path, args, expecte
     and TensorFlow is never imported (python's import-time report lists every module imported)."""
     (tmp_path / "classes.txt").write_text("cat\n")
     np.save(tmp_path / "ref.npy", np.zeros((1, NUM_REF, IMG_DIM), np.float32))
-    given = {"--checkpoint_dir": "--checkpoint_dir=%s" % tmp_path, "--data_dir": "--data_dir=%s" % tmp_path,
-             "--class_list": "--class_list=%s" % (tmp_path / "classes.txt"),
-             "--export_dir": "--export_dir=%s" % (tmp_path / "exported")}
-    for arg in args:
-        given.pop(arg.split("=")[0], None)
-    given = list(given.values()) + [arg.format(tmp=tmp_path) for arg in args if "=" in arg]
-    result = subprocess.run([sys.executable, SCRIPT] + given, capture_output=True, text=True, timeout=120,
-                            env=dict(os.environ, PYTHONPROFILEIMPORTTIME="1"))
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    imported = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
-    assert "tensorflow" not in imported and "keras" not in imported
-    errors = [line for line in lines if not line.startswith("import time:")]
-    assert len(errors) == 1 and errors[0].startswith("error: "), errors
-    assert all(part.format(tmp=tmp_path) in errors[0] for part in expected), errors[0]
+    defaults = {"--checkpoint_dir": "--checkpoint_dir=%s" % tmp_path, "--data_dir": "--data_dir=%s" % tmp_path,
+                "--class_list": "--class_list=%s" % (tmp_path / "classes.txt"),
+                "--export_dir": "--export_dir=%s" % (tmp_path / "exported")}
+    error = run_flag_error_without_tensorflow("util/export_saved_model.py", defaults, args, tmp_path)
+    assert all(part.format(tmp=tmp_path) in error for part in expected), error
     assert not (tmp_path / "exported").exists()

@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
+from process_control import run_flag_error_without_tensorflow
+
 from cleannet.tools import extract_features
 from noisylabels import partial_features
 from noisylabels.errors import InputError
@@ -324,18 +326,8 @@ def test_cli_flag_and_path_errors_come_before_tensorflow(tmp_path, args, expecte
     exit status 2, and TensorFlow is never imported (python's import-time report lists every
     module imported)."""
     (tmp_path / "list.tsv").write_text("k1\ta.png\tcat\n")
-    given = {"--input_list": "--input_list=%s" % (tmp_path / "list.tsv"),
-             "--output_file": "--output_file=%s" % (tmp_path / "out.tsv")}
-    for arg in args:
-        given.pop(arg.split("=")[0], None)
-    given = list(given.values()) + [arg.format(tmp=tmp_path) for arg in args if "=" in arg]
-    result = subprocess.run([sys.executable, "util/extract_features.py"] + given, cwd=ROOT, capture_output=True,
-                            text=True, timeout=120, env=dict(os.environ, PYTHONPROFILEIMPORTTIME="1"))
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    imported = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
-    assert "tensorflow" not in imported and "keras" not in imported
-    errors = [line for line in lines if not line.startswith("import time:")]
-    assert len(errors) == 1 and errors[0].startswith("error: "), errors
-    assert all(part.format(tmp=tmp_path) in errors[0] for part in expected), errors[0]
+    defaults = {"--input_list": "--input_list=%s" % (tmp_path / "list.tsv"),
+                "--output_file": "--output_file=%s" % (tmp_path / "out.tsv")}
+    error = run_flag_error_without_tensorflow("util/extract_features.py", defaults, args, tmp_path)
+    assert all(part.format(tmp=tmp_path) in error for part in expected), error
     assert os.listdir(tmp_path) == ["list.tsv"]

@@ -9,8 +9,6 @@ directory itself is the checkpoint prefix (files DIR/.index, DIR/.data-00000-of-
 import functools
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -276,21 +274,10 @@ def test_cli_flag_errors_come_before_tensorflow(tmp_path, original_layout, args,
     """A bad or missing flag, or a TF1 checkpoint path naming nothing, is one stderr line naming
     it, exit status 2, and TensorFlow is never imported (python's import-time report lists every
     module imported)."""
-    given = {"--tf1_checkpoint": "--tf1_checkpoint=%s" % original_layout,
-             "--checkpoint_dir": "--checkpoint_dir=%s" % (tmp_path / "out")}
-    for arg in args:
-        given.pop(arg.split("=")[0], None)
-    given = list(given.values()) + [arg.format(tmp=tmp_path) for arg in args if "=" in arg]
-    result = subprocess.run([sys.executable, os.path.join(process_control.ROOT, "util", "import_tf1_checkpoint.py")]
-                            + given, capture_output=True, text=True, timeout=120,
-                            env=dict(os.environ, PYTHONPROFILEIMPORTTIME="1"))
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    imported = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
-    assert "tensorflow" not in imported and "keras" not in imported
-    errors = [line for line in lines if not line.startswith("import time:")]
-    assert len(errors) == 1 and errors[0].startswith("error: "), errors
-    assert all(part.format(tmp=tmp_path) in errors[0] for part in expected), errors[0]
+    defaults = {"--tf1_checkpoint": "--tf1_checkpoint=%s" % original_layout,
+                "--checkpoint_dir": "--checkpoint_dir=%s" % (tmp_path / "out")}
+    error = process_control.run_flag_error_without_tensorflow("util/import_tf1_checkpoint.py", defaults, args, tmp_path)
+    assert all(part.format(tmp=tmp_path) in error for part in expected), error
     assert not (tmp_path / "out").exists()
 
 

@@ -7,6 +7,8 @@ import sys
 import numpy as np
 import pytest
 
+from process_control import run_flag_error_without_tensorflow
+
 from noisylabels.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -173,20 +175,10 @@ def test_cli_flag_and_file_errors_come_before_tensorflow(tmp_path, args, expecte
     module imported). A bare flag in `args` leaves that flag out."""
     (tmp_path / "classes.txt").write_text("a\nb\n")
     (tmp_path / "train.tsv").write_text("")
-    given = {"--train_tsv": "--train_tsv=%s" % (tmp_path / "train.tsv"),
-             "--class_list": "--class_list=%s" % (tmp_path / "classes.txt")}
-    for arg in args:
-        given.pop(arg.split("=")[0], None)
-    given = list(given.values()) + [arg.format(tmp=tmp_path) for arg in args if "=" in arg]
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "train_classifier.py")] + given, capture_output=True,
-                            text=True, env=dict(os.environ, PYTHONPROFILEIMPORTTIME="1"), timeout=120)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    imported = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
-    assert "tensorflow" not in imported and "keras" not in imported
-    errors = [line for line in lines if not line.startswith("import time:")]
-    assert len(errors) == 1 and errors[0].startswith("error: "), errors
-    assert all(part.format(tmp=tmp_path) in errors[0] for part in expected), errors[0]
+    defaults = {"--train_tsv": "--train_tsv=%s" % (tmp_path / "train.tsv"),
+                "--class_list": "--class_list=%s" % (tmp_path / "classes.txt")}
+    error = run_flag_error_without_tensorflow("train_classifier.py", defaults, args, tmp_path)
+    assert all(part.format(tmp=tmp_path) in error for part in expected), error
     assert sorted(os.listdir(tmp_path)) == ["classes.txt", "train.tsv"]
 
 
