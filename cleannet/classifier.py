@@ -68,6 +68,7 @@ from noisylabels import fileio, tsv_reader
 from noisylabels.errors import InputError, TrainingError, check_flag
 from noisylabels.flagutil import define_finite_float, define_img_dim, run_tool
 from noisylabels.progress import Progress
+from noisylabels.run_record import DirectoryLock, check_record, make_record
 
 if TYPE_CHECKING:
     import keras
@@ -306,7 +307,7 @@ def epoch_progress(epochs: int, initial_epoch: int) -> keras.callbacks.Callback:
 
 def fit_weighted(model: keras.Model, epoch_dataset: Callable[[tf.Tensor], tf.data.Dataset], steps_per_epoch: int,
                  test_data, epochs: int, learning_rate: float, train_dir: str | None = None,
-                 callbacks: Sequence[keras.callbacks.Callback] = ()) -> float:
+                 callbacks: Sequence[keras.callbacks.Callback] = (), record: dict | None = None) -> float:
     """The training shared by both modes: Keras fit, weighted cross-entropy, Adam.
 
     Args:
@@ -318,10 +319,24 @@ def fit_weighted(model: keras.Model, epoch_dataset: Callable[[tf.Tensor], tf.dat
       test_data: None, (x, labels) arrays, or a tf.data.Dataset of (x, labels, weights).
       epochs, learning_rate, train_dir: as the flags.
       callbacks: more Keras callbacks, run after the backup and before the logs.
+      record: what the run trains on (noisylabels.run_directory.make_record): with
+        train_dir, resuming a run made on other data or settings is refused, and the run
+        holds train_dir's lock (a second run on it is refused).
 
     Returns:
       the test accuracy after the last epoch (NaN without test data).
     """
+    if not train_dir:
+        return _fit(model, epoch_dataset, steps_per_epoch, test_data, epochs, learning_rate, None, callbacks)
+    with DirectoryLock(train_dir):
+        backup_dir = os.path.join(train_dir, "checkpoints")
+        check_record(train_dir, record or {"data": {}, "settings": {}},
+                     resuming=os.path.isdir(backup_dir) and bool(os.listdir(backup_dir)))
+        return _fit(model, epoch_dataset, steps_per_epoch, test_data, epochs, learning_rate, train_dir, callbacks)
+
+
+def _fit(model, epoch_dataset, steps_per_epoch, test_data, epochs, learning_rate, train_dir, callbacks):
+    """fit_weighted's training once train_dir (if any) is locked and checked."""
     import keras
     import tensorflow as tf
 
@@ -391,8 +406,12 @@ def train_classifier(train_tsv: str, class_list: str, test_tsv: str | None = Non
         return (tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
                 .map(lambda rows: tuple(tf.gather(a, rows) for a in table)))
 
+    files = {"train_tsv": train_tsv, "class_list": class_list, "weights_file": weights_file}
+    record = make_record({k: v for k, v in files.items() if v},
+                         dict(weighting=weighting, img_dim=img_dim, hidden_units=hidden_units, batch_size=batch_size,
+                              seed=seed, train_layout=train_layout))
     return fit_weighted(model, epoch_dataset, math.ceil(len(labels) / batch_size), test, epochs, learning_rate,
-                        train_dir, callbacks)
+                        train_dir, callbacks, record)
 
 
 def _read_images(train_images, test_images, class_names, image_root, skip_bad_images):
@@ -448,8 +467,12 @@ def train_image_classifier(train_images: str, class_list: str, test_images: str 
     if test is not None and len(test):
         test_data = image_input.make_image_dataset(test.paths, test.labels, np.ones(len(test), np.float32),
                                                    image_size, backbone, batch_size, training=False)
+    files = {"train_images": train_images, "class_list": class_list, "weights_file": weights_file}
+    record = make_record({k: v for k, v in files.items() if v},
+                         dict(weighting=weighting, backbone=backbone, image_size=image_size, hidden_units=hidden_units,
+                              batch_size=batch_size, seed=seed, freeze_backbone=freeze_backbone))
     return fit_weighted(model, epoch_dataset, math.ceil(len(train) / batch_size), test_data, epochs,
-                        learning_rate, train_dir, callbacks)
+                        learning_rate, train_dir, callbacks, record)
 
 
 # ---------------------------------------------------------------------------------------

@@ -38,7 +38,8 @@ from noisylabels import distribution
 from noisylabels import tsv_reader
 from noisylabels.errors import InputError, check_flag
 from noisylabels.progress import Progress
-from noisylabels.run_directory import RunDirectory, make_record
+from noisylabels.run_directory import RunDirectory
+from noisylabels.run_record import make_record
 from noisylabels.training_loop import TrainingLoop, summary_writers
 
 __all__ = ["TrainConfig", "FeatureTables", "Trainer", "load_tables", "train"]

@@ -24,7 +24,8 @@ from noise_model.stage_task import StageConfig, StageTask
 from noisylabels import distribution
 from noisylabels.errors import InputError, check_flag
 from noisylabels.fileio import atomic_open
-from noisylabels.run_directory import RunDirectory, make_record
+from noisylabels.run_directory import RunDirectory
+from noisylabels.run_record import make_record
 from noisylabels.training_loop import TrainingLoop, summary_writers
 
 MAX_CHECKPOINTS_TO_KEEP = 5

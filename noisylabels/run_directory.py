@@ -20,12 +20,9 @@ In a multi-worker run the chief owns the directory; the other workers write to a
 subdirectory (noisylabels.distribution.output_dir) and hold their own lock there.
 """
 
-import fcntl
-import hashlib
 import json
 import os
 import shutil
-import socket
 from typing import Callable, Optional
 
 import numpy as np
@@ -35,12 +32,10 @@ from absl import logging
 from noisylabels import distribution
 from noisylabels.errors import InputError, TrainingError
 from noisylabels.fileio import atomic_open
+from noisylabels.run_record import DirectoryLock, check_record
 
-LOCK_FILE = "run.lock"
-RECORD_FILE = "run.json"
 BEST_SUBDIR = "best"
 BEST_INFO_FILE = "best_model.json"
-_DIGEST_BYTES = 1 << 20  # first and last MiB of each data file
 # What TensorFlow raises reading a truncated or corrupt checkpoint (a short read of the
 # object graph is an IndexError).
 DAMAGED_CHECKPOINT_ERRORS = (tf.errors.OpError, ValueError, IndexError, OSError)
@@ -54,63 +49,6 @@ def _inside(path: str, directory: str) -> bool:
     path = os.path.realpath(path)
     directory = os.path.realpath(directory)
     return os.path.commonpath([path, directory]) == directory
-
-
-def file_identity(path: str) -> dict:
-    """Size and a SHA-256 of the first and last MiB of a file: cheap even for a 5 GB file,
-    and different for any edit that changes the size, the header or either end."""
-    size = os.path.getsize(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        digest.update(f.read(_DIGEST_BYTES))
-        if size > 2 * _DIGEST_BYTES:
-            f.seek(size - _DIGEST_BYTES)
-            digest.update(f.read(_DIGEST_BYTES))
-    return {"size": size, "sha256_ends": digest.hexdigest()}
-
-
-def make_record(data_files: dict, settings: dict) -> dict:
-    """The run record: {"data": name -> file_identity, "settings": name -> value}."""
-    return {"data": {name: file_identity(path) for name, path in sorted(data_files.items())},
-            "settings": dict(settings)}
-
-
-def _describe_difference(stored: dict, wanted: dict) -> str:
-    changes = []
-    for name in sorted(set(stored.get("data", {})) | set(wanted["data"])):
-        if stored.get("data", {}).get(name) != wanted["data"].get(name):
-            changes.append("%s changed" % name)
-    for name in sorted(set(stored.get("settings", {})) | set(wanted["settings"])):
-        old, new = stored.get("settings", {}).get(name), wanted["settings"].get(name)
-        if old != new:
-            changes.append("--%s %s -> %s" % (name, old, new))
-    return ", ".join(changes)
-
-
-class DirectoryLock:
-    """An exclusive flock on DIRECTORY/run.lock; the file says who holds it."""
-
-    def __init__(self, directory: str):
-        self.path = os.path.join(directory, LOCK_FILE)
-        self._fd = None
-
-    def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
-            os.close(fd)
-            raise InputError("is in use by another run (%s); wait for it to end or use another directory"
-                             % holder, path=os.path.dirname(self.path)) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, ("pid %d on %s\n" % (os.getpid(), socket.gethostname())).encode(), 0)
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing drops the flock
-            self._fd = None
 
 
 class RunDirectory:
@@ -129,7 +67,6 @@ class RunDirectory:
     def __init__(self, directory: str, checkpoint: tf.train.Checkpoint, strategy=None, max_to_keep: int = 5,
                  checkpoint_name: str = "ckpt", keep_best: bool = False):
         strategy = strategy or tf.distribute.get_strategy()
-        self.user_directory = directory
         self.directory = distribution.output_dir(directory, strategy)
         self.chief = distribution.is_chief(strategy)
         self.checkpoint = checkpoint
@@ -200,27 +137,8 @@ class RunDirectory:
     # -- run record ------------------------------------------------------------------
 
     def check_record(self, record: dict) -> None:
-        """Refuses to resume a run made on other data or settings; records them otherwise.
-
-        A directory without a record (an imported checkpoint, an older run) is accepted
-        and gets one.
-        """
-        path = os.path.join(self.directory, RECORD_FILE)
-        stored = None
-        if os.path.exists(path):
-            try:
-                with open(path, encoding="utf-8") as f:
-                    stored = json.load(f)
-            except (OSError, ValueError) as err:
-                raise InputError("unreadable run record (%s)" % err, path=path) from None
-        if stored is not None and self.manager.latest_checkpoint:
-            difference = _describe_difference(stored, record)
-            if difference:
-                raise InputError("holds a run trained on other data or settings (%s); to start afresh use a "
-                                 "new directory or delete this one" % difference, path=self.user_directory)
-        if stored != record and self.chief:
-            with atomic_open(path) as f:
-                json.dump(record, f, indent=1, sort_keys=True)
+        """Refuses to resume a run made on other data or settings; records them otherwise."""
+        check_record(self.directory, record, resuming=bool(self.manager.latest_checkpoint), write=self.chief)
 
     # -- checkpoints -------------------------------------------------------------------
 

@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 from noisylabels.errors import InputError, TrainingError
-from noisylabels.run_directory import RunDirectory, file_identity, make_record
+from noisylabels.run_directory import RunDirectory
+from noisylabels.run_record import file_identity, make_record
 
 
 class Tiny(tf.Module):

@@ -273,8 +273,20 @@ def test_resume_from_checkpoint(data, tmp_path):
     assert_same_state(saved_state(tmp_path / "a"), saved_state(tmp_path / "b"))
     tags = tensorboard_tags(tmp_path / "a" / "log")
     assert {"epoch_loss", "epoch_accuracy"} <= tags["train"] and "epoch_accuracy" in tags["validation"], tags
-    with pytest.raises(InputError, match="resume"):  # another architecture in the same train_dir
+    with pytest.raises(InputError, match=r"other data or settings \(--hidden_units 0 -> 5\)"):
         run_classifier(data, "hard", epochs=4, hidden_units=5, train_dir=str(tmp_path / "a"))
+    with pytest.raises(InputError, match=r"other data or settings \(--weighting hard -> soft\)"):
+        run_classifier(data, "soft", epochs=4, train_dir=str(tmp_path / "a"))
+    assert epochs_done(tmp_path / "a") == 3  # nothing was trained by the refused runs
+
+
+def test_a_second_run_on_the_same_train_dir_is_refused(data, tmp_path):
+    from noisylabels.run_record import DirectoryLock
+
+    with DirectoryLock(str(tmp_path / "a")):
+        with pytest.raises(InputError, match=r"in use by another run \(pid %d" % os.getpid()):
+            run_classifier(data, "hard", epochs=1, train_dir=str(tmp_path / "a"))
+    assert not (tmp_path / "a" / "checkpoints").exists()
 
 
 class Interrupt(Exception):
