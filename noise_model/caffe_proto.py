@@ -24,8 +24,11 @@ The message classes are built at import time with `descriptor_pb2` in a private
 descriptor pool, so they never clash with another `caffe` package.
 """
 
+from typing import Optional
+
 from google.protobuf import descriptor_pb2
 from google.protobuf import descriptor_pool
+from google.protobuf import message as protobuf_message
 from google.protobuf import message_factory
 
 PACKAGE = "caffe"
@@ -46,8 +49,9 @@ V1_LAYER_TYPES = {
 _F = descriptor_pb2.FieldDescriptorProto
 
 
-def _field(message, name, number, field_type, label=_F.LABEL_OPTIONAL, type_name=None,
-           packed=False):
+def _field(message: descriptor_pb2.DescriptorProto, name: str, number: int, field_type: int,
+           label: int = _F.LABEL_OPTIONAL, type_name: Optional[str] = None,
+           packed: bool = False) -> descriptor_pb2.FieldDescriptorProto:
     field = message.field.add(name=name, number=number, type=field_type, label=label)
     if type_name is not None:
         field.type_name = "." + PACKAGE + "." + type_name
@@ -56,7 +60,7 @@ def _field(message, name, number, field_type, label=_F.LABEL_OPTIONAL, type_name
     return field
 
 
-def _file_descriptor():
+def _file_descriptor() -> descriptor_pb2.FileDescriptorProto:
     """The FileDescriptorProto of the minimal schema above."""
     proto = descriptor_pb2.FileDescriptorProto(name="noise_model/caffe_minimal.proto",
                                                package=PACKAGE, syntax="proto2")
@@ -95,7 +99,7 @@ def _file_descriptor():
     return proto
 
 
-def _message_classes():
+def _message_classes() -> dict[str, type[protobuf_message.Message]]:
     pool = descriptor_pool.DescriptorPool()
     pool.Add(_file_descriptor())
     classes = {}
@@ -116,7 +120,7 @@ V1LayerParameter = _CLASSES["V1LayerParameter"]
 NetParameter = _CLASSES["NetParameter"]
 
 
-def v1_type_name(number):
+def v1_type_name(number: int) -> str:
     """The V1LayerParameter.LayerType name of an enum number (e.g. 4 → "CONVOLUTION")."""
     for name, value in V1_LAYER_TYPES.items():
         if value == number:

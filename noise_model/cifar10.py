@@ -42,12 +42,14 @@ import json
 import os
 import pickle
 import sys
+from typing import Any, BinaryIO, Callable, Optional
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
 from absl import flags, logging
+from numpy.typing import ArrayLike
 
 from noise_model import noise
 from noise_model import protocol
@@ -69,7 +71,7 @@ NTYPE_TRAIN_SHARE = 0.8
 # Reading the original batches.
 
 
-def _numpy_global(module_name, name):
+def _numpy_global(module_name: str, name: str) -> Optional[Callable[..., Any]]:
     """Imports `module_name.name`, trying NumPy 2's `numpy._core` and NumPy 1's `numpy.core`."""
     for candidate in (module_name.replace("numpy.core", "numpy._core"),
                       module_name.replace("numpy._core", "numpy.core")):
@@ -96,11 +98,11 @@ _PLAIN_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "bytearray", "by
 class _RestrictedUnpickler(pickle.Unpickler):
     """An Unpickler that resolves only NumPy-array and plain-container globals."""
 
-    def __init__(self, file, path):
+    def __init__(self, file: BinaryIO, path: str) -> None:
         super().__init__(file, encoding="bytes")
         self._path = path
 
-    def find_class(self, module, name):
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _NUMPY_GLOBALS:
             found = _numpy_global(module, name)
             if found is not None:
@@ -117,7 +119,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
                          "NumPy arrays and plain containers" % (module, name), path=self._path)
 
 
-def _check_labels(labels, num_images, path):
+def _check_labels(labels: object, num_images: int, path: str) -> np.ndarray:
     """Validates CIFAR labels (a list or array of n ints in [0, 10)); returns int64 [n]."""
     if isinstance(labels, np.ndarray):
         array = labels
@@ -140,13 +142,13 @@ def _check_labels(labels, num_images, path):
     return array.astype(np.int64)
 
 
-def _rows_to_images(rows):
+def _rows_to_images(rows: np.ndarray) -> np.ndarray:
     """uint8 [n, 3072] (C×H×W per row) → uint8 [n, 32, 32, 3]."""
     images = rows.reshape(-1, 3, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images)
 
 
-def read_python_batch(path):
+def read_python_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
     """Reads one python-version batch → (images uint8 [n, 32, 32, 3], labels int64 [n])."""
     try:
         with open(path, "rb") as f:
@@ -173,13 +175,13 @@ def read_python_batch(path):
     return _rows_to_images(data), labels
 
 
-def _describe(value):
+def _describe(value: object) -> str:
     if isinstance(value, np.ndarray):
         return "%s %s" % (value.dtype, list(value.shape))
     return type(value).__name__
 
 
-def read_binary_batch(path):
+def read_binary_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
     """Reads one binary-version batch → (images uint8 [n, 32, 32, 3], labels int64 [n])."""
     record = 1 + RECORD_PIXELS
     try:
@@ -199,7 +201,7 @@ def read_binary_batch(path):
     return _rows_to_images(raw[:, 1:]), labels
 
 
-def find_batches(data_dir):
+def find_batches(data_dir: str) -> tuple[str, str]:
     """Locates the CIFAR-10 batches under `data_dir`.
 
     Returns:
@@ -235,7 +237,7 @@ def find_batches(data_dir):
                      path=data_dir)
 
 
-def load_cifar10(data_dir):
+def load_cifar10(data_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Reads CIFAR-10 (python or binary version, auto-detected).
 
     Returns:
@@ -265,15 +267,17 @@ def load_cifar10(data_dir):
 # The noisy-label protocol (shared with digits.py).
 
 
-def _label_table(clean, noisy, ntype):
+def _label_table(clean: ArrayLike, noisy: ArrayLike, ntype: ArrayLike) -> np.ndarray:
     """Stacks three int arrays (or -1 scalars) into int64 [n, 3]."""
     n = max(np.size(v) for v in (clean, noisy, ntype))
     columns = [np.broadcast_to(np.asarray(v, dtype=np.int64), (n,)) for v in (clean, noisy, ntype)]
     return np.stack(columns, axis=1).astype(np.int64)
 
 
-def build_noisy_protocol(train_images, train_labels, test_images, test_labels,
-                         noise_level, num_clean, seed, num_classes=NUM_CLASSES):
+def build_noisy_protocol(train_images: np.ndarray, train_labels: ArrayLike,
+                         test_images: np.ndarray, test_labels: np.ndarray,
+                         noise_level: float, num_clean: int, seed: int,
+                         num_classes: int = NUM_CLASSES) -> dict[str, Any]:
     """Builds the splits, matrices and mean image of docs/originals.md#noisy-label-model-cifar-10-protocol.
 
     Args:
@@ -334,13 +338,14 @@ def build_noisy_protocol(train_images, train_labels, test_images, test_labels,
             "mean_image": mean_image, "noisy_labels": noisy_labels, "stats": stats}
 
 
-def save_matrix_txt(path, matrix):
+def save_matrix_txt(path: str, matrix: ArrayLike) -> None:
     """Writes a matrix as text (one row per line, 6 decimals), atomically."""
     with atomic_open(path, "w") as f:
         np.savetxt(f, np.asarray(matrix, dtype=np.float64), fmt="%.6f")
 
 
-def write_prepared(output_dir, dataset, protocol, metadata):
+def write_prepared(output_dir: str, dataset: str, protocol: dict[str, Any],
+                   metadata: dict[str, Any]) -> None:
     """Writes the cifar10/digits prepared layout (see the module docstring).
 
     Args:
@@ -369,7 +374,7 @@ def write_prepared(output_dir, dataset, protocol, metadata):
         f.write("\n")
 
 
-def log_protocol(protocol):
+def log_protocol(protocol: dict[str, Any]) -> None:
     """Logs the counts, the actual noise rate and C."""
     stats = protocol["stats"]
     logging.info("Training images: %d (%d clean, %d with noisy labels only); test images: %d",
@@ -388,7 +393,7 @@ def log_protocol(protocol):
 # Command line.
 
 
-def define_flags():
+def define_flags() -> None:
     flags.DEFINE_string("data_dir", None, "Directory with the CIFAR-10 python or binary "
                         "batches (or their cifar-10-batches-py/-bin folder).", required=True)
     flags.DEFINE_string("output_dir", None, "Where to write the prepared data set.", required=True)
@@ -400,7 +405,7 @@ def define_flags():
     flags.DEFINE_integer("seed", 0, "Seed of Q, of the corruption and of the shuffle.", lower_bound=0)
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     del argv
     FLAGS = flags.FLAGS
     train_images, train_labels, test_images, test_labels = load_cifar10(FLAGS.data_dir)
@@ -413,7 +418,7 @@ def main(argv):
     logging.info("Wrote the prepared CIFAR-10 data to %s", FLAGS.output_dir)
 
 
-def run():
+def run() -> None:
     """Console entry point (noise-model-prepare-cifar10)."""
     define_flags()
     run_tool(main)

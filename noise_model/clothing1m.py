@@ -42,6 +42,8 @@ import concurrent.futures
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Optional
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -69,13 +71,15 @@ KEY_LISTS = {
 }
 SPLITS = protocol.SPLITS["clothing1m"]
 _CHUNK = 2048
+# One line of a prepared split: (key, clean label, noisy label, noise type); -1 where unknown.
+SplitEntry = tuple[str, int, int, int]
 
 
 # ---------------------------------------------------------------------------------------
 # Reading the list files.
 
 
-def _read_lines(path):
+def _read_lines(path: str) -> Iterator[tuple[int, str]]:
     """Yields (line number, stripped text) for the non-blank lines of a text file (a
     byte-order mark and CRLF line ends are accepted: noisylabels.fileio.iter_text_lines)."""
     if os.path.isdir(path):
@@ -86,13 +90,13 @@ def _read_lines(path):
             yield number, text
 
 
-def read_label_kv(path, num_classes=NUM_CLASSES):
+def read_label_kv(path: str, num_classes: int = NUM_CLASSES) -> dict[str, int]:
     """Reads "key label" lines.
 
     Returns:
       dict key → int label in [0, num_classes), in file order.
     """
-    labels = {}
+    labels: dict[str, int] = {}
     for number, text in _read_lines(path):
         fields = text.split()
         if len(fields) != 2:
@@ -111,7 +115,7 @@ def read_label_kv(path, num_classes=NUM_CLASSES):
     return labels
 
 
-def read_key_list(path):
+def read_key_list(path: str) -> list[tuple[str, int]]:
     """Reads one key per line.
 
     Returns:
@@ -135,7 +139,7 @@ def read_key_list(path):
     return keys
 
 
-def read_clothing1m_lists(data_root):
+def read_clothing1m_lists(data_root: str) -> dict[str, Any]:
     """Reads the label and key files of a Clothing1M root.
 
     Returns:
@@ -145,7 +149,7 @@ def read_clothing1m_lists(data_root):
     """
     if not os.path.isdir(data_root):
         raise InputError("directory not found", path=data_root, field="--data_root")
-    lists = {"clean": read_label_kv(os.path.join(data_root, CLEAN_KV)),
+    lists: dict[str, Any] = {"clean": read_label_kv(os.path.join(data_root, CLEAN_KV)),
              "noisy": read_label_kv(os.path.join(data_root, NOISY_KV))}
     for name, filename in KEY_LISTS.items():
         path = os.path.join(data_root, filename)
@@ -162,7 +166,7 @@ def read_clothing1m_lists(data_root):
 # Checking and reading images.
 
 
-def _sniff_format(data):
+def _sniff_format(data: bytes) -> Optional[str]:
     """The image format TensorFlow's decode_image would use, or None."""
     if data[:3] == b"\xff\xd8\xff":
         return "jpeg"
@@ -177,7 +181,7 @@ def _sniff_format(data):
     return None
 
 
-def image_problem(path, full_decode=False):
+def image_problem(path: str, full_decode: bool = False) -> Optional[str]:
     """Checks that an image file can be decoded for training.
 
     A JPEG must end its last scan with an end-of-image marker: OpenCV decodes a truncated
@@ -209,7 +213,7 @@ def image_problem(path, full_decode=False):
     return None
 
 
-def load_resized_rgb(path, size=RESIZE_SIZE):
+def load_resized_rgb(path: str, size: int = RESIZE_SIZE) -> np.ndarray:
     """Reads an image as float32 RGB [size, size, 3] (bilinear resize, no EXIF rotation).
 
     Matches datasets.py: tf.io.decode_image (RGB, EXIF orientation ignored) followed by
@@ -222,7 +226,8 @@ def load_resized_rgb(path, size=RESIZE_SIZE):
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
-def _in_chunks(items, function, num_workers):
+def _in_chunks(items: Sequence[str], function: Callable[[str], Any],
+               num_workers: int) -> Iterator[tuple[str, Any]]:
     """Yields (item, function(item)) over `items` with a thread pool, in order."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=num_workers) as pool:
         for start in range(0, len(items), _CHUNK):
@@ -230,7 +235,8 @@ def _in_chunks(items, function, num_workers):
             yield from zip(chunk, pool.map(function, chunk))
 
 
-def check_images(data_root, keys, skip_missing, on_bad_image, num_workers, where):
+def check_images(data_root: str, keys: Sequence[str], skip_missing: bool, on_bad_image: str,
+                 num_workers: int, where: dict[str, tuple[str, int]]) -> tuple[set[str], int, int]:
     """Checks that every key's image exists and decodes.
 
     Args:
@@ -255,7 +261,7 @@ def check_images(data_root, keys, skip_missing, on_bad_image, num_workers, where
 
     usable, bad = set(), 0
     logging.info("Checking %d images", len(present))
-    def check(key):
+    def check(key: str) -> Optional[str]:
         return image_problem(os.path.join(data_root, key))
 
     with Progress(total=len(present), unit="images", desc="checking images") as progress:
@@ -274,14 +280,15 @@ def check_images(data_root, keys, skip_missing, on_bad_image, num_workers, where
     return usable, missing, bad
 
 
-def compute_mean_image(data_root, keys, num_workers, size=RESIZE_SIZE):
+def compute_mean_image(data_root: str, keys: Sequence[str], num_workers: int,
+                       size: int = RESIZE_SIZE) -> np.ndarray:
     """Per-pixel mean of the images of `keys` resized to size×size: float32 [size, size, 3]."""
     if not keys:
         raise InputError("no clean training images to compute the mean image from",
                          path=os.path.join(data_root, KEY_LISTS["clean_train"]))
     total = np.zeros((size, size, 3), np.float64)
 
-    def load(key):
+    def load(key: str) -> np.ndarray:
         return load_resized_rgb(os.path.join(data_root, key), size)
 
     with Progress(total=len(keys), unit="images", desc="mean image") as progress:
@@ -296,7 +303,9 @@ def compute_mean_image(data_root, keys, num_workers, size=RESIZE_SIZE):
 # The protocol.
 
 
-def build_splits(clean, noisy, clean_train, clean_val, clean_test, noisy_train, seed):
+def build_splits(clean: dict[str, int], noisy: dict[str, int], clean_train: list[str],
+                 clean_val: list[str], clean_test: list[str], noisy_train: list[str],
+                 seed: int) -> tuple[dict[str, list[SplitEntry]], np.ndarray, dict[str, Any]]:
     """Builds C, the noise types and the split lists of docs/originals.md#noisy-label-model-clothing1m-protocol.
 
     Args:
@@ -321,7 +330,7 @@ def build_splits(clean, noisy, clean_train, clean_val, clean_test, noisy_train, 
                                   np.array([noisy[k] for k in both], np.int64), matrix_c)
     ntype = dict(zip(both, (int(t) for t in types)))
 
-    def entry(key, clean_known=True):
+    def entry(key: str, clean_known: bool = True) -> SplitEntry:
         c = clean[key] if clean_known and key in clean else -1
         n = noisy.get(key, -1)
         z = ntype.get(key, -1) if c >= 0 and n >= 0 else -1
@@ -352,15 +361,15 @@ def build_splits(clean, noisy, clean_train, clean_val, clean_test, noisy_train, 
     return splits, matrix_c, stats
 
 
-def write_split(path, entries):
+def write_split(path: str, entries: Sequence[SplitEntry]) -> None:
     """Writes "key clean noisy ntype" lines atomically."""
     with atomic_open(path, "w") as f:
         for key, c, n, z in entries:
             f.write("%s %d %d %d\n" % (key, c, n, z))
 
 
-def prepare_clothing1m(data_root, output_dir, seed=0, skip_missing=False, on_bad_image="stop",
-                       num_workers=0):
+def prepare_clothing1m(data_root: str, output_dir: str, seed: int = 0, skip_missing: bool = False,
+                       on_bad_image: str = "stop", num_workers: int = 0) -> dict[str, Any]:
     """Writes the prepared Clothing1M layout (see the module docstring).
 
     Args:
@@ -431,7 +440,7 @@ def prepare_clothing1m(data_root, output_dir, seed=0, skip_missing=False, on_bad
 # Command line.
 
 
-def define_flags():
+def define_flags() -> None:
     flags.DEFINE_string("data_root", None, "Clothing1M root: the list files and images/.", required=True)
     flags.DEFINE_string("output_dir", None, "Where to write the prepared lists.", required=True)
     flags.register_validator("output_dir", bool, message="must not be empty")
@@ -442,7 +451,7 @@ def define_flags():
     flags.DEFINE_integer("num_workers", 0, "Threads for reading images (0: one per core).", lower_bound=0)
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     del argv
     FLAGS = flags.FLAGS
     prepare_clothing1m(FLAGS.data_root, FLAGS.output_dir, seed=FLAGS.seed,
@@ -451,7 +460,7 @@ def main(argv):
     logging.info("Wrote the prepared Clothing1M lists to %s", FLAGS.output_dir)
 
 
-def run():
+def run() -> None:
     """Console entry point (noise-model-prepare-clothing1m)."""
     define_flags()
     run_tool(main)

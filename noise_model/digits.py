@@ -16,6 +16,7 @@ Command line:
 
 import os
 import sys
+from typing import Any, Optional
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -23,6 +24,7 @@ if __package__ in (None, ""):
 import cv2
 import numpy as np
 from absl import flags, logging
+from numpy.typing import ArrayLike
 from sklearn.datasets import load_digits
 
 from noise_model import cifar10
@@ -34,7 +36,7 @@ DIGITS_MAX_VALUE = 16.0
 DEFAULT_CLEAN_FRACTION = 0.2
 
 
-def digits_to_images(digits_images):
+def digits_to_images(digits_images: ArrayLike) -> np.ndarray:
     """float [n, 8, 8] in 0..16 → uint8 [n, 32, 32, 3] (scaled, bilinear resize, 3 channels)."""
     scaled = np.round(np.asarray(digits_images, np.float64) * (255.0 / DIGITS_MAX_VALUE))
     scaled = np.clip(scaled, 0, 255).astype(np.uint8)
@@ -43,7 +45,8 @@ def digits_to_images(digits_images):
     return np.repeat(resized[..., None], 3, axis=-1)
 
 
-def load_digits_split(num_test=360, seed=0):
+def load_digits_split(num_test: int = 360,
+                      seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """scikit-learn's digits as 32×32 RGB, split by a permutation seeded with `seed`.
 
     Returns:
@@ -60,8 +63,9 @@ def load_digits_split(num_test=360, seed=0):
     return images[train], labels[train], images[test], labels[test]
 
 
-def prepare_digits(output_dir, noise_level=0.5, clean_fraction=DEFAULT_CLEAN_FRACTION,
-                   num_test=360, seed=0, num_clean=None):
+def prepare_digits(output_dir: str, noise_level: float = 0.5,
+                   clean_fraction: float = DEFAULT_CLEAN_FRACTION, num_test: int = 360,
+                   seed: int = 0, num_clean: Optional[int] = None) -> dict[str, Any]:
     """Writes the prepared digits data set (the cifar10 layout) to `output_dir`.
 
     Args:
@@ -92,7 +96,7 @@ def prepare_digits(output_dir, noise_level=0.5, clean_fraction=DEFAULT_CLEAN_FRA
     return protocol
 
 
-def define_flags():
+def define_flags() -> None:
     flags.DEFINE_string("output_dir", None, "Where to write the prepared data set.", required=True)
     flags.register_validator("output_dir", bool, message="must not be empty")
     define_finite_float("noise_level", 0.5, "Off-diagonal mass of each column of Q, in [0, 1].",
@@ -104,7 +108,7 @@ def define_flags():
                          lower_bound=0)
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     del argv
     FLAGS = flags.FLAGS
     prepare_digits(FLAGS.output_dir, noise_level=FLAGS.noise_level, num_test=FLAGS.num_test,
@@ -112,7 +116,7 @@ def main(argv):
     logging.info("Wrote the prepared digits data to %s", FLAGS.output_dir)
 
 
-def run():
+def run() -> None:
     """Console entry point (noise-model-prepare-digits)."""
     define_flags()
     run_tool(main)

@@ -32,9 +32,13 @@ writes the built Keras model's weights (`model.save_weights`, atomically); load 
 `model.load_weights(path, skip_mismatch=True)` into a model of the same class.
 """
 
+from __future__ import annotations
+
 import math
 import os
 import sys
+from collections.abc import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Optional
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,6 +52,9 @@ from noisylabels.errors import InputError, check_flag
 from noisylabels.flagutil import run_tool
 from noisylabels.fileio import atomic_path
 
+if TYPE_CHECKING:  # for the type hints only: TensorFlow is loaded after the inputs are checked
+    import keras
+
 # TensorFlow, Keras and noise_model.models are imported inside the functions that use them:
 # the command line checks its flags and reads the caffemodel first, then loads TensorFlow
 # quietly (noisylabels.console.load_tensorflow).
@@ -60,7 +67,7 @@ WEIGHTS_SUFFIX = ".weights.h5"
 # Reading the caffemodel.
 
 
-def blob_to_array(blob, layer_name, path):
+def blob_to_array(blob: protobuf_message.Message, layer_name: str, path: str) -> np.ndarray:
     """A BlobProto → float32 array in the blob's own shape.
 
     The shape is `shape.dim` when present, else the legacy (num, channels, height, width)
@@ -95,7 +102,7 @@ def blob_to_array(blob, layer_name, path):
     return values.reshape(shape)
 
 
-def load_caffemodel(path):
+def load_caffemodel(path: str) -> dict[str, list[np.ndarray]]:
     """Reads the parameter blobs of a `.caffemodel`.
 
     Returns:
@@ -141,11 +148,11 @@ def load_caffemodel(path):
 # Converting to Keras layouts.
 
 
-def _layer_field(name):
+def _layer_field(name: str) -> str:
     return "layer %s" % name
 
 
-def _fit_shape(array, shape, layer_name, what):
+def _fit_shape(array: np.ndarray, shape: Sequence[int], layer_name: str, what: str) -> np.ndarray:
     """Reshapes a Caffe array to `shape` when only leading 1s differ (legacy 4-D blobs)."""
     squeezed = array.shape
     while len(squeezed) > len(shape) and squeezed[0] == 1:
@@ -156,12 +163,13 @@ def _fit_shape(array, shape, layer_name, what):
     return array.reshape(shape)
 
 
-def convert_conv_kernel(weights):
+def convert_conv_kernel(weights: np.ndarray) -> np.ndarray:
     """Caffe [out, in/groups, kh, kw] → Keras [kh, kw, in/groups, out] (grouped or not)."""
     return np.ascontiguousarray(np.transpose(weights, (2, 3, 1, 0)))
 
 
-def convert_dense_kernel(weights, input_hwc=None):
+def convert_dense_kernel(weights: np.ndarray,
+                         input_hwc: Optional[tuple[int, int, int]] = None) -> np.ndarray:
     """Caffe [out, in] → Keras [in, out].
 
     Args:
@@ -177,19 +185,19 @@ def convert_dense_kernel(weights, input_hwc=None):
     return np.ascontiguousarray(reordered.reshape(height * width * channels, out_dim))
 
 
-def _is_conv(layer):
+def _is_conv(layer: keras.layers.Layer) -> bool:
     import keras
 
     return isinstance(layer, keras.layers.Conv2D)
 
 
-def _is_dense(layer):
+def _is_dense(layer: keras.layers.Layer) -> bool:
     import keras
 
     return isinstance(layer, keras.layers.Dense)
 
 
-def _flatten_input_hwc(model):
+def _flatten_input_hwc(model: keras.Model) -> tuple[Optional[str], Optional[tuple[int, int, int]]]:
     """(name of the first dense layer, its input (H, W, C)) for a conv-then-dense model."""
     convs = [layer for layer in model.layers if _is_conv(layer)]
     denses = [layer for layer in model.layers if _is_dense(layer)]
@@ -203,14 +211,16 @@ def _flatten_input_hwc(model):
     return denses[0].name, (side, side, channels)
 
 
-def _flips_bgr(model):
+def _flips_bgr(model: keras.Model) -> bool:
     """True for the CaffeNet-family models (ImageNet weights expect BGR), False otherwise."""
     from noise_model import models
 
     return not isinstance(model, models.CifarQuick)
 
 
-def convert_layer(layer, caffe_blobs, input_hwc=None, flip_input_channels=False):
+def convert_layer(layer: keras.layers.Layer, caffe_blobs: Sequence[np.ndarray],
+                  input_hwc: Optional[tuple[int, int, int]] = None,
+                  flip_input_channels: bool = False) -> list[np.ndarray]:
     """Converts one layer's Caffe blobs to the Keras layer's weight list.
 
     Raises:
@@ -241,7 +251,8 @@ def convert_layer(layer, caffe_blobs, input_hwc=None, flip_input_channels=False)
     return converted
 
 
-def import_into(model, blobs, keep_bgr=False, exclude=()):
+def import_into(model: keras.Model, blobs: Mapping[str, Sequence[np.ndarray]], keep_bgr: bool = False,
+                exclude: Collection[str] = ()) -> list[str]:
     """Copies Caffe blobs into a built Keras model by layer name.
 
     Args:
@@ -287,7 +298,7 @@ def import_into(model, blobs, keep_bgr=False, exclude=()):
 # Command line.
 
 
-def build_model(model_name, num_outputs):
+def build_model(model_name: str, num_outputs: Optional[int]) -> keras.Model:
     """Builds one of our models (weights created by a call on zeros)."""
     import tensorflow as tf
 
@@ -303,7 +314,7 @@ def build_model(model_name, num_outputs):
     return model
 
 
-def infer_num_outputs(model_name, blobs):
+def infer_num_outputs(model_name: str, blobs: Mapping[str, Sequence[np.ndarray]]) -> Optional[int]:
     """The output count of the caffemodel's last layer (fc8 / ip2), or None."""
     last = {"caffenet": "fc8", "cifar_quick": "ip2"}.get(model_name)
     if last in blobs:
@@ -311,7 +322,7 @@ def infer_num_outputs(model_name, blobs):
     return None
 
 
-def save_weights(model, output):
+def save_weights(model: keras.Model, output: str) -> None:
     """model.save_weights(output) through a temporary file renamed into place."""
     with atomic_path(output) as tmp:
         staging = tmp + WEIGHTS_SUFFIX  # Keras insists on the suffix.
@@ -323,7 +334,7 @@ def save_weights(model, output):
                 os.remove(staging)
 
 
-def define_flags():
+def define_flags() -> None:
     flags.DEFINE_string("caffemodel", None, "The .caffemodel file.", required=True)
     flags.DEFINE_enum("model", None, list(MODEL_CHOICES), "Target model: caffenet, caffenet_ntype or cifar_quick.",
                       required=True)
@@ -338,7 +349,7 @@ def define_flags():
     flags.DEFINE_list("exclude_layers", [], "Layer names not to copy (e.g. fc8).")
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     del argv
     FLAGS = flags.FLAGS
     blobs = load_caffemodel(FLAGS.caffemodel)
@@ -362,7 +373,7 @@ def main(argv):
     logging.info("Wrote %s (%d layers imported)", FLAGS.output, len(copied))
 
 
-def run():
+def run() -> None:
     """Console entry point."""
     define_flags()
     run_tool(main)

@@ -25,12 +25,14 @@ per line, entries separated by spaces, written with `%.8g`.
 
 import os
 import sys
+from collections.abc import Callable, Sequence
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
 from absl import flags
+from numpy.typing import ArrayLike
 
 from noisylabels.errors import InputError
 from noisylabels.flagutil import define_finite_float, run_tool
@@ -42,13 +44,13 @@ NOISE_FREE, RANDOM_NOISE, CONFUSING_NOISE = 0, 1, 2
 TIE_TOLERANCE = 1e-12
 
 
-def _check_num_classes(num_classes):
+def _check_num_classes(num_classes: int) -> int:
     if int(num_classes) != num_classes or num_classes < 2:
         raise InputError("must be an integer ≥ 2, got %r" % (num_classes,), field="num_classes")
     return int(num_classes)
 
 
-def _check_labels(labels, num_classes, field):
+def _check_labels(labels: ArrayLike, num_classes: int, field: str) -> np.ndarray:
     """Returns `labels` as int64 [N]; InputError unless 1-D integers in [0, num_classes)."""
     array = np.asarray(labels)
     if array.ndim != 1:
@@ -70,7 +72,7 @@ def _check_labels(labels, num_classes, field):
     return array
 
 
-def _check_matrix(matrix, field, column_stochastic=False):
+def _check_matrix(matrix: ArrayLike, field: str, column_stochastic: bool = False) -> np.ndarray:
     """Returns `matrix` as float64 [L, L]; InputError unless square, finite, non-negative."""
     array = np.asarray(matrix, dtype=np.float64)
     if array.ndim != 2 or array.shape[0] != array.shape[1]:
@@ -89,7 +91,7 @@ def _check_matrix(matrix, field, column_stochastic=False):
     return array
 
 
-def generate_matrix_q(level, num_classes, seed):
+def generate_matrix_q(level: float, num_classes: int, seed: int) -> np.ndarray:
     """A random noise matrix for synthetic label noise.
 
     Args:
@@ -117,7 +119,7 @@ def generate_matrix_q(level, num_classes, seed):
     return matrix_q
 
 
-def corrupt(labels, matrix_q, seed):
+def corrupt(labels: ArrayLike, matrix_q: ArrayLike, seed: int) -> np.ndarray:
     """Draws a noisy label for each clean label.
 
     Args:
@@ -144,7 +146,7 @@ def corrupt(labels, matrix_q, seed):
     return noisy
 
 
-def _best_kept_count(sorted_values, num_classes):
+def _best_kept_count(sorted_values: np.ndarray, num_classes: int) -> int:
     """The k of docs/originals.md#noisy-label-model-matrix-c-noise-types-synthetic-noise for one column's off-diagonal entries sorted descending.
 
     Maximises Σ_{i<k} f_i log(f_i / Σ_{i<k} f_i) + Σ_{i≥k} f_i log(1/(L−1)) over
@@ -171,7 +173,7 @@ def _best_kept_count(sorted_values, num_classes):
     return best_k
 
 
-def compute_matrix_c(clean_labels, noisy_labels, num_classes):
+def compute_matrix_c(clean_labels: ArrayLike, noisy_labels: ArrayLike, num_classes: int) -> np.ndarray:
     """Estimates C from (clean, noisy) label pairs (docs/originals.md#noisy-label-model-matrix-c-noise-types-synthetic-noise).
 
     Confusion counts [y, ỹ] with the diagonal removed, each true-class row normalised,
@@ -214,7 +216,7 @@ def compute_matrix_c(clean_labels, noisy_labels, num_classes):
     return np.divide(matrix_c, column_sums, out=np.zeros_like(matrix_c), where=column_sums > 0)
 
 
-def get_noise_types(clean_labels, noisy_labels, matrix_c):
+def get_noise_types(clean_labels: ArrayLike, noisy_labels: ArrayLike, matrix_c: ArrayLike) -> np.ndarray:
     """The noise type of each pair: 0 if ỹ = y; 1 if C[ỹ, y] ≤ 1/(L−1); else 2.
 
     Args:
@@ -253,7 +255,7 @@ ACTIONS = tuple(ACTION_NEEDS)
 FLAGS = flags.FLAGS
 
 
-def define_flags():
+def define_flags() -> None:
     """Defines the CLI's flags (only when run as a script, so importers get no flags)."""
     flags.DEFINE_enum("action", None, ACTIONS, "What to compute.", required=True)
     define_finite_float("level", None, "make_q: noise level in [0, 1].", lower_bound=0.0, upper_bound=1.0)
@@ -274,12 +276,12 @@ def define_flags():
                                              % (action, " and ".join("--" + name for name in needs)))
 
 
-def _needs_given(action, needs):
+def _needs_given(action: str, needs: Sequence[str]) -> Callable[[dict], bool]:
     """A multi-flag validator: with --action=`action`, every flag named in `needs` is given."""
     return lambda values: values["action"] != action or all(values[name] is not None for name in needs)
 
 
-def read_labels(path, field):
+def read_labels(path: str, field: str) -> np.ndarray:
     """Reads labels: a 1-D integer `.npy`, or text with one integer per line.
 
     Blank lines are skipped. Returns int64 [N]; InputError naming the file and line.
@@ -301,19 +303,19 @@ def read_labels(path, field):
     return np.asarray(labels, dtype=np.int64)
 
 
-def read_matrix(path, field):
+def read_matrix(path: str, field: str) -> np.ndarray:
     """Reads an L×L matrix from a `.npy` file (InputError if missing or malformed)."""
     return load_npy(path, field=field, ndim=2).astype(np.float64)
 
 
-def output_stem(output):
+def output_stem(output: str) -> str:
     for suffix in (".npy", ".txt"):
         if output.endswith(suffix):
             return output[:-len(suffix)]
     return output
 
 
-def write_result(stem, array):
+def write_result(stem: str, array: np.ndarray) -> None:
     """Writes `array` to STEM.npy and STEM.txt (rows of `%.8g`, or one integer per line)."""
     save_npy(stem + ".npy", array)
     with atomic_open(stem + ".txt", "w") as f:
@@ -325,7 +327,7 @@ def write_result(stem, array):
                 f.write(" ".join("%.8g" % value for value in row) + "\n")
 
 
-def main(argv):
+def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise InputError("unexpected arguments: %s" % " ".join(argv[1:]))
     if FLAGS.action == "make_q":
@@ -351,7 +353,7 @@ def main(argv):
     return 0
 
 
-def run():
+def run() -> None:
     """Console entry point."""
     define_flags()
     run_tool(main)

@@ -9,12 +9,16 @@ then writes back every line that is not such a notice (so real errors still show
 Set CLEANNET_VERBOSE_TF=1 to see everything.
 """
 
+from __future__ import annotations
+
 import contextlib
 import logging
 import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
+from types import ModuleType
 
 NOISE_PATTERNS = (
     r"All log messages before absl::InitializeLog\(\) is called",
@@ -45,7 +49,7 @@ def is_noise(line: str) -> bool:
 
 
 @contextlib.contextmanager
-def quiet_startup():
+def quiet_startup() -> Iterator[None]:
     """Filters TensorFlow's native start-up notices from stderr while the block runs."""
     if os.environ.get("CLEANNET_VERBOSE_TF") == "1":
         yield
@@ -68,7 +72,7 @@ def quiet_startup():
             sys.stderr.flush()
 
 
-def load_tensorflow():
+def load_tensorflow() -> ModuleType:
     """Imports TensorFlow and initialises its devices quietly. Returns the module."""
     with quiet_startup():
         import tensorflow as tf

@@ -14,12 +14,16 @@ the process at once with status 0. A main that raises (an error exit, SystemExit
 status) ends the usual way, so nothing is skipped on an error path.
 """
 
+from __future__ import annotations
+
 import atexit
 import os
 import sys
+from collections.abc import Callable
+from typing import NoReturn
 
 
-def exit_skipping_teardown(status: int = 0) -> None:
+def exit_skipping_teardown(status: int = 0) -> NoReturn:
     """Runs the atexit handlers, flushes stdout and stderr, and ends the process with `status`.
 
     Unlike sys.exit, the interpreter's teardown (clearing the modules, the native libraries'
@@ -34,12 +38,12 @@ def exit_skipping_teardown(status: int = 0) -> None:
     os._exit(status)
 
 
-def skip_teardown_on_success(main):
+def skip_teardown_on_success(main: Callable[[list[str]], object]) -> Callable[[list[str]], object]:
     """Wraps an absl main(argv): a return of None or 0 ends the process with status 0 at once
     (see exit_skipping_teardown); another return value or an exception goes back to
     absl's app.run unchanged."""
 
-    def wrapped(argv):
+    def wrapped(argv: list[str]) -> object:
         status = main(argv)
         if status not in (None, 0):
             return status  # absl's app.run exits with it the usual way

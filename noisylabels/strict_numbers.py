@@ -10,6 +10,7 @@ and the field.
 
 import math
 import re
+from typing import Optional
 
 from noisylabels.errors import InputError
 
@@ -20,7 +21,8 @@ _DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _SHOWN = 40  # characters of a bad field shown in a message
 
 
-def parse_int(text, path=None, line=None, field=None):
+def parse_int(text: str, path: Optional[str] = None, line: Optional[int] = None,
+              field: Optional[str] = None) -> int:
     """An integer written in decimal (surrounding blanks allowed); InputError otherwise."""
     value = text.strip(" \t\r\n")
     if not _INTEGER.fullmatch(value):
@@ -28,7 +30,8 @@ def parse_int(text, path=None, line=None, field=None):
     return int(value)
 
 
-def parse_float(text, path=None, line=None, field=None):
+def parse_float(text: str, path: Optional[str] = None, line: Optional[int] = None,
+                field: Optional[str] = None) -> float:
     """A finite number in decimal notation (surrounding blanks allowed); InputError otherwise."""
     value = text.strip(" \t\r\n")
     if not _DECIMAL.fullmatch(value):
@@ -39,10 +42,10 @@ def parse_float(text, path=None, line=None, field=None):
     return number
 
 
-def _shorten(text):
+def _shorten(text: str) -> str:
     return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
 
 
-def format_float32(value) -> str:
+def format_float32(value: float) -> str:
     """Nine significant digits: a float32 (e.g. a similarity or a weight) reads back exactly."""
     return "%.9g" % value
