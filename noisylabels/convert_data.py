@@ -25,10 +25,14 @@ into place only when the whole input was read without error: a bad input leaves 
 output file.
 """
 
+from __future__ import annotations
+
 import os
 
 
 import dataclasses
+from collections.abc import Iterable, Sequence
+from typing import BinaryIO
 
 import numpy as np
 from absl import flags
@@ -71,7 +75,7 @@ class NpyRowWriter:
     NumPy pads the header so that its length does not depend on N.
     """
 
-    def __init__(self, f, width):
+    def __init__(self, f: BinaryIO, width: int) -> None:
         self._f = f
         self.width = width
         self.rows = 0
@@ -83,7 +87,7 @@ class NpyRowWriter:
             self._f, {"descr": "<f4", "fortran_order": False, "shape": (self.rows, self.width)})
         return self._f.tell()
 
-    def append(self, block):
+    def append(self, block: np.ndarray) -> None:
         """Appends float32 [n, width] rows."""
         block = np.ascontiguousarray(block, dtype="<f4")
         if block.ndim != 2 or block.shape[1] != self.width:
@@ -91,7 +95,7 @@ class NpyRowWriter:
         self._f.write(block.data)
         self.rows += len(block)
 
-    def finish(self):
+    def finish(self) -> None:
         """Writes the final row count into the header."""
         end = self._f.tell()
         if self._write_header() != self._header_length:
@@ -104,8 +108,9 @@ def _progress(tsv_path):
     return Progress(total=None, unit="rows", desc="reading %s" % os.path.basename(os.fspath(tsv_path)))
 
 
-def convert_verified(tsv_path, class_names, output_path, img_dim=None,
-                     chunk_rows=DEFAULT_CHUNK_ROWS, class_list_path=None):
+def convert_verified(tsv_path: str | os.PathLike, class_names: Sequence[str], output_path: str | os.PathLike,
+                     img_dim: int | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                     class_list_path: str | None = None) -> ConvertResult:
     """Verified TSV -> [N, h+2] float32 .npy (feature, class id, vlabel); drops vlabel -1."""
     class_to_id = tsv_reader.make_class_to_id(class_names)
     with _progress(tsv_path) as progress:
@@ -121,7 +126,7 @@ def _counted(chunks, progress):
         yield chunk
 
 
-def write_verified_npy(chunks, output_path):
+def write_verified_npy(chunks: Iterable[tsv_reader.TsvChunk], output_path: str | os.PathLike) -> ConvertResult:
     """Verified rows -> [N, h+2] float32 .npy (feature, class id, vlabel), written atomically.
 
     Args:
@@ -159,8 +164,9 @@ def write_verified_npy(chunks, output_path):
                          negatives, invalid)
 
 
-def convert_all(tsv_path, class_names, output_path, img_dim=None,
-                chunk_rows=DEFAULT_CHUNK_ROWS, class_list_path=None):
+def convert_all(tsv_path: str | os.PathLike, class_names: Sequence[str], output_path: str | os.PathLike,
+                img_dim: int | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                class_list_path: str | None = None) -> ConvertResult:
     """All-samples TSV -> [N, h+1] float32 .npy (feature, class id), grouped by class id."""
     class_to_id = tsv_reader.make_class_to_id(class_names)
     with _progress(tsv_path) as progress:
@@ -169,7 +175,8 @@ def convert_all(tsv_path, class_names, output_path, img_dim=None,
         return write_all_npy(_counted(chunks, progress), output_path, class_names, chunk_rows)
 
 
-def write_all_npy(chunks, output_path, class_names, chunk_rows=DEFAULT_CHUNK_ROWS):
+def write_all_npy(chunks: Iterable[tsv_reader.TsvChunk], output_path: str | os.PathLike, class_names: Sequence[str],
+                  chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ConvertResult:
     """All-samples rows -> [N, h+1] float32 .npy (feature, class id), grouped by class id.
 
     Rows are first written in input order to a scratch file beside the output, then
@@ -228,8 +235,9 @@ def write_all_npy(chunks, output_path, class_names, chunk_rows=DEFAULT_CHUNK_ROW
     return ConvertResult(output_path, len(class_ids), writer.width - 1)
 
 
-def convert_ref(tsv_path, class_names, output_path, num_ref, img_dim=None,
-                chunk_rows=DEFAULT_CHUNK_ROWS, class_list_path=None):
+def convert_ref(tsv_path: str | os.PathLike, class_names: Sequence[str], output_path: str | os.PathLike, num_ref: int,
+                img_dim: int | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                class_list_path: str | None = None) -> ConvertResult:
     """Reference TSV -> [num_class, num_ref, h] float32 .npy; each (class, ref_id) once."""
     if num_ref < 1:
         raise InputError("must be positive, got %d" % num_ref, field="--num_ref")
@@ -276,8 +284,8 @@ def convert_ref(tsv_path, class_names, output_path, num_ref, img_dim=None,
     return ConvertResult(os.fspath(output_path), num_classes * num_ref, h)
 
 
-def convert(split, class_list, data_path, output_dir, num_ref=32, img_dim=None,
-            chunk_rows=DEFAULT_CHUNK_ROWS):
+def convert(split: str, class_list: str, data_path: str, output_dir: str, num_ref: int = 32,
+            img_dim: int | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ConvertResult:
     """Converts one split's TSV into output_dir/{split}.npy (see the module docstring).
 
     Args:
@@ -307,7 +315,7 @@ def convert(split, class_list, data_path, output_dir, num_ref=32, img_dim=None,
     return convert_ref(data_path, class_names, output_path, num_ref, **kwargs)
 
 
-def define_flags():
+def define_flags() -> None:
     flags.DEFINE_enum("split", None, list(SPLITS), "Which file to convert: train, val, all or ref.", required=True)
     flags.DEFINE_string("class_list", None, "Class list: one class name per line.", required=True)
     flags.DEFINE_string("data_path", None, "The TSV file to convert.", required=True)
@@ -321,7 +329,7 @@ def define_flags():
                          "is about one chunk).", lower_bound=1)
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> None:
     FLAGS = flags.FLAGS
     check_flag(len(argv) == 1, "split", "unexpected arguments %s" % argv[1:])
     fileio.refuse_output_equal_to_inputs({"output_dir": os.path.join(FLAGS.output_dir, FLAGS.split + ".npy")},
@@ -331,7 +339,7 @@ def main(argv):
             chunk_rows=FLAGS.chunk_rows)
 
 
-def run():
+def run() -> None:
     """Console entry point (cleannet-convert-data)."""
     define_flags()
     run_tool(main)

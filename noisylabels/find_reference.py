@@ -24,10 +24,13 @@ all.npy is read with noisylabels.datafiles.load_all (our grouped layout, or the 
 pickled layout only with --allow_pickle).
 """
 
+from __future__ import annotations
+
 import os
 
 
 import multiprocessing
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -46,7 +49,7 @@ KMEANS_ATTEMPTS = 10
 SMALL_CLASS_CHOICES = ("error", "repeat")
 
 
-def kmeans_centres(features, num_ref, seed):
+def kmeans_centres(features: np.ndarray, num_ref: int, seed: int) -> np.ndarray:
     """k-means centres of one class.
 
     Args:
@@ -64,7 +67,7 @@ def kmeans_centres(features, num_ref, seed):
     return centres
 
 
-def repeat_samples(features, num_ref):
+def repeat_samples(features: np.ndarray, num_ref: int) -> np.ndarray:
     """The --small_class=repeat fallback: rows i = features[i % n], float32 [num_ref, h]."""
     return np.asarray(features, dtype=np.float32)[np.arange(num_ref) % len(features)]
 
@@ -78,8 +81,9 @@ def _slice_centres(task):
     return class_id, kmeans_centres(class_features, num_ref, seed)
 
 
-def find_references(features, class_ids, num_classes, num_ref, seed=0, num_workers=1,
-                    small_class="error", class_names=None, path=None):
+def find_references(features: np.ndarray, class_ids: np.ndarray, num_classes: int, num_ref: int, seed: int = 0,
+                    num_workers: int = 1, small_class: str = "error", class_names: Sequence[str] | None = None,
+                    path: str | None = None) -> np.ndarray:
     """Reference vectors of every class.
 
     Args:
@@ -156,7 +160,7 @@ def find_references(features, class_ids, num_classes, num_ref, seed=0, num_worke
     return ref
 
 
-def define_flags():
+def define_flags() -> None:
     flags.DEFINE_string("class_list", None, "Class list: one class name per line.", required=True)
     flags.DEFINE_string("input_npy", None, "all.npy from util/convert_data.py --split=all.", required=True)
     flags.DEFINE_string("output_dir", None, "Directory for ref.npy.", required=True)
@@ -172,7 +176,7 @@ def define_flags():
                       "fills its references with its samples, cycled.")
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> None:
     FLAGS = flags.FLAGS
     check_flag(len(argv) == 1, "input_npy", "unexpected arguments %s" % argv[1:])
 
@@ -194,7 +198,7 @@ def main(argv):
     logging.info("wrote %s: %s float32", output_path, ref.shape)
 
 
-def run():
+def run() -> None:
     """Console entry point (cleannet-find-reference)."""
     define_flags()
     run_tool(main)

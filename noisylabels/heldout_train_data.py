@@ -11,10 +11,13 @@ classes. A row whose class is not in the keep list is an error (the original cra
 it), as is an empty input. The output is written atomically.
 """
 
+from __future__ import annotations
+
 import os
 
 
 import dataclasses
+from collections.abc import Sequence
 
 from absl import flags
 from absl import logging
@@ -30,10 +33,10 @@ class HeldoutResult:
 
     kept: int
     dropped: int
-    dropped_per_class: dict
+    dropped_per_class: dict[str, int]
 
 
-def read_keep_list(path):
+def read_keep_list(path: str | os.PathLike) -> dict[bytes, bool]:
     """Reads `class_name <TAB> keep` lines into {class name (bytes): keep (bool)}.
 
     CRLF line ends and trailing empty lines are allowed; keep must be 0 or 1; a class
@@ -74,7 +77,8 @@ def read_keep_list(path):
     return keep
 
 
-def filter_heldout(heldout_class_list, input_file, output_file):
+def filter_heldout(heldout_class_list: str | os.PathLike, input_file: str | os.PathLike,
+                   output_file: str | os.PathLike) -> HeldoutResult:
     """Copies input_file to output_file without the rows of keep-0 classes.
 
     Args:
@@ -129,14 +133,14 @@ def filter_heldout(heldout_class_list, input_file, output_file):
     return HeldoutResult(kept, dropped, dropped_per_class)
 
 
-def define_flags():
+def define_flags() -> None:
     flags.DEFINE_string("heldout_class_list", None,
                         "TSV of class_name, keep (1: keep the class's rows, 0: drop them).", required=True)
     flags.DEFINE_string("input_file", None, "Verified TSV to filter.", required=True)
     flags.DEFINE_string("output_file", None, "Filtered verified TSV.", required=True)
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> None:
     FLAGS = flags.FLAGS
     check_flag(len(argv) == 1, "input_file", "unexpected arguments %s" % argv[1:])
     fileio.refuse_output_equal_to_inputs({"output_file": FLAGS.output_file},
@@ -145,7 +149,7 @@ def main(argv):
     filter_heldout(FLAGS.heldout_class_list, FLAGS.input_file, FLAGS.output_file)
 
 
-def run():
+def run() -> None:
     """Console entry point."""
     define_flags()
     run_tool(main)

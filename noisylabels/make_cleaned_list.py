@@ -23,6 +23,8 @@ A summary per class (class_name, kept, dropped; sorted by class name) goes to
 part in training: verdict 1 (hard), weight > 0 (soft); dropped the others.
 """
 
+from __future__ import annotations
+
 import os
 
 
@@ -30,6 +32,7 @@ import collections
 import dataclasses
 import json
 import math
+from collections.abc import Iterator, Mapping, Sequence
 
 from absl import flags
 
@@ -103,7 +106,7 @@ def _iter_prediction_values(path):
             raise InputError("not valid UTF-8", path=path) from None
 
 
-def read_predictions(path):
+def read_predictions(path: str) -> dict[str, Prediction]:
     """{key: Prediction} from inference.py's tsv or jsonl output (module docstring)."""
     table = {}
     for line, values in _iter_prediction_values(path):
@@ -118,7 +121,8 @@ def read_predictions(path):
     return table
 
 
-def iter_joined(list_path, predictions_path, predictions):
+def iter_joined(list_path: str, predictions_path: str,
+                predictions: Mapping[str, Prediction]) -> Iterator[tuple[image_list.ListRow, Prediction]]:
     """Yields (ListRow, Prediction) for every row of the list, in order; checks the join.
 
     Raises:
@@ -146,8 +150,8 @@ def iter_joined(list_path, predictions_path, predictions):
                          path=predictions_path, line=min(unused), field="key")
 
 
-def make_cleaned_list(image_list_path, predictions_path, output_file, keep="hard", summary_file=None,
-                      overwrite=False):
+def make_cleaned_list(image_list_path: str, predictions_path: str, output_file: str, keep: str = "hard",
+                      summary_file: str | None = None, overwrite: bool = False) -> dict[str, tuple[int, int]]:
     """Writes the cleaned list and the per-class summary (module docstring).
 
     Args: as the flags of the same names; keep is one of KEEP_MODES (--keep checks it).
@@ -187,7 +191,7 @@ def _check_output_paths(inputs, outputs, overwrite):
                "must differ from --output_file")
 
 
-def print_summary(counts, keep):
+def print_summary(counts: Mapping[str, tuple[int, int]], keep: str) -> None:
     """Prints the per-class table and the totals to stdout."""
     width = max([len("class")] + [len(name) for name in counts])
     print("%-*s  %8s  %8s   (--keep=%s)" % (width, "class", "kept", "dropped", keep))
@@ -197,7 +201,7 @@ def print_summary(counts, keep):
                               sum(d for _, d in counts.values())))
 
 
-def define_flags():
+def define_flags() -> None:
     flags.DEFINE_string("image_list", None, "Image list: key, image_path, class_name[, vlabel].", required=True)
     flags.DEFINE_string("predictions", None, "inference.py output with --output_format=tsv or jsonl.",
                         required=True)
@@ -208,7 +212,7 @@ def define_flags():
     flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> None:
     FLAGS = flags.FLAGS
     check_flag(len(argv) == 1, "image_list", "unexpected arguments %s" % argv[1:])
     counts = make_cleaned_list(FLAGS.image_list, FLAGS.predictions, FLAGS.output_file, keep=FLAGS.keep,
@@ -216,7 +220,7 @@ def main(argv):
     print_summary(counts, FLAGS.keep)
 
 
-def run():
+def run() -> None:
     """Console entry point (cleannet-make-cleaned-list)."""
     define_flags()
     run_tool(main)

@@ -29,14 +29,24 @@ the SavedModel's own entries (saved_model.pb, variables/, assets/, fingerprint.p
 replaced, and nothing else in the directory is touched.
 """
 
-import os
+from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
 from absl import flags, logging
 
 from noisylabels import output_dir
 from noisylabels.errors import InputError, check_flag
 from noisylabels.fileio import registered_temporary
 from noisylabels.flagutil import define_embed_norm, define_img_dim, define_num_ref, run_tool
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from cleannet.model import CleanNet
 
 FLAGS = flags.FLAGS
 
@@ -45,7 +55,7 @@ SAVED_MODEL_ENTRIES = ("saved_model.pb", "saved_model.pbtxt", "variables", "asse
                        "fingerprint.pb")
 
 
-def build_serving_module(model, class_embeddings, class_names):
+def build_serving_module(model: CleanNet, class_embeddings: np.ndarray, class_names: Sequence[str]) -> tf.Module:
     """A tf.Module scoring (features, class) pairs with a fixed class-embedding table.
 
     Args:
@@ -98,7 +108,7 @@ def build_serving_module(model, class_embeddings, class_names):
     return module
 
 
-def load_model(checkpoint_dir, img_dim, num_ref, embed_norm):
+def load_model(checkpoint_dir: str, img_dim: int, num_ref: int, embed_norm: str) -> tuple[CleanNet, int]:
     """Builds CleanNet and restores the latest checkpoint in checkpoint_dir. Returns (model, step)."""
     from cleannet.checkpoints import load_trained_model
 
@@ -106,8 +116,8 @@ def load_model(checkpoint_dir, img_dim, num_ref, embed_norm):
     return model, step
 
 
-def export_saved_model(checkpoint_dir, data_dir, class_list, export_dir, img_dim, num_ref, embed_norm="log",
-                       overwrite=False):
+def export_saved_model(checkpoint_dir: str, data_dir: str, class_list: str, export_dir: str, img_dim: int,
+                       num_ref: int, embed_norm: str = "log", overwrite: bool = False) -> tuple[str, int]:
     """Restores CleanNet from checkpoint_dir and writes the SavedModel to export_dir atomically.
 
     Args:
@@ -156,7 +166,7 @@ def _save_and_publish(module, export_dir):
         output_dir.publish_entries(staging, export_dir, SAVED_MODEL_ENTRIES)
 
 
-def define_flags():
+def define_flags() -> None:
     flags.DEFINE_string("checkpoint_dir", "./train/checkpoints/",
                         "Checkpoint directory of train.py (or its best/ subdirectory).")
     flags.DEFINE_string("data_dir", "./data/", "Data directory containing ref.npy.")
@@ -170,7 +180,7 @@ def define_flags():
                       "saved_model.pb, variables/, assets/, fingerprint.pb; other files are kept).")
 
 
-def check_inputs_exist():
+def check_inputs_exist() -> None:
     """Fails fast, before TensorFlow loads, when an input the export reads is missing."""
     for flag, path in (("--data_dir", os.path.join(FLAGS.data_dir, "ref.npy")), ("--class_list", FLAGS.class_list)):
         if not os.path.isfile(path):
@@ -179,7 +189,7 @@ def check_inputs_exist():
         raise InputError("checkpoint directory not found", path=FLAGS.checkpoint_dir, field="--checkpoint_dir")
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> None:
     from noisylabels.console import load_tensorflow
 
     check_flag(len(argv) == 1, "export_dir", "unexpected arguments %s" % argv[1:])
@@ -190,7 +200,7 @@ def main(argv):
     print(path)
 
 
-def run():
+def run() -> None:
     """Console entry point (cleannet-export-saved-model)."""
     define_flags()
     run_tool(main)

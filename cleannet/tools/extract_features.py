@@ -33,10 +33,14 @@ only when complete. --num_shards / --shard_index extract one contiguous block of
 (merge the shards' TSVs in shard order, e.g. with cat).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import itertools
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from absl import flags, logging
@@ -44,6 +48,14 @@ from absl import flags, logging
 from noisylabels import image_list, tsv_reader
 from noisylabels.errors import InputError, check_flag
 from noisylabels.flagutil import run_tool
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from noisylabels.partial_features import PartialFeatures
+    from noisylabels.progress import Progress
+
+_T = TypeVar("_T")
 
 OUTPUT_FORMATS = ("tsv", "npy")
 BACKBONE_NAMES = ("resnet50", "efficientnet_v2_b0")  # cleannet.feature_extractor.BACKBONES
@@ -65,17 +77,18 @@ class ExtractResult:
 
     output_path: str
     rows: int
-    skipped_keys: list
+    skipped_keys: list[str]
     feature_dim: int
     images_per_s: float
 
 
-def shard_range(num_rows, shard_index, num_shards):
+def shard_range(num_rows: int, shard_index: int, num_shards: int) -> tuple[int, int]:
     """Rows [start, stop) of shard `shard_index` of `num_shards` contiguous, near-equal blocks."""
     return num_rows * shard_index // num_shards, num_rows * (shard_index + 1) // num_shards
 
 
-def check_list(list_path, image_root, class_names, shard_index, num_shards):
+def check_list(list_path: str, image_root: str, class_names: Sequence[str] | None, shard_index: int,
+               num_shards: int) -> tuple[int, int, int]:
     """Checks every row; resolves and checks the paths of the shard's rows.
 
     Returns:
@@ -101,7 +114,7 @@ def check_list(list_path, image_root, class_names, shard_index, num_shards):
     return start, stop, columns
 
 
-def batched(iterable, size):
+def batched(iterable: Iterable[_T], size: int) -> Iterator[list[_T]]:
     """Lists of up to `size` consecutive items."""
     iterator = iter(iterable)
     while True:
@@ -111,7 +124,7 @@ def batched(iterable, size):
         yield group
 
 
-def decode_error(path):
+def decode_error(path: str) -> str:
     """Why an image cannot be read or decoded, in one line."""
     import tensorflow as tf
 
@@ -127,21 +140,23 @@ def decode_error(path):
 class _Extraction:
     """One run over a shard: the pipeline, the model and the resume state."""
 
-    def __init__(self, list_path, image_root, start, stop, store, embed, image_size, batch_size, skip_bad_images):
+    def __init__(self, list_path: str, image_root: str, start: int, stop: int, store: PartialFeatures,
+                 embed: Callable[[tf.Tensor], tf.Tensor], image_size: int, batch_size: int,
+                 skip_bad_images: bool) -> None:
         self.list_path, self.image_root = list_path, image_root
         self.start, self.stop, self.store = start, stop, store
         self.embed, self.image_size, self.batch_size = embed, image_size, batch_size
         self.skip_bad_images = skip_bad_images
 
-    def rows(self, first):
+    def rows(self, first: int) -> Iterator[image_list.ListRow]:
         return image_list.iter_list_rows(self.list_path, None, first, self.stop)
 
-    def path_of(self, row):
+    def path_of(self, row: image_list.ListRow) -> str:
         from cleannet.image_input import resolve_image_path
 
         return resolve_image_path(row.image_path, self.image_root, self.list_path, row.line, allow_absolute=False)
 
-    def run(self, progress):
+    def run(self, progress: Progress) -> None:
         """Extracts every batch after the finished ones; stores each in the resume state."""
         from cleannet.feature_extractor import make_batch_dataset
 
@@ -166,7 +181,8 @@ class _Extraction:
             self.finish_batch(rows, [], empty)
         progress.update(self.store.rows_done - progress.count)
 
-    def finish_batch(self, rows, indices, features):
+    def finish_batch(self, rows: Sequence[image_list.ListRow], indices: Sequence[int] | np.ndarray,
+                     features: np.ndarray) -> None:
         read = set(int(i) for i in indices)
         skipped = [row for row in rows if row.index not in read]
         for row in skipped:
@@ -180,7 +196,7 @@ class _Extraction:
         self.store.append(rows[-1].index + 1 - self.start, features, [row.index for row in skipped], rows[-1].key)
 
 
-def format_feature_row(values):
+def format_feature_row(values: np.ndarray) -> str:
     """A feature row as the TSV column: 9 significant digits, comma-separated."""
     return ",".join(["%.9g"] * len(values)) % tuple(values.tolist())
 
@@ -204,7 +220,7 @@ def _kept_rows(list_path, start, stop, store):
     return rows(), skipped_keys
 
 
-def write_tsv(output_path, kept):
+def write_tsv(output_path: str, kept: Iterable[tuple[image_list.ListRow, np.ndarray]]) -> int:
     """Writes the list rows with their features appended (atomically). Returns the row count."""
     from noisylabels.fileio import atomic_open
 
@@ -217,7 +233,8 @@ def write_tsv(output_path, kept):
     return count
 
 
-def write_npy(output_path, kept, class_names, columns):
+def write_npy(output_path: str, kept: Iterable[tuple[image_list.ListRow, np.ndarray]], class_names: Sequence[str],
+              columns: int) -> int:
     """Writes what util/convert_data.py makes of the TSV (module docstring). Returns the row count."""
     from noisylabels import convert_data
 
@@ -239,12 +256,13 @@ def write_npy(output_path, kept, class_names, columns):
     return convert_data.write_all_npy(chunks(), output_path, class_names, NPY_CHUNK_ROWS).rows
 
 
-def default_image_root(list_path, image_root):
+def default_image_root(list_path: str, image_root: str | None) -> str:
     """--image_root, or the list's directory when it is None."""
     return os.path.dirname(os.path.abspath(list_path)) if image_root is None else image_root
 
 
-def check_paths(list_path, image_root, class_list, output_path, overwrite):
+def check_paths(list_path: str, image_root: str, class_list: str | None, output_path: str,
+                overwrite: bool) -> None:
     """The inputs exist and the output is neither an input nor (without `overwrite`) an existing
     file: os.path checks only, so that they fail before TensorFlow loads."""
     for flag, path in (("--input_list", list_path), ("--class_list", class_list)):
@@ -269,9 +287,10 @@ def _resume_check(store, list_path, start):
                             store.features_path), path=store.log_path)
 
 
-def extract(input_list, output_file, backbone="resnet50", weights="imagenet", image_root=None, class_list=None,
-            output_format="tsv", batch_size=32, image_size=None, skip_bad_images=False, shard_index=0,
-            num_shards=1, overwrite=False):
+def extract(input_list: str, output_file: str, backbone: str = "resnet50", weights: str | None = "imagenet",
+            image_root: str | None = None, class_list: str | None = None, output_format: str = "tsv",
+            batch_size: int = 32, image_size: int | None = None, skip_bad_images: bool = False,
+            shard_index: int = 0, num_shards: int = 1, overwrite: bool = False) -> ExtractResult:
     """Extracts the features of an image list's rows (module docstring); resumes a stopped run.
 
     Args: as the command-line flags of the same names (their values as the flags allow them:
@@ -333,7 +352,7 @@ def extract(input_list, output_file, backbone="resnet50", weights="imagenet", im
     return ExtractResult(os.fspath(output_file), rows, skipped_keys, dim, rate)
 
 
-def define_flags():
+def define_flags() -> None:
     flags.DEFINE_string("input_list", None, "Image list: key, image_path, class_name[, vlabel], tab-separated.",
                         required=True)
     flags.DEFINE_string("image_root", None, "Relative image paths are joined to it and must stay inside it; "
@@ -361,7 +380,7 @@ def define_flags():
         message="--shard_index must be less than --num_shards")
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> None:
     from noisylabels.console import load_tensorflow
 
     FLAGS = flags.FLAGS
@@ -375,7 +394,7 @@ def main(argv):
             shard_index=FLAGS.shard_index, num_shards=FLAGS.num_shards, overwrite=FLAGS.overwrite)
 
 
-def run():
+def run() -> None:
     """Console entry point (cleannet-extract-features)."""
     define_flags()
     run_tool(main)

@@ -23,7 +23,11 @@ original's optimizer slots (`.../Momentum`) are not imported: training resumes w
 momentum.
 """
 
+from __future__ import annotations
+
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from absl import flags, logging
@@ -32,6 +36,11 @@ from noisylabels import output_dir
 from noisylabels.errors import InputError
 from noisylabels.fileio import output_error
 from noisylabels.flagutil import define_embed_norm, define_img_dim, define_num_ref, run_tool
+
+if TYPE_CHECKING:
+    import keras
+
+    from cleannet.model import CleanNet
 
 FLAGS = flags.FLAGS
 
@@ -53,7 +62,7 @@ IMG_DIM_SOURCE = "query_encoder/fully_connected/weights"
 CHECKPOINT_NAME = "ckpt"
 
 
-def variable_map(model):
+def variable_map(model: CleanNet) -> dict[str, keras.Variable]:
     """TF1 variable name → the CleanNet variable it becomes (a built model)."""
     mapping = {}
     for scope, encoder_name, layer_name in DENSE_LAYERS:
@@ -71,7 +80,7 @@ def _is_prefix(prefix):
     return tf.io.gfile.exists(prefix + ".index")
 
 
-def resolve_tf1_checkpoint(path):
+def resolve_tf1_checkpoint(path: str) -> str:
     """The checkpoint prefix that `path` designates (see the module docstring).
 
     Raises:
@@ -103,7 +112,7 @@ def resolve_tf1_checkpoint(path):
     raise InputError("no TF1 checkpoint found (expected PREFIX.index or a directory)", path=path, field=field)
 
 
-def open_checkpoint_reader(prefix):
+def open_checkpoint_reader(prefix: str) -> Any:
     """A CheckpointReader for `prefix`.
 
     `tf.train.load_checkpoint` reads a directory's `checkpoint` state file instead of
@@ -160,7 +169,7 @@ def _checkpoint_global_step(tensors, prefix):
     return int(step)
 
 
-def check_output_directory(checkpoint_dir, add_to_existing):
+def check_output_directory(checkpoint_dir: str, add_to_existing: bool) -> None:
     """--checkpoint_dir is a directory (or missing), empty unless `add_to_existing` (os.path checks only)."""
     if os.path.exists(checkpoint_dir) and not os.path.isdir(checkpoint_dir):
         raise InputError("exists and is not a directory", path=checkpoint_dir, field="--checkpoint_dir")
@@ -169,8 +178,8 @@ def check_output_directory(checkpoint_dir, add_to_existing):
                                       "(nothing is deleted; the import becomes the latest checkpoint)")
 
 
-def import_tf1_checkpoint(tf1_checkpoint, checkpoint_dir, img_dim=None, num_ref=32, embed_norm="log",
-                          add_to_existing=False):
+def import_tf1_checkpoint(tf1_checkpoint: str, checkpoint_dir: str, img_dim: int | None = None, num_ref: int = 32,
+                          embed_norm: str = "log", add_to_existing: bool = False) -> str:
     """Converts an original TF1 CleanNet checkpoint into this port's checkpoint format.
 
     Args:
@@ -269,7 +278,7 @@ def _save_without_rotation(checkpoint, checkpoint_dir, global_step):
                          path=checkpoint_dir, field="--checkpoint_dir") from None
 
 
-def define_flags():
+def define_flags() -> None:
     """Defines the command-line flags (only when run as a script, so that importing this
     module for `import_tf1_checkpoint` never collides with other tools' flags)."""
     flags.DEFINE_string("tf1_checkpoint", None,
@@ -282,7 +291,7 @@ def define_flags():
                       "kept (none is deleted) and the import becomes the latest.")
 
 
-def check_paths():
+def check_paths() -> None:
     """Fails fast, before TensorFlow loads: --tf1_checkpoint names nothing, or --checkpoint_dir
     is refused (`check_output_directory`)."""
     path = FLAGS.tf1_checkpoint
@@ -292,7 +301,7 @@ def check_paths():
     check_output_directory(FLAGS.checkpoint_dir, FLAGS.add_to_existing)
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> None:
     from noisylabels.console import load_tensorflow
 
     if len(argv) > 1:
@@ -305,7 +314,7 @@ def main(argv):
     print(saved)
 
 
-def run():
+def run() -> None:
     """Console entry point."""
     define_flags()
     run_tool(main)
