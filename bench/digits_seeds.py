@@ -1,6 +1,6 @@
 """The digits demo's four figures over several seeds: how much they move with the seed.
 
-    python bench/digits_seeds.py                      # seeds 0, 1, 2 (10-20 min on 2 cores)
+    python bench/digits_seeds.py                      # seeds 0, 1, 2 (about 2 min per seed on 2 cores)
     python bench/digits_seeds.py --seeds=0,1 --work_dir=runs/digits_seeds
 
 For each seed N it prepares the digits data (noise_model.digits.prepare_digits: split,
@@ -12,13 +12,15 @@ the documented demo command in a child process (a fresh TensorFlow per seed):
 
 and reads each stage's final test figure from its final.json (the figures of the results
 table: clean only, noisy labels as truth, noise-type net, joint model). It prints them per
-seed, then the min / mean / max of each figure over the seeds.
+seed with the training command's wall minutes, then the min / mean / max of each figure
+over the seeds.
 
 The figures are not bit-reproducible across machines: TensorFlow's CPU kernels (oneDNN)
 differ by instruction set, so the same seed gives slightly different training runs on
 different CPUs, and the ranges over seeds are the figures to compare. Without --work_dir
 the runs go to a temporary directory that is removed afterwards; with it, the runs are kept
-there and a rerun resumes (or reuses) them. The child's log is WORK/seed_N/train.log.
+there and a rerun resumes them (a finished run is only read back, so its minutes are the
+check's, not the training's). The child's log is WORK/seed_N/train.log.
 """
 
 import os
@@ -57,6 +59,17 @@ def figure_rows():
     return [(stage, key) for stage, key, _, _ in results.PUBLISHED[DATASET]]
 
 
+def check_prepared(data_dir, seed, noise_level):
+    """Refuses data kept in --work_dir from a run with another seed or noise level."""
+    from noise_model import datasets
+
+    metadata = datasets.read_metadata(data_dir)
+    for field, wanted in (("dataset", DATASET), ("seed", seed), ("noise_level", noise_level)):
+        if metadata.get(field) != wanted:
+            raise InputError("holds data prepared with %s %r, not %r: use another --work_dir"
+                             % (field, metadata.get(field), wanted), path=data_dir, field="--work_dir")
+
+
 def run_seed(seed_dir, seed, noise_level):
     """Prepares the data and runs every stage for one seed in seed_dir.
 
@@ -68,7 +81,9 @@ def run_seed(seed_dir, seed, noise_level):
     from noise_model.digits import prepare_digits
 
     data_dir, train_dir = os.path.join(seed_dir, "data"), os.path.join(seed_dir, "train")
-    if not os.path.exists(os.path.join(data_dir, "metadata.json")):
+    if os.path.exists(os.path.join(data_dir, "metadata.json")):
+        check_prepared(data_dir, seed, noise_level)
+    else:
         prepare_digits(data_dir, noise_level=noise_level, seed=seed)
     argv = [sys.executable, "-m", "noise_model.train", "--dataset=%s" % DATASET, "--stage=all",
             "--seed=%d" % seed, "--data_dir=%s" % data_dir, "--train_dir=%s" % train_dir]

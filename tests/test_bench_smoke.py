@@ -193,3 +193,18 @@ def test_inference_e2e_tiny(capsys):
     _positive(results["convert"], results["inference"], results["inference_usual_exit"])
     assert math.isclose(_printed(capsys.readouterr().out, "ratio inference/convert (target <= 2)"),
                         results["ratio"], rel_tol=1e-3)
+
+
+def test_digits_seeds_table_and_seed_parsing():
+    from bench import digits_seeds
+
+    assert digits_seeds.parse_seeds("0,1,2") == [0, 1, 2]
+    assert digits_seeds.parse_seeds("1,1") is None and digits_seeds.parse_seeds("-1") is None
+    assert digits_seeds.parse_seeds("a") is None
+    figures = {0: {"clean": 0.9, "noisy_gt": 0.7, "ntype": 0.3, "joint": 0.95},
+               3: {"clean": 0.8, "noisy_gt": 0.9, "ntype": 0.5, "joint": 0.85}}
+    table = digits_seeds.format_table(figures, {0: 120.0, 3: 60.0}).splitlines()
+    assert table[1].split() == ["0", "0.900", "0.700", "0.300", "0.950", "2.0"]
+    assert table[3].split() == ["min", "0.800", "0.700", "0.300", "0.850"]
+    assert table[4].split() == ["mean", "0.850", "0.800", "0.400", "0.900"]
+    assert table[5].split() == ["max", "0.900", "0.900", "0.500", "0.950"]
