@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import signal
+
+from absl import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -40,9 +42,13 @@ def make_strategy(distribution: str) -> tf.distribute.Strategy:
     if distribution == "mirrored":
         devices = [d.name for d in tf.config.list_logical_devices("GPU")] or \
                   [d.name for d in tf.config.list_logical_devices("CPU")]
+        logging.info("Using MirroredStrategy with devices %s", tuple(devices))
         return tf.distribute.MirroredStrategy(devices=devices)
     if distribution == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        logging.info("Using MultiWorkerMirroredStrategy: task %s, %d replicas", _task(strategy),
+                     strategy.num_replicas_in_sync)
+        return strategy
     return tf.distribute.get_strategy()
 
 
