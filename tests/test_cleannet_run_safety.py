@@ -10,25 +10,14 @@ from cleannet.trainer import train
 from noisylabels.errors import InputError, TrainingError
 from noisylabels.fileio import save_npy
 
+from cleannet_fixtures import write_cleannet_data
+
 IMG_DIM, NUM_REF, NUM_CLASSES = 4, 2, 3
 
 
-def make_data_dir(directory, seed=0, n_train=12, n_val=8, n_all=9):
-    """Tiny valid CleanNet data: img_dim 4, num_ref 2, 3 classes."""
-    rng = np.random.default_rng(seed)
-    os.makedirs(directory, exist_ok=True)
-
-    def verified(n):
-        return np.concatenate([rng.random((n, IMG_DIM)), rng.integers(0, NUM_CLASSES, (n, 1)),
-                               rng.integers(0, 2, (n, 1))], axis=1).astype(np.float32)
-
-    save_npy(os.path.join(directory, "train.npy"), verified(n_train))
-    save_npy(os.path.join(directory, "val.npy"), verified(n_val))
-    ids = np.sort(np.arange(n_all) % NUM_CLASSES)
-    save_npy(os.path.join(directory, "all.npy"),
-             np.concatenate([rng.random((n_all, IMG_DIM)), ids[:, None]], axis=1).astype(np.float32))
-    save_npy(os.path.join(directory, "ref.npy"), rng.random((NUM_CLASSES, NUM_REF, IMG_DIM)).astype(np.float32))
-    return str(directory)
+def make_data_dir(directory, seed=0):
+    """Tiny valid CleanNet data: img_dim 4, num_ref 2, 3 classes (tests/cleannet_fixtures.py)."""
+    return write_cleannet_data(directory, seed, IMG_DIM, NUM_CLASSES, NUM_REF, n_train=12, n_val=8, n_all=9)
 
 
 def config(tmp_path, data_dir, ckpt="ckpt", **overrides):

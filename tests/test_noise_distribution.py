@@ -40,12 +40,9 @@ def env(**extra):
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from noise_model import digits
-
-    out = str(tmp_path_factory.mktemp("digits") / "prepared")
-    digits.prepare_digits(out, seed=0)
-    return out
+def data_dir(digits_dir):
+    """The session's prepared digits (tests/conftest.py)."""
+    return digits_dir
 
 
 def train_command(data_dir, train_dir, extra=()):

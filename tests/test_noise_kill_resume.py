@@ -28,12 +28,9 @@ ITERATION_LINE = re.compile(r"Iteration (\d+) \(")
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from noise_model import digits
-
-    out = str(tmp_path_factory.mktemp("digits") / "prepared")
-    digits.prepare_digits(out, seed=0)
-    return out
+def data_dir(digits_dir):
+    """The session's prepared digits (tests/conftest.py)."""
+    return digits_dir
 
 
 def train_args(data_dir, train_dir, max_iter=MAX_ITER, snapshot=SNAPSHOT):

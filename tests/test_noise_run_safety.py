@@ -5,15 +5,8 @@ import os
 import pytest
 import tensorflow as tf
 
-from noise_model import digits, settings as settings_lib, stage_runner
+from noise_model import settings as settings_lib, stage_runner
 from noisylabels.errors import InputError
-
-
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("digits") / "prepared")
-    digits.prepare_digits(out, seed=0)
-    return out
 
 
 def config(data_dir, train_dir, **overrides):

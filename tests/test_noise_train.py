@@ -386,14 +386,6 @@ def test_pretrained_weights_file_is_loaded_by_name_and_shape(tmp_path):
 # Training runs on the digits data (a few iterations).
 
 
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-    from noise_model import digits
-
-    out = str(tmp_path_factory.mktemp("digits") / "prepared")
-    digits.prepare_digits(out, seed=0)
-    return out
-
 
 def _config(data_dir, train_dir, stage="clean", **overrides):
     base = {"max_iter": 3, "batch_size": 16, "test_batch_size": 200, "test_interval": 2,
