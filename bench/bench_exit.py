@@ -32,8 +32,9 @@ BASELINE_CODE = r"""
 import sys
 sys.argv[0] = "train.py"
 from cleannet.tools import train
+from absl import app
 from noisylabels.errors import cli_main
-from noisylabels.flagutil import parse_flags, run_tool
+from noisylabels.flagutil import parse_flags
 train.define_flags()
 app.run(cli_main(train.main), flags_parser=parse_flags)
 """

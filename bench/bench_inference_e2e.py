@@ -38,8 +38,9 @@ USUAL_EXIT_CODE = r"""
 import sys
 sys.argv[0] = "inference.py"
 from cleannet.tools import inference
+from absl import app
 from noisylabels.errors import cli_main
-from noisylabels.flagutil import parse_flags, run_tool
+from noisylabels.flagutil import parse_flags
 inference.define_flags()
 app.run(cli_main(inference.main), flags_parser=parse_flags)
 """

@@ -92,9 +92,19 @@ def test_pip_install_creates_console_scripts(tmp_path):
         assert script.exists(), name
         module, function = entry_points()[name].split(":")
         assert "from %s import %s" % (module, function) in script.read_text()
-    for module in ("train.py", "inference.py", "train_classifier.py", "cleannet/model.py",
-                   "noise_model/layers.py", "util/progress.py"):
+    for module in ("cleannet/model.py", "cleannet/tools/train.py", "noise_model/layers.py", "noisylabels/progress.py"):
         assert (target / module).exists(), module
+    top_level = {p.name for p in target.iterdir()} - {"bin"}
+    assert {"cleannet", "noise_model", "noisylabels"} <= top_level
+    for name in ("train", "inference", "train_classifier", "util", "tests", "bench"):
+        assert name not in top_level and name + ".py" not in top_level, (name, sorted(top_level))
+    env = dict(ENV, PYTHONPATH=str(target))  # the installed tools work from anywhere
+    for name, own_flag in (("cleannet-train", "--batch_size_sup"), ("cleannet-convert-data", "--split"),
+                           ("noise-model-train", "--stage")):
+        result = subprocess.run([sys.executable, str(target / "bin" / name), "--help"], capture_output=True,
+                                text=True, env=env, cwd=str(tmp_path))
+        assert result.returncode == 0, (name, result.stderr[-1000:])
+        assert own_flag in result.stdout.split(str(target / "bin" / name) + ":")[1], name
 
 
 def test_train_helpfull_lists_every_spec_flag_with_help():
