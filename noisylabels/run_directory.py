@@ -173,16 +173,26 @@ class RunDirectory:
     def save(self, step: int) -> str:
         """Writes checkpoint PREFIX-step after checking every variable is finite."""
         self._check_finite(step)
-        return self.manager.save(checkpoint_number=step)
+        return self._write(self.manager, step)
 
     def save_best(self, step: int, info: dict) -> str:
         """Keeps a copy of the current weights in best/, with `info` in best/best_model.json."""
         self._check_finite(step)
-        path = self.best_manager.save(checkpoint_number=step)
+        path = self._write(self.best_manager, step)
         if self.chief:
             with atomic_open(os.path.join(self.best_dir, BEST_INFO_FILE)) as f:
                 json.dump(dict(info, step=int(step)), f)
         return path
+
+    def _write(self, manager: tf.train.CheckpointManager, step: int) -> str:
+        """manager.save, with a failed write (disk full, no permission) as one line naming the directory."""
+        try:
+            return manager.save(checkpoint_number=step)
+        except (tf.errors.OpError, OSError) as err:
+            reason = err.message if isinstance(err, tf.errors.OpError) else (err.strerror or str(err))
+            raise InputError("cannot write the checkpoint of step %d (%s); the last good checkpoint is %s"
+                             % (step, str(reason).strip().splitlines()[0], self.latest or "none"),
+                             path=manager.directory) from None
 
     def best_info(self) -> Optional[dict]:
         """best/best_model.json as a dict, or None when absent or unreadable."""

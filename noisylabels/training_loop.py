@@ -20,13 +20,14 @@ also define `on_saved(step, path)`, called after each checkpoint is written.
 """
 
 import os
+import re
 from typing import Mapping, Optional
 
 import keras
 import tensorflow as tf
 
 from noisylabels import distribution
-from noisylabels.errors import TrainingError
+from noisylabels.errors import InputError, TrainingError
 from noisylabels.run_directory import RunDirectory
 
 
@@ -34,8 +35,21 @@ def summary_writers(log_dir: str, names: tuple, chief: bool) -> dict:
     """TensorBoard writers LOG_DIR/NAME for the chief; no-op writers for other workers."""
     if not chief:
         return {name: tf.summary.create_noop_writer() for name in names}
-    return {name: tf.summary.create_file_writer(os.path.join(log_dir, name) if name else log_dir)
-            for name in names}
+    writers = {}
+    for name in names:
+        directory = os.path.join(log_dir, name) if name else log_dir
+        try:
+            writers[name] = tf.summary.create_file_writer(directory)
+        except tf.errors.OpError as err:  # e.g. a file in the way, no permission
+            raise InputError("cannot write TensorBoard logs here (%s)" % _first_line(err.message),
+                             path=directory, field="--log_dir") from None
+    return writers
+
+
+def _first_line(text: str) -> str:
+    """The readable part of a TensorFlow error message (no op or function names)."""
+    text = re.sub(r"\{\{[^}]*\}\}|\[Op:[^\]]*\]( name:)?", "", str(text)).strip()
+    return text.splitlines()[0].strip() if text else "unknown error"
 
 
 class MeanTrackers:

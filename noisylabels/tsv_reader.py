@@ -355,10 +355,13 @@ class _ChunkParser:
                     if kind == "verified":
                         vlabels.append(self._vlabel(vlabel, line_no))
                 name, class_id = self._class(name_field, line_no)
-            except InputError:
+            except InputError as err:
                 # Report a bad feature on an earlier line of the chunk first.
                 if i > 0:
                     self._parse_features(features[:i], numbers[:i])
+                hint = self._other_layout_hint(meta)
+                if hint:
+                    raise InputError(err.message + hint, path=err.path, line=err.line, field=err.field) from None
                 raise
             class_names.append(name)
             class_ids.append(class_id)
@@ -374,6 +377,21 @@ class _ChunkParser:
             ref_ids=None if ref_ids is None else np.asarray(ref_ids, dtype=np.int32),
             features=self._parse_features(features, numbers),
         )
+
+    def _other_layout_hint(self, meta):
+        """For a row that fails as this layout but fits the other one (a verified TSV given
+        where an all-samples TSV is expected, or the reverse): the sentence saying so."""
+        fields = meta.split(b"\t") if meta is not None else []
+        known = lambda value: value.decode("utf-8", "replace") in self.class_to_id  # noqa: E731
+        if self.kind == "all" and len(fields) + 1 in COLUMNS["verified"] and fields[-1].strip() in VLABELS \
+                and known(fields[-2]):
+            return ("; this row looks like a verified TSV (key, [url,] class_name, vlabel, feature) but an "
+                    "all-samples TSV (key, [url,] class_name, feature) is expected here")
+        if self.kind == "verified" and len(fields) + 1 in COLUMNS["all"] and known(fields[-1]) \
+                and fields[-1].strip() not in VLABELS:
+            return ("; this row looks like an all-samples TSV (key, [url,] class_name, feature) but a "
+                    "verified TSV (key, [url,] class_name, vlabel, feature) is expected here")
+        return ""
 
     def _split_meta(self, meta, line_no):
         """Returns the metadata fields (all columns but the feature) of a row."""

@@ -180,3 +180,29 @@ def test_interrupted_save_directories_are_removed(tmp_path):
     with run:
         pass
     assert sorted(os.listdir(tmp_path / "run")) == ["best", "keep_temp", "run.lock"]
+
+
+def test_a_log_dir_that_is_a_file_is_one_line(tmp_path):
+    from noisylabels.training_loop import summary_writers
+
+    (tmp_path / "logs").write_text("not a directory")
+    with pytest.raises(InputError) as err:
+        summary_writers(str(tmp_path / "logs"), ("train", "val"), chief=True)
+    message = str(err.value)
+    assert message.startswith(str(tmp_path / "logs" / "train") + ": --log_dir: cannot write TensorBoard logs here")
+    assert "not a directory" in message and "{{" not in message and "Op:" not in message, message
+
+
+def test_a_failed_checkpoint_write_is_one_line_naming_the_last_good_one(tmp_path, monkeypatch):
+    _, run = make_run(tmp_path / "run")
+    with run:
+        good = run.save(1)
+
+        def disk_full(*args, **kwargs):
+            raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+
+        monkeypatch.setattr(run.manager, "save", disk_full)
+        with pytest.raises(InputError) as err:
+            run.save(2)
+    assert str(err.value) == ("%s: cannot write the checkpoint of step 2 (No space left on device); the last good "
+                              "checkpoint is %s" % (tmp_path / "run", good))

@@ -171,3 +171,24 @@ def test_ref_errors(tmp_path, text, expected):
 def test_missing_file(tmp_path):
     path = str(tmp_path / "missing.tsv")
     assert error_of(path, "all") == path + ": file not found"
+
+
+WRONG_LAYOUT = [
+    # (the file's rows, the layout expected, the error's start)
+    ("k1\tapple\t1\t0.5,0.5\n", "all", "unknown class '1'"),
+    ("k1\thttp://x\tapple\t0\t0.5,0.5\n", "all", "expected 3 or 4 tab-separated columns, found 5"),
+    ("k1\tapple\t0.5,0.5\n", "verified", "expected 4 or 5 tab-separated columns, found 3"),
+    ("k1\thttp://x\tcherry\t0.5,0.5\n", "verified", "vlabel: expected 1, 0 or -1, found 'cherry'"),
+]
+
+
+@pytest.mark.parametrize("text, kind, start", WRONG_LAYOUT)
+def test_a_file_of_the_other_layout_is_named_as_such(tmp_path, text, kind, start):
+    message = error_of(write(tmp_path, text), kind)
+    other = "a verified TSV" if kind == "all" else "an all-samples TSV"
+    assert start in message and ("this row looks like %s" % other) in message, message
+
+
+def test_a_plain_bad_row_gets_no_layout_hint(tmp_path):
+    assert "looks like" not in error_of(write(tmp_path, "k1\tdurian\t0.5,0.5\n"), "all")
+    assert "looks like" not in error_of(write(tmp_path, "k1\tapple\t7\t0.5,0.5\n"), "verified")
