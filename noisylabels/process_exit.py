@@ -39,13 +39,14 @@ def exit_skipping_teardown(status: int = 0) -> NoReturn:
 
 
 def skip_teardown_on_success(main: Callable[[list[str]], object]) -> Callable[[list[str]], object]:
-    """Wraps an absl main(argv): a return of None or 0 ends the process with status 0 at once
-    (see exit_skipping_teardown); another return value or an exception goes back to
-    absl's app.run unchanged."""
+    """Wraps an absl main(argv): when TensorFlow was loaded, a return of None or 0 ends the
+    process with status 0 at once (see exit_skipping_teardown); another return value, an
+    exception, or a run that never loaded TensorFlow (nothing to skip) goes back to absl's
+    app.run unchanged, so signals and exit handlers behave as usual there."""
 
     def wrapped(argv: list[str]) -> object:
         status = main(argv)
-        if status not in (None, 0):
+        if status not in (None, 0) or "tensorflow" not in sys.modules:
             return status  # absl's app.run exits with it the usual way
         exit_skipping_teardown(0)
 
