@@ -28,9 +28,17 @@ CLASSES = "apple\nbanana\n"
 ROWS = "".join("k%d\t%s\t%d.5,2,3\n" % (i, ("apple", "banana")[i % 2], i) for i in range(6))
 
 
+def _interruptible():
+    """In the child: SIGINT back to its default. A process started with SIGINT ignored (as an
+    earlier library in the test process may have left it, and as `cmd &` does) keeps it
+    ignored, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def convert_cli(args, **kwargs):
     return subprocess.Popen([sys.executable, os.path.join(ROOT, "util", "convert_data.py")] + args, cwd=ROOT,
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_interruptible, **kwargs)
 
 
 def convert_args(tmp_path, data_path, output_dir, split="all"):
