@@ -23,6 +23,21 @@ from noisylabels.errors import InputError
 from noisylabels.fileio import load_npy
 
 
+
+def _feature_width(array: np.ndarray, path: str, img_dim: int | None, extra: tuple) -> int:
+    """h, the feature columns of a 2-d [N, h + len(extra)] array; InputError naming the shape otherwise.
+
+    Args:
+      extra: the names of the columns after the features (e.g. ("class id", "vlabel")).
+    """
+    width, n_extra = array.shape[1], len(extra)
+    if width < n_extra + 1 or (img_dim is not None and width != img_dim + n_extra):
+        expected = "[N, h+%d]" % n_extra if img_dim is None else "[N, %d] (img_dim %d + %s)" % (
+            img_dim + n_extra, img_dim, " + ".join(extra))
+        raise InputError("has shape %s, expected %s" % (array.shape, expected), path=path, field="shape")
+    return width - n_extra
+
+
 def load_verified(path: str | os.PathLike,
                   img_dim: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Loads train.npy / val.npy.
@@ -36,13 +51,7 @@ def load_verified(path: str | os.PathLike,
     """
     array = load_npy(path, ndim=2, finite=False)  # every column is checked below
     _check_real(array, path)
-    width = array.shape[1]
-    if width < 3 or (img_dim is not None and width != img_dim + 2):
-        expected = "[N, h+2]" if img_dim is None else "[N, %d] (img_dim %d + class id + vlabel)" % (
-            img_dim + 2, img_dim)
-        raise InputError("has shape %s, expected %s" % (array.shape, expected), path=path,
-                         field="shape")
-    h = width - 2
+    h = _feature_width(array, path, img_dim, ("class id", "vlabel"))
     features = np.ascontiguousarray(array[:, :h], dtype=np.float32)
     _check_finite(features, path, "feature")
     class_ids = _class_id_column(array[:, h], path, "class id (column %d)" % h)
@@ -81,13 +90,7 @@ def load_all(path: str | os.PathLike, img_dim: int | None,
     if array.ndim != 2:
         raise InputError("has shape %s, expected [N, h+1]" % (array.shape,), path=path,
                          field="shape")
-    width = array.shape[1]
-    if width < 2 or (img_dim is not None and width != img_dim + 1):
-        expected = "[N, h+1]" if img_dim is None else "[N, %d] (img_dim %d + class id)" % (
-            img_dim + 1, img_dim)
-        raise InputError("has shape %s, expected %s" % (array.shape, expected), path=path,
-                         field="shape")
-    h = width - 1
+    h = _feature_width(array, path, img_dim, ("class id",))
     field = "class id (column %d)" % h
     class_ids = _class_id_column(array[:, h], path, field)
     unsorted = np.flatnonzero(np.diff(class_ids) < 0)
