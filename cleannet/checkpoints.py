@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import tensorflow as tf
 
 from noisylabels.errors import InputError
-from noisylabels.run_directory import DAMAGED_CHECKPOINT_ERRORS, DamagedCheckpointError
+from noisylabels.errors import DamagedCheckpointError
+from noisylabels.run_directory import DAMAGED_CHECKPOINT_ERRORS
 
 if TYPE_CHECKING:
     import keras

@@ -43,6 +43,10 @@ class InputError(Exception):
         return (where + field + str(self.message)).replace("\n", " ")
 
 
+class DamagedCheckpointError(InputError):
+    """A checkpoint whose files cannot be read (truncated, corrupt); resume skips it."""
+
+
 class TrainingError(Exception):
     """A run that cannot go on although its input was valid (e.g. the loss became NaN).
 

@@ -30,7 +30,7 @@ import tensorflow as tf
 from absl import logging
 
 from noisylabels import distribution
-from noisylabels.errors import InputError, TrainingError
+from noisylabels.errors import DamagedCheckpointError, InputError, TrainingError
 from noisylabels.fileio import atomic_open
 from noisylabels.run_record import DirectoryLock, check_record
 
@@ -39,10 +39,6 @@ BEST_INFO_FILE = "best_model.json"
 # What TensorFlow raises reading a truncated or corrupt checkpoint (a short read of the
 # object graph is an IndexError).
 DAMAGED_CHECKPOINT_ERRORS = (tf.errors.OpError, ValueError, IndexError, OSError)
-
-
-class DamagedCheckpointError(InputError):
-    """A checkpoint whose files cannot be read (truncated, corrupt); resume skips it."""
 
 
 def _inside(path: str, directory: str) -> bool:
