@@ -32,7 +32,7 @@ from noisylabels.errors import InputError
 from noisylabels.fileio import atomic_open
 
 if TYPE_CHECKING:
-    from cleannet.model import CleanNet
+    from cleannet.numpy_model import NumpyCleanNet
 
 CALIBRATION_FILE = "calibration.json"
 THRESHOLD_CANDIDATES = 101  # quantiles of the own-class similarity tried as thresholds
@@ -121,13 +121,13 @@ def calibrate(similarity: np.ndarray, margin: np.ndarray, vlabels: np.ndarray,
     return min_margin, threshold, errors / len(margin)
 
 
-def calibrate_model(model: CleanNet, reference_table: np.ndarray, features: np.ndarray, class_ids: np.ndarray,
+def calibrate_model(model: NumpyCleanNet, reference_table: np.ndarray, features: np.ndarray, class_ids: np.ndarray,
                     vlabels: np.ndarray, checkpoint: str, class_score: str = "references",
                     with_threshold: bool = False, batch_size: int = 4096) -> Calibration:
     """Scores verified samples against every class and calibrates the relative decision.
 
     Args:
-      model: a trained CleanNet.
+      model: a trained CleanNet's inference path (cleannet.numpy_model.NumpyCleanNet).
       reference_table: float32 [C, R, h], ref.npy (C ≥ 2).
       features, class_ids, vlabels: the verified split, [n, h], [n], [n] (val.npy, n ≥ 1).
       checkpoint: the checkpoint path (or name) of the model, recorded in the result.

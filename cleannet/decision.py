@@ -8,8 +8,9 @@ Two decisions, chosen with inference.py's --decision:
   requiring cos(own) ≥ threshold. min_margin (and the threshold) are calibrated on the
   verified validation split (cleannet.calibration).
 
-Both apply cleannet.metrics.predict_label_correct, in float64 so that a float32 similarity
-compares with the threshold exactly as a Python float does.
+Both compare in float64 so that a float32 similarity compares with the threshold exactly
+as a Python float does (the rule of cleannet.metrics.predict_label_correct, which train.py's
+validation accuracy uses; here in NumPy, so that inference needs no TensorFlow).
 """
 
 from __future__ import annotations
@@ -19,16 +20,13 @@ from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
-from cleannet.metrics import predict_label_correct
-
 if TYPE_CHECKING:
     from cleannet.scoring import CrossClassScores
 
 
 def _at_least(values, bound: float) -> np.ndarray:
     """int8 [n]: 1 where values ≥ bound (float64 comparison), else 0."""
-    values = np.asarray(values, np.float64)
-    return predict_label_correct(values, bound).numpy().astype(np.int8)
+    return (np.asarray(values, np.float64) >= bound).astype(np.int8)
 
 
 @dataclasses.dataclass(frozen=True)

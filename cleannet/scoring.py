@@ -15,6 +15,9 @@ class scores (CLASS_SCORES), both cosines in CleanNet's 128-d embedding space:
 - "embedding": cos(φ_q(x), φ_s(c)), CleanNet's own similarity of x to class c.
 The scores exist one batch at a time ([batch_size, C], or [batch_size, C, R] for
 "references"), so memory does not grow with the number of samples.
+
+Everything here runs in NumPy on a cleannet.numpy_model.NumpyCleanNet, so that inference
+needs no TensorFlow; only `score_per_sample` uses TensorFlow and a Keras CleanNet.
 """
 
 from __future__ import annotations
@@ -24,14 +27,13 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
 
-from cleannet.metrics import similarity
+from cleannet.choices import CLASS_SCORES
+from cleannet.numpy_model import NumpyCleanNet, cosine_similarity, l2_normalize
 
 if TYPE_CHECKING:
     from cleannet.model import CleanNet
 
-from cleannet.choices import CLASS_SCORES
 REFERENCE_TEMPERATURE = 0.1
 _ENCODE_ROWS = 4096  # reference vectors sent through the query encoder per call
 
@@ -65,60 +67,58 @@ def _check_class_score(class_score):
 
 
 class ClassEmbeddingScorer:
-    """Cosine similarities of samples to their class, with φ_s cached per class.
+    """Cosine similarities of samples to their class, with φ_s cached per class (NumPy).
 
     Args:
-      model: a built CleanNet.
+      model: a NumpyCleanNet (cleannet.checkpoints.load_inference_model, or
+        NumpyCleanNet.from_keras for a Keras CleanNet in memory).
       reference_table: float32 [C, R, h], ref.npy.
       class_chunk: classes encoded per call while filling the cache (bounds memory).
     """
 
-    def __init__(self, model: CleanNet, reference_table: np.ndarray, class_chunk: int = 256) -> None:
+    def __init__(self, model: NumpyCleanNet, reference_table: np.ndarray, class_chunk: int = 256) -> None:
         self.model = model
         self.reference_table = np.asarray(reference_table, np.float32)
-        tables = [model.encode_classes(tf.constant(reference_table[i:i + class_chunk], tf.float32))
-                  for i in range(0, len(reference_table), class_chunk)]
-        self.class_embeddings = tf.concat(tables, axis=0)  # [C, 128]
-        self.num_classes = int(self.class_embeddings.shape[0])
+        tables = [model.encode_classes(self.reference_table[i:i + class_chunk])
+                  for i in range(0, len(self.reference_table), class_chunk)]
+        self.class_embeddings = (np.concatenate(tables) if tables
+                                 else np.zeros([0, 0], np.float32))  # [C, 128]
+        self.num_classes = len(self.reference_table)
         self._reference_embeddings = None
-        self._score = tf.function(self._score_batch, reduce_retracing=True)
-        self._score_all = tf.function(self._score_all_batch, reduce_retracing=True)
-        self._against_all = tf.function(self._against_all_batch, reduce_retracing=True)
 
-    def reference_embeddings(self) -> tf.Tensor:
+    def reference_embeddings(self) -> np.ndarray:
         """float32 [C, R, 128]: every reference vector through the query encoder, unit length."""
         if self._reference_embeddings is None:
             table = self.reference_table.reshape(-1, self.reference_table.shape[-1])
-            rows = [tf.math.l2_normalize(self.model.encode_queries(tf.constant(table[i:i + _ENCODE_ROWS]))[1], axis=1)
+            rows = [l2_normalize(self.model.encode_queries(table[i:i + _ENCODE_ROWS]), axis=1)
                     for i in range(0, len(table), _ENCODE_ROWS)]
-            self._reference_embeddings = tf.reshape(tf.concat(rows, axis=0), self.reference_table.shape[:2] + (-1,))
+            self._reference_embeddings = np.concatenate(rows).reshape(self.reference_table.shape[:2] + (-1,))
         return self._reference_embeddings
 
     def _score_batch(self, features, class_ids):
-        _, phi_q, _ = self.model.encode_queries(features)
-        phi_s = tf.gather(self.class_embeddings, class_ids)
-        return similarity(phi_s, phi_q)
+        return cosine_similarity(self.class_embeddings[class_ids], self.model.encode_queries(features))
 
-    def _score_all_batch(self, features, class_score, reference_embeddings):
-        _, phi_q, _ = self.model.encode_queries(features)
-        phi_q = tf.math.l2_normalize(tf.cast(phi_q, tf.float32), axis=1)
+    def _score_all_batch(self, features, class_score):
+        """Class scores float32 [b, C] of one batch."""
+        phi_q = l2_normalize(self.model.encode_queries(features), axis=1)  # [b, 128]
         if class_score == "embedding":
-            phi_s = tf.math.l2_normalize(tf.cast(self.class_embeddings, tf.float32), axis=1)
-            return tf.matmul(phi_q, phi_s, transpose_b=True)  # [b, C]
-        cosines = tf.einsum("nd,crd->ncr", phi_q, reference_embeddings)  # [b, C, R]
-        log_num_ref = math.log(self.reference_table.shape[1])
-        return REFERENCE_TEMPERATURE * (tf.reduce_logsumexp(cosines / REFERENCE_TEMPERATURE, axis=2) - log_num_ref)
+            return phi_q @ l2_normalize(self.class_embeddings, axis=1).T  # [b, C]
+        references = self.reference_embeddings()  # [C, R, 128]
+        num_classes, num_ref = references.shape[:2]
+        scaled = (phi_q @ references.reshape(num_classes * num_ref, -1).T).reshape(-1, num_classes, num_ref)
+        scaled /= np.float32(REFERENCE_TEMPERATURE)
+        top = scaled.max(axis=2, keepdims=True)
+        log_mean_exp = np.log(np.exp(scaled - top).sum(axis=2)) + top[:, :, 0] - np.float32(math.log(num_ref))
+        return np.float32(REFERENCE_TEMPERATURE) * log_mean_exp
 
-    def _against_all_batch(self, features, class_ids, class_score, reference_embeddings):
+    def _against_all_batch(self, features, class_ids, class_score):
         own_similarity = self._score_batch(features, class_ids)
-        scores = self._score_all_batch(features, class_score, reference_embeddings)
-        is_own = tf.one_hot(class_ids, self.num_classes, on_value=True, off_value=False)
-        own_score = tf.reduce_sum(tf.where(is_own, scores, 0.0), axis=1)
-        others = tf.where(is_own, tf.constant(-np.inf, tf.float32), scores)
-        return own_similarity, own_score, tf.argmax(others, axis=1, output_type=tf.int32), tf.reduce_max(others, axis=1)
-
-    def _references_for(self, class_score):
-        return self.reference_embeddings() if class_score == "references" else tf.zeros([0, 0, 0])
+        scores = self._score_all_batch(features, class_score)
+        rows = np.arange(len(class_ids))
+        own_score = scores[rows, class_ids]
+        scores[rows, class_ids] = -np.inf  # only other classes compete
+        best = scores.argmax(axis=1).astype(np.int32)
+        return own_similarity, own_score, best, scores[rows, best]
 
     def score_all_classes(self, features: np.ndarray, class_score: str = "references",
                           batch_size: int = 4096) -> np.ndarray:
@@ -128,8 +128,7 @@ class ClassEmbeddingScorer:
         """
         _check_class_score(class_score)
         features = np.asarray(features, dtype=np.float32)
-        references = self._references_for(class_score)
-        out = [self._score_all(features[i:i + batch_size], class_score, references).numpy()
+        out = [self._score_all_batch(features[i:i + batch_size], class_score)
                for i in range(0, len(features), batch_size)]
         return np.concatenate(out) if out else np.zeros([0, self.num_classes], np.float32)
 
@@ -146,9 +145,7 @@ class ClassEmbeddingScorer:
         _check_class_score(class_score)
         features = np.asarray(features, dtype=np.float32)
         class_ids = np.asarray(class_ids, dtype=np.int32)
-        references = self._references_for(class_score)
-        parts = [[t.numpy() for t in self._against_all(features[i:i + batch_size], class_ids[i:i + batch_size],
-                                                       class_score, references)]
+        parts = [self._against_all_batch(features[i:i + batch_size], class_ids[i:i + batch_size], class_score)
                  for i in range(0, len(features), batch_size)]
         if not parts:
             empty = np.zeros([0], np.float32)
@@ -161,14 +158,19 @@ class ClassEmbeddingScorer:
         """Cosine similarities float32 [n] for features [n, h] and class ids [n]."""
         features = np.asarray(features, dtype=np.float32)
         class_ids = np.asarray(class_ids, dtype=np.int32)
-        out = [self._score(features[i:i + batch_size], class_ids[i:i + batch_size]).numpy()
+        out = [self._score_batch(features[i:i + batch_size], class_ids[i:i + batch_size])
                for i in range(0, len(features), batch_size)]
         return np.concatenate(out) if out else np.zeros([0], np.float32)
 
 
 def score_per_sample(model: CleanNet, features: np.ndarray, class_ids: np.ndarray,
                      reference_table: np.ndarray) -> np.ndarray:
-    """The original path: each sample's reference set gathered and encoded. Returns [n]."""
+    """The original path, in TensorFlow on a Keras CleanNet: each sample's reference set
+    gathered and encoded. Returns float32 [n]."""
+    import tensorflow as tf
+
+    from cleannet.metrics import similarity
+
     reference = tf.gather(tf.constant(reference_table, tf.float32), class_ids)
     phi_s, _, phi_q, _ = model((tf.constant(features, tf.float32), reference), training=False)
     return similarity(phi_s, phi_q).numpy()

@@ -25,6 +25,7 @@ import tensorflow as tf
 from absl import logging
 
 from cleannet import calibration
+from cleannet.numpy_model import NumpyCleanNet
 from cleannet import checkpoints
 from cleannet import data
 from cleannet import summaries
@@ -295,8 +296,8 @@ class Trainer:
         if not self.is_chief or self.tables.reference.shape[0] < 2:
             return
         tb = self.tables
-        result = calibration.calibrate_model(self.model, tb.reference, tb.val_features, tb.val_class_ids,
-                                             tb.val_vlabels, path)
+        result = calibration.calibrate_model(NumpyCleanNet.from_keras(self.model), tb.reference, tb.val_features,
+                                             tb.val_class_ids, tb.val_vlabels, path)
         try:
             calibration.write_calibration(os.path.dirname(path), result)
         except ValueError as err:  # a non-finite calibration is not written

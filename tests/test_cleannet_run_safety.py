@@ -88,7 +88,7 @@ def test_training_stores_the_calibrated_decision_with_the_best_model(tmp_path, d
     import json
 
     from cleannet.calibration import calibrate_model
-    from cleannet.checkpoints import load_trained_model
+    from cleannet.checkpoints import load_inference_model
     from cleannet.trainer import load_tables
 
     cfg = config(tmp_path, data_dir, n_step=4)
@@ -96,7 +96,7 @@ def test_training_stores_the_calibrated_decision_with_the_best_model(tmp_path, d
     best = tmp_path / "ckpt" / "best"
     with open(best / "calibration.json") as f:
         stored = json.load(f)
-    model, _, path = load_trained_model(str(best), IMG_DIM, NUM_REF, "log")
+    model, _, path = load_inference_model(str(best), IMG_DIM, NUM_REF, "log")
     assert stored["checkpoint"] == os.path.basename(path)
     tables = load_tables(cfg)
     again = calibrate_model(model, tables.reference, tables.val_features, tables.val_class_ids, tables.val_vlabels, path)

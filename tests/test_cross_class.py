@@ -9,8 +9,8 @@ import pytest
 
 from cleannet.decision import RelativeDecision, ThresholdDecision, suggested_classes
 from cleannet.outputs import ResultWriter, WeightWriter
-from cleannet.scoring import REFERENCE_TEMPERATURE, ClassEmbeddingScorer, CrossClassScores
-from test_scoring import NUM_CLASSES, _dense, _normalize, random_data, random_model
+from cleannet.scoring import REFERENCE_TEMPERATURE, CrossClassScores
+from test_scoring import NUM_CLASSES, _dense, _normalize, random_data, random_model, scorer_of
 
 
 def numpy_query_embeddings(model, x, embed_norm):
@@ -51,7 +51,7 @@ def test_all_class_scores_match_numpy(class_score, embed_norm):
     model = random_model(embed_norm)
     features, class_ids, reference = random_data(29)
     expected = numpy_class_scores(model, features, reference, embed_norm, class_score)  # [29, C]
-    scorer = ClassEmbeddingScorer(model, reference)
+    scorer = scorer_of(model, reference)
     got = scorer.score_all_classes(features, class_score, batch_size=4)
     assert got.shape == (29, NUM_CLASSES)
     np.testing.assert_allclose(got, expected, atol=3e-5)
@@ -72,14 +72,14 @@ def test_all_class_scores_match_numpy(class_score, embed_norm):
 def test_embedding_score_of_own_class_is_cleannets_similarity():
     model = random_model("log")
     features, class_ids, reference = random_data(17)
-    scores = ClassEmbeddingScorer(model, reference).score_against_all(features, class_ids, "embedding")
+    scores = scorer_of(model, reference).score_against_all(features, class_ids, "embedding")
     np.testing.assert_allclose(scores.own_score, scores.similarity, atol=2e-6)
 
 
 def test_batch_size_does_not_change_the_scores():
     model = random_model("log")
     features, class_ids, reference = random_data(40)
-    scorer = ClassEmbeddingScorer(model, reference)
+    scorer = scorer_of(model, reference)
     one = scorer.score_against_all(features, class_ids, batch_size=1)
     many = scorer.score_against_all(features, class_ids, batch_size=4096)
     np.testing.assert_allclose(one.best_other_score, many.best_other_score, atol=1e-6)
@@ -89,7 +89,7 @@ def test_batch_size_does_not_change_the_scores():
 def test_single_class_has_no_other_class_and_empty_input():
     model = random_model("log")
     features, _, reference = random_data(3)
-    scorer = ClassEmbeddingScorer(model, reference[:1])
+    scorer = scorer_of(model, reference[:1])
     scores = scorer.score_against_all(features, np.zeros(3, np.int32))
     assert scores.best_other_class.tolist() == [-1, -1, -1]
     assert np.all(np.isinf(scores.margin))

@@ -6,6 +6,7 @@ import pytest
 import keras
 
 from cleannet.model import CleanNet
+from cleannet.numpy_model import NumpyCleanNet
 from cleannet.scoring import ClassEmbeddingScorer, score_per_sample
 
 NUM_CLASSES, NUM_REF, IMG_DIM = 5, 4, 16
@@ -52,6 +53,11 @@ def random_model(embed_norm, dropout_rate=0.0, seed=0):
     return model
 
 
+def scorer_of(model, reference, **kwargs):
+    """ClassEmbeddingScorer on the NumPy inference path of Keras CleanNet `model`."""
+    return ClassEmbeddingScorer(NumpyCleanNet.from_keras(model), reference, **kwargs)
+
+
 def random_data(n, seed=1):
     rng = np.random.default_rng(seed)
     reference = rng.random((NUM_CLASSES, NUM_REF, IMG_DIM), dtype=np.float32)
@@ -65,7 +71,7 @@ def test_cache_matches_numpy_per_sample(embed_norm, batch_size):
     model = random_model(embed_norm)
     features, class_ids, reference = random_data(37)  # 37: prime, so batches of 5 and 8 leave a remainder; 64 > 37
     expected = numpy_similarities(model, features, class_ids, reference, embed_norm)
-    scorer = ClassEmbeddingScorer(model, reference, class_chunk=2)  # cache filled in 3 chunks
+    scorer = scorer_of(model, reference, class_chunk=2)  # cache filled in 3 chunks
     got = scorer.score(features, class_ids, batch_size=batch_size)
     assert got.shape == (37,)
     assert got.dtype == np.float32
@@ -79,7 +85,7 @@ def test_per_sample_path_matches_cache_and_numpy():
     features, class_ids, reference = random_data(23)
     expected = numpy_similarities(model, features, class_ids, reference, "log")
     per_sample = score_per_sample(model, features, class_ids, reference)
-    cached = ClassEmbeddingScorer(model, reference).score(features, class_ids, batch_size=5)
+    cached = scorer_of(model, reference).score(features, class_ids, batch_size=5)
     np.testing.assert_allclose(per_sample, expected, atol=2e-5)
     np.testing.assert_allclose(cached, per_sample, atol=2e-5)
 
@@ -89,7 +95,7 @@ def test_cache_is_inference_mode_despite_dropout():
     model = random_model("log", dropout_rate=0.5)
     features, class_ids, reference = random_data(19)
     expected = numpy_similarities(model, features, class_ids, reference, "log")
-    scores = [ClassEmbeddingScorer(model, reference).score(features, class_ids, batch_size=7) for _ in range(2)]
+    scores = [scorer_of(model, reference).score(features, class_ids, batch_size=7) for _ in range(2)]
     np.testing.assert_allclose(scores[0], expected, atol=2e-5)
     np.testing.assert_array_equal(scores[0], scores[1])
 
@@ -100,7 +106,7 @@ def test_similarity_depends_on_the_class():
     features, _, reference = random_data(1)
     two = np.repeat(features, 2, axis=0)
     class_ids = np.array([0, 3], np.int32)
-    got = ClassEmbeddingScorer(model, reference).score(two, class_ids)
+    got = scorer_of(model, reference).score(two, class_ids)
     expected = numpy_similarities(model, two, class_ids, reference, "log")
     np.testing.assert_allclose(got, expected, atol=2e-5)
     assert abs(expected[0] - expected[1]) > 1e-3
@@ -109,5 +115,5 @@ def test_similarity_depends_on_the_class():
 def test_empty_input():
     model = random_model("log")
     _, _, reference = random_data(1)
-    got = ClassEmbeddingScorer(model, reference).score(np.zeros((0, IMG_DIM), np.float32), np.zeros([0], np.int32))
+    got = scorer_of(model, reference).score(np.zeros((0, IMG_DIM), np.float32), np.zeros([0], np.int32))
     assert got.shape == (0,)

@@ -143,8 +143,9 @@ def export_saved_model(checkpoint_dir: str, data_dir: str, class_list: str, expo
         raise InputError("has %d classes but ref.npy has %d" % (len(class_names), reference.shape[0]),
                          path=class_list)
     model, step = load_model(checkpoint_dir, img_dim, num_ref, embed_norm)
+    from cleannet.numpy_model import NumpyCleanNet
     from cleannet.scoring import ClassEmbeddingScorer
-    class_embeddings = ClassEmbeddingScorer(model, reference).class_embeddings.numpy()
+    class_embeddings = ClassEmbeddingScorer(NumpyCleanNet.from_keras(model), reference).class_embeddings
     module = build_serving_module(model, class_embeddings, class_names)
     _save_and_publish(module, export_dir)
     logging.info("Exported the model of step %d (%d classes) to %s", step, len(class_names), export_dir)

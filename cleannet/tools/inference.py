@@ -21,6 +21,10 @@ Fixed defects of the original: one similarity per line (not a batch's array per 
 crash); a missing checkpoint is an error with a non-zero exit. The output file is written
 atomically. --checkpoint_dir may name train.py's checkpoint directory (latest model) or its
 best/ subdirectory (best model by validation accuracy).
+
+The tool does not load TensorFlow: it reads the checkpoint with noisylabels.tensor_bundle
+and scores with the NumPy copy of the model's inference path (cleannet.numpy_model), so its
+start-up costs a fraction of a second and the run is bound by reading the TSV.
 """
 
 from __future__ import annotations
@@ -36,12 +40,12 @@ from noisylabels.flagutil import (define_embed_norm, define_finite_float, define
 
 from cleannet.choices import CLASS_SCORES, DECISIONS, INFERENCE_MODES, OUTPUT_FORMATS
 
-if TYPE_CHECKING:  # imported for the type hints only: the tool loads TensorFlow after checking its inputs
+if TYPE_CHECKING:  # imported for the type hints only: numpy, then the tool's modules, load after the flag checks
     import numpy as np
 
     from cleannet.calibration import Calibration
     from cleannet.decision import RelativeDecision, ThresholdDecision
-    from cleannet.model import CleanNet
+    from cleannet.numpy_model import NumpyCleanNet
     from cleannet.scoring import ClassEmbeddingScorer, CrossClassScores
 
 
@@ -95,11 +99,11 @@ def define_flags() -> None:
 FLAGS = flags.FLAGS
 
 
-def load_model(checkpoint_dir: str, img_dim: int, num_ref: int, embed_norm: str) -> tuple[CleanNet, int, str]:
-    """Builds CleanNet and restores the latest checkpoint in checkpoint_dir. Returns (model, step, path)."""
-    from cleannet.checkpoints import load_trained_model
+def load_model(checkpoint_dir: str, img_dim: int, num_ref: int, embed_norm: str) -> tuple[NumpyCleanNet, int, str]:
+    """The latest checkpoint in checkpoint_dir as a NumPy CleanNet (no TensorFlow). Returns (model, step, path)."""
+    from cleannet.checkpoints import load_inference_model
 
-    model, step, path = load_trained_model(checkpoint_dir, img_dim, num_ref, embed_norm)
+    model, step, path = load_inference_model(checkpoint_dir, img_dim, num_ref, embed_norm)
     logging.info("Successfully loaded %s at global step = %d.", path, step)
     return model, step, path
 
@@ -162,7 +166,7 @@ def refuse_outputs_over_inputs() -> None:
                                   inputs + tf_checkpoint_files(FLAGS.checkpoint_dir))
 
 
-def run_inference(model: CleanNet, reference: np.ndarray, decision: ThresholdDecision | RelativeDecision) -> int:
+def run_inference(model: NumpyCleanNet, reference: np.ndarray, decision: ThresholdDecision | RelativeDecision) -> int:
     """Streams --image_feature_list and writes one result per input line. Returns the count."""
     import contextlib
 
@@ -219,7 +223,7 @@ def load_validation(reference: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     return features, class_ids, vlabels
 
 
-def run_validation(model: CleanNet, reference: np.ndarray,
+def run_validation(model: NumpyCleanNet, reference: np.ndarray,
                    decision: ThresholdDecision | RelativeDecision) -> tuple[float, int]:
     """Scores val.npy in full batches, writes one similarity per line, returns the accuracy."""
     import numpy as np
@@ -253,7 +257,7 @@ def run_validation(model: CleanNet, reference: np.ndarray,
     return float(np.mean(correct)) if usable else float("nan"), usable
 
 
-def run_calibration(model: CleanNet, reference: np.ndarray, checkpoint_path: str) -> Calibration:
+def run_calibration(model: NumpyCleanNet, reference: np.ndarray, checkpoint_path: str) -> Calibration:
     """Calibrates the relative decision on every row of val.npy; writes calibration.json."""
     from cleannet.calibration import calibrate_model, write_calibration
 
@@ -276,9 +280,6 @@ def main(argv: list[str]) -> None:
     refuse_outputs_over_inputs()
     check_inputs_exist()
     from noisylabels import datafiles
-    from noisylabels.console import load_tensorflow
-
-    load_tensorflow()
 
     reference = datafiles.load_ref(os.path.join(FLAGS.data_dir, "ref.npy"), FLAGS.img_dim, FLAGS.num_ref)
     datafiles.refuse_negative_for_log(reference.reshape(len(reference), -1), os.path.join(FLAGS.data_dir, "ref.npy"),
