@@ -37,6 +37,7 @@ versions) raises `UnsupportedCheckpointError`, so a caller can fall back to Tens
 from __future__ import annotations
 
 import codecs
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -270,8 +271,7 @@ def _string_elements(raw: bytes, count: int, path: str, name: str) -> tuple[list
             lengths.append(length)
     except ValueError:
         raise DamagedCheckpointError("tensor %r: truncated string lengths" % name, path=path) from None
-    width = "<u4" if max(lengths, default=0) <= 0xFFFFFFFF else "<u8"
-    crc = crc32c(np.array(lengths, dtype=width).tobytes())
+    crc = crc32c(b"".join(n.to_bytes(4 if n <= 0xFFFFFFFF else 8, "little") for n in lengths))
     stored = raw[pos:pos + 4]
     if len(stored) < 4 or unmask(int.from_bytes(stored, "little")) != crc:
         raise DamagedCheckpointError("tensor %r: string length checksum mismatch" % name, path=path)
@@ -332,13 +332,14 @@ class CheckpointReader:
     def get_tensor(self, name: str) -> np.ndarray | bytes:
         """The value of `name` as tf.train.load_checkpoint(prefix).get_tensor gives it: an array
         (0-d for a scalar) of the stored dtype in native byte order, object arrays of bytes for
-        strings, and a scalar string as `bytes`. Its size and CRC-32C are checked."""
+        strings, and a scalar string as `bytes`. Its size and CRC-32C are checked.
+        KeyError if there is no such tensor."""
         entry = self.entry(name)
         dtype = self._numpy_dtype(name, entry)
         if entry.sliced:
             raise UnsupportedCheckpointError("tensor %r is stored in slices (partitioned); not supported here"
                                              % name, path=self.index_path)
-        count = int(np.prod(entry.shape, dtype=np.int64))
+        count = math.prod(entry.shape)
         expected = count if entry.dtype == DT_STRING else count * dtype.itemsize
         if (entry.size < expected) if entry.dtype == DT_STRING else (entry.size != expected):
             raise DamagedCheckpointError("tensor %r: stored size %d bytes does not fit shape %s"

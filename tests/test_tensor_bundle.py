@@ -306,6 +306,38 @@ def test_wrong_magic_and_missing_files(small_checkpoint, tmp_path):
         CheckpointReader(prefix).get_tensor("b")
 
 
+def _varint_at(data, pos):
+    value = shift = 0
+    while True:
+        value |= (data[pos] & 0x7F) << shift
+        shift += 7
+        pos += 1
+        if data[pos - 1] < 0x80:
+            return value, pos
+
+
+def test_compressed_index_block_is_unsupported(small_checkpoint, tmp_path):
+    # Mark the index block as Snappy-compressed (type byte 1) with a valid trailer CRC: TensorFlow
+    # could read such a table, this reader cannot. With a stale CRC it is damage instead.
+    prefix = _copy(small_checkpoint[0], tmp_path)
+    with open(prefix + ".index", "rb") as f:
+        data = bytearray(f.read())
+    footer = len(data) - 48
+    _, pos = _varint_at(data, _varint_at(data, footer)[1])  # skip the metaindex handle
+    offset, pos = _varint_at(data, pos)  # the index block's handle
+    size, _ = _varint_at(data, pos)
+    data[offset + size] = 1
+    with open(prefix + ".index", "wb") as f:
+        f.write(data)
+    with pytest.raises(DamagedCheckpointError, match="checksum"):
+        CheckpointReader(prefix)
+    data[offset + size + 1:offset + size + 5] = mask(crc32c_bytewise(data[offset:offset + size + 1])).to_bytes(4, "little")
+    with open(prefix + ".index", "wb") as f:
+        f.write(data)
+    with pytest.raises(UnsupportedCheckpointError, match="compressed"):
+        CheckpointReader(prefix)
+
+
 # ------------------------------------------------------------- latest_checkpoint
 
 def test_latest_checkpoint_matches_tensorflow(tmp_path):
