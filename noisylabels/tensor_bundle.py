@@ -340,8 +340,11 @@ class CheckpointReader:
             raise UnsupportedCheckpointError("tensor %r is stored in slices (partitioned); not supported here"
                                              % name, path=self.index_path)
         count = math.prod(entry.shape)
-        expected = count if entry.dtype == DT_STRING else count * dtype.itemsize
-        if (entry.size < expected) if entry.dtype == DT_STRING else (entry.size != expected):
+        if entry.dtype == DT_STRING:
+            size_ok = entry.size >= count  # at least one length byte per element
+        else:
+            size_ok = entry.size == count * dtype.itemsize
+        if not size_ok:
             raise DamagedCheckpointError("tensor %r: stored size %d bytes does not fit shape %s"
                                          % (name, entry.size, list(entry.shape)), path=self.index_path)
         if not 0 <= entry.shard_id < self.num_shards or entry.offset < 0:
