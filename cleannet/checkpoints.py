@@ -177,14 +177,15 @@ def load_trained_model(checkpoint_dir: str, img_dim: int, num_ref: int,
     return model, int(global_step.numpy()), path
 
 
-def _variable(reader: Any, checkpoint_path: str, *attribute_paths: str) -> Any:
-    """The value of the first of `attribute_paths` (e.g. "model/ref_set_encoder/context")
-    that the checkpoint holds; InputError naming the first when it holds none."""
-    keys = [attribute_path + "/.ATTRIBUTES/VARIABLE_VALUE" for attribute_path in attribute_paths]
-    for key in keys:
-        if reader.has_tensor(key):
+def _variable(reader: Any, checkpoint_path: str, *object_paths: str) -> Any:
+    """The value of the first of `object_paths` (e.g. "model/ref_set_encoder/context") that
+    the checkpoint holds, found through its object graph; InputError naming the first path
+    when it holds none."""
+    for object_path in object_paths:
+        key = tensor_bundle.variable_key(reader, object_path, checkpoint_path)
+        if key is not None:
             return reader.get_tensor(key)
-    raise InputError("the checkpoint does not fit this model (no tensor %s)" % keys[0], path=checkpoint_path)
+    raise InputError("the checkpoint does not fit this model (no variable %s)" % object_paths[0], path=checkpoint_path)
 
 
 def load_inference_model(checkpoint_dir: str, img_dim: int, num_ref: int,

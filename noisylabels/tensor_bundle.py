@@ -24,6 +24,13 @@ prefix PREFIX (e.g. `run/ckpt-7`) with these files:
 - `checkpoint` (beside the prefixes): a text protobuf naming the latest prefix,
   `model_checkpoint_path: "ckpt-7"`, and the kept ones, `all_model_checkpoint_paths: ...`.
 
+Object-based checkpoints also store `_CHECKPOINTABLE_OBJECT_GRAPH`, a serialized
+TrackableObjectGraph: node 0 is the root object (the tf.train.Checkpoint), each node lists
+its children (node id, local name) and its attributes (name, e.g. VARIABLE_VALUE, and the
+checkpoint key holding it). A variable reachable along several paths (a model weight is
+also one of the optimizer's variables) is stored once, under ONE of its paths' keys, so a
+weight is found with `variable_key(reader, "model/…/kernel")`, which walks the graph.
+
 What is verified, as TensorFlow's reader does: the footer's magic number, every index
 block's CRC-32C, the header's version and byte order, each tensor's stored size against
 its dtype and shape, and each tensor's CRC-32C (and a string tensor's length checksum)
@@ -365,6 +372,63 @@ class CheckpointReader:
         array = np.empty(count, dtype=object)
         array[:] = elements
         return array.reshape(entry.shape)
+
+
+OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+
+
+def _object_graph(serialized: bytes) -> list[tuple[dict[str, int], dict[str, str]]]:
+    """The nodes of a serialized TrackableObjectGraph: per node, ({child local name: node
+    id}, {attribute name: checkpoint key}). ValueError if it does not parse."""
+    nodes = []
+    for number, node in _proto_fields(serialized):
+        if number != 1 or not isinstance(node, bytes):
+            continue
+        children, attributes = {}, {}
+        for field, value in _proto_fields(node):
+            if field not in (1, 2) or not isinstance(value, bytes):
+                continue  # slot variables, registered savers, ...
+            parts = dict(_proto_fields(value))
+            if field == 1:  # ObjectReference: node_id = 1, local_name = 2
+                children[parts.get(2, b"").decode("utf-8")] = int(parts.get(1, 0))
+            else:  # SerializedTensor: name = 1, full_name = 2, checkpoint_key = 3
+                attributes[parts.get(1, b"").decode("utf-8")] = parts.get(3, b"").decode("utf-8")
+        nodes.append((children, attributes))
+    return nodes
+
+
+def variable_key(reader, object_path: str, path: str = "") -> str | None:
+    """The checkpoint key under which the variable at `object_path` is stored.
+
+    Args:
+      reader: a CheckpointReader, or anything with has_tensor / get_tensor (TensorFlow's).
+      object_path: local names from the root object joined by "/", e.g.
+        "model/query_encoder/hidden/_kernel".
+      path: the checkpoint's name, for messages.
+
+    Returns:
+      The key (e.g. "optimizer/_trainable_variables/3/.ATTRIBUTES/VARIABLE_VALUE"), or None
+      when the graph has no such object or it holds no value. Without an object graph
+      (a name-based checkpoint) the key is the path's own,
+      OBJECT_PATH + "/.ATTRIBUTES/VARIABLE_VALUE", when present.
+
+    Raises:
+      DamagedCheckpointError: an object graph that does not parse.
+    """
+    if not reader.has_tensor(OBJECT_GRAPH_KEY):
+        key = object_path + "/.ATTRIBUTES/VARIABLE_VALUE"
+        return key if reader.has_tensor(key) else None
+    try:
+        nodes = _object_graph(reader.get_tensor(OBJECT_GRAPH_KEY))
+        node = 0
+        for name in object_path.split("/"):
+            node = nodes[node][0].get(name)
+            if node is None:
+                return None
+        key = nodes[node][1].get("VARIABLE_VALUE")
+    except (ValueError, IndexError, UnicodeDecodeError) as err:
+        raise DamagedCheckpointError("unparsable object graph (%s)" % err, path=path) from None
+    return key if key and reader.has_tensor(key) else None
 
 
 def _read_range(path: str, offset: int, size: int, name: str) -> bytearray:

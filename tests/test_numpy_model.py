@@ -91,6 +91,27 @@ def test_load_inference_model_equals_the_restored_keras_model(tmp_path):
     np.testing.assert_array_equal(numpy_model.context, expected.context)
 
 
+def test_weights_stored_under_the_optimizers_keys_are_found(tmp_path):
+    """With an optimizer in the checkpoint (as train.py saves it), TensorFlow stores each
+    weight once, under the optimizer's key; the object graph leads to it."""
+    import keras
+
+    from noisylabels.tensor_bundle import CheckpointReader
+
+    model = random_model("log")
+    optimizer = keras.optimizers.SGD(momentum=0.9)
+    optimizer.build(model.trainable_variables)
+    path = make_checkpoint(model, tf.Variable(5, dtype=tf.int64), optimizer).save(os.path.join(str(tmp_path), "ckpt"))
+    assert "model/query_encoder/hidden/_kernel/.ATTRIBUTES/VARIABLE_VALUE" not in CheckpointReader(path).names()
+    numpy_model, step, _ = load_inference_model(str(tmp_path), IMG_DIM, NUM_REF, "log")
+    expected = NumpyCleanNet.from_keras(model)
+    assert step == 5
+    for key in DENSE_LAYERS:
+        for got, want in zip(numpy_model.dense[key], expected.dense[key]):
+            np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(numpy_model.context, expected.context)
+
+
 def test_load_inference_model_refuses_other_settings_and_damage(tmp_path):
     path = _save(random_model("log"), str(tmp_path))
     with pytest.raises(InputError, match="made with img_dim=16 but --img_dim=32"):
@@ -107,7 +128,7 @@ def test_load_inference_model_refuses_other_settings_and_damage(tmp_path):
 def test_load_inference_model_refuses_a_checkpoint_of_another_model(tmp_path):
     checkpoint = tf.train.Checkpoint(global_step=tf.Variable(3, dtype=tf.int64), other=tf.Variable([1.0]))
     checkpoint.save(os.path.join(str(tmp_path), "ckpt"))
-    with pytest.raises(InputError, match="does not fit this model .no tensor model/query_encoder/hidden/_kernel"):
+    with pytest.raises(InputError, match="does not fit this model .no variable model/query_encoder/hidden/_kernel"):
         load_inference_model(str(tmp_path), IMG_DIM, NUM_REF, "log")
 
 
@@ -127,3 +148,18 @@ def test_loading_and_scoring_do_not_import_tensorflow(tmp_path):
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
                             check=True)
     assert result.stdout.split() == ["7", "4", "False", "False"]
+
+
+def test_a_layout_the_reader_does_not_implement_falls_back_to_tensorflows_reader(tmp_path, monkeypatch):
+    from noisylabels import tensor_bundle
+
+    model = random_model("log")
+    _save(model, str(tmp_path))
+
+    def unsupported(prefix):
+        raise tensor_bundle.UnsupportedCheckpointError("compressed index blocks", path=prefix)
+
+    monkeypatch.setattr(tensor_bundle, "CheckpointReader", unsupported)
+    numpy_model, step, _ = load_inference_model(str(tmp_path), IMG_DIM, NUM_REF, "log")
+    assert step == 7
+    np.testing.assert_array_equal(numpy_model.context, model.ref_set_encoder.context.numpy())
