@@ -57,10 +57,11 @@ def time_scoring(model, reference, features, class_ids, batch_size, baseline_sam
     """samples/s (best of `repeats` runs; baseline best of 2) of the cached scorer and of
     score_per_sample; cache fill seconds."""
     import numpy as np
+    from cleannet.numpy_model import NumpyCleanNet
     from cleannet.scoring import ClassEmbeddingScorer, score_per_sample
 
     with common.Timer() as fill:
-        scorer = ClassEmbeddingScorer(model, reference)
+        scorer = ClassEmbeddingScorer(NumpyCleanNet.from_keras(model), reference)
     scorer.score(features[:batch_size], class_ids[:batch_size], batch_size)  # trace
     n = len(features)
     ours = n / common.best_seconds(lambda: scorer.score(features, class_ids, batch_size), repeats, warmup=0)
@@ -81,11 +82,12 @@ def time_scoring(model, reference, features, class_ids, batch_size, baseline_sam
 
 def time_tsv(model, reference, tsv_path, num_classes, batch_size, chunk_rows=4096, repeats=2):
     """MB/s of TSV (best of `repeats` passes): parse + score (inference.py's loop) and parse only."""
+    from cleannet.numpy_model import NumpyCleanNet
     from cleannet.scoring import ClassEmbeddingScorer
     from noisylabels import tsv_reader
 
     class_to_id = tsv_reader.make_class_to_id(common.class_names(num_classes))
-    scorer = ClassEmbeddingScorer(model, reference)
+    scorer = ClassEmbeddingScorer(NumpyCleanNet.from_keras(model), reference)
     scorer.score(reference[:1, 0], [0], batch_size)  # trace outside the timing
     mb = os.path.getsize(tsv_path) / 1e6
 
