@@ -13,7 +13,11 @@ it reads, and they are refused here. On any failure the result is None and the c
 parses the rows one by one to report the first bad one.
 
 A forked child runs only NumPy's reader on its part and ends with os._exit (no exit
-handlers, no flush of inherited buffers): it cannot remove or write the caller's files.
+handlers, no flush of inherited buffers, fileio's SIGTERM clean-up skips a forked
+process): it cannot remove or write the caller's files. It calls no library that runs
+its own thread pool (the reason find_reference spawns rather than forks), and the parent
+parses one tiny block before its first fork so that the child imports nothing: a fork
+made while another thread of the caller imports TensorFlow (inference) stays safe.
 """
 
 import io
@@ -78,6 +82,7 @@ def _parse_into(text, out):
 def _parse_in_processes(view, regions, out):
     """Parses regions[k] = (byte slice of view, row slice of out) into out, regions 1...
     in forked children (out lies in shared memory), region 0 here. True if all succeed."""
+    _parse_into(b"0", np.empty((1, 1), dtype=np.float32))  # any lazy import happens here
     children = []
     try:
         for text_slice, rows in regions[1:]:
