@@ -23,10 +23,10 @@ can be (`max_line_bytes`: 64 bytes per value plus 64 KiB for the other columns) 
 before it is read whole, so memory stays bounded by the chunk and --img_dim.
 
 Each line is split once, at its LAST tab, into metadata and the feature string, so keys
-and URLs may contain commas. The feature strings of a chunk of rows are parsed in one
-vectorised call (pandas' C parser: about 190 MB/s of 2048-d rows per core here, against
-45-56 MB/s for np.fromstring and np.loadtxt). Only when that fails (a ragged row, a
-non-number, nan/inf) is the chunk re-parsed line by line to report the first bad line:
+and URLs may contain commas. The feature strings of a chunk of rows are parsed in place,
+in one call per core (noisylabels/feature_text.py: NumPy's C reader, in forked processes).
+Only when that fails (a ragged row, a non-number, nan/inf) is the chunk re-parsed line by
+line to report the first bad line:
 
     PATH:LINE: feature: value 3 ('abc') is not a number
     PATH:LINE: feature: 2047 values, expected 2048 (from --img_dim)
@@ -38,10 +38,7 @@ Values are counted from 1 ("value 3" is the third number of the row).
 """
 
 import codecs
-import concurrent.futures
-import csv
 import dataclasses
-import io
 import math
 import os
 import re
@@ -49,8 +46,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import List, Optional
 
 import numpy as np
-import pandas as pd
 
+from noisylabels import feature_text
 from noisylabels.errors import InputError
 from noisylabels.fileio import open_input
 
@@ -172,8 +169,8 @@ def iter_tsv_chunks(path: str | os.PathLike, kind: str, class_to_id: Mapping[str
     path = os.fspath(path)
     parser = _ChunkParser(path, kind, class_to_id, img_dim, class_list_path)
     rows = 0
-    for lines, numbers in _iter_line_blocks(path, chunk_rows, lambda: max_line_bytes(parser.dim)):
-        chunk = parser.parse(lines, numbers)
+    for block in _iter_line_blocks(path, chunk_rows, lambda: max_line_bytes(parser.dim)):
+        chunk = parser.parse(block)
         rows += len(chunk)
         yield chunk
     if rows == 0:
@@ -185,35 +182,82 @@ def _read_bytes(path):
         return f.read()
 
 
-def _iter_line_blocks(path, chunk_rows, line_limit):
-    """Yields (lines, line_numbers): up to chunk_rows non-empty lines without line ends.
+@dataclasses.dataclass
+class _LineBlock:
+    """Up to chunk_rows consecutive non-empty lines of a file, in one buffer.
+
+    Attributes:
+      data: the bytes holding the lines (owned by the receiver, which may change it).
+      starts, ends: offsets into data where line i begins (after a byte-order mark) and
+        ends (its CR / LF excluded).
+      numbers: the 1-based line number of each line.
+    """
+
+    data: bytearray
+    starts: List[int]
+    ends: List[int]
+    numbers: List[int]
+
+
+def _iter_line_blocks(path, chunk_rows, line_limit, read_bytes=1 << 20):
+    """Yields `_LineBlock`s of up to chunk_rows non-empty lines, reading `read_bytes` at a time.
 
     line_limit() gives the longest line allowed (`max_line_bytes`); it is asked for each
-    block read, so it tightens once the first rows fixed the feature dimension.
+    read, so it tightens once the first rows fixed the feature dimension. A longer line is
+    an InputError raised once that much of it is read, so memory stays bounded by the
+    block, one read and a valid row.
     """
     with open_input(path) as f:
-        line_no = 0
+        buf = bytearray()
+        pos = line_no = 0  # pos: where the next line starts in buf
         first_empty = None  # first empty line since the last row
-        lines, numbers = [], []
-        for raw in _iter_bounded_lines(f, path, line_limit):
+        starts, ends, numbers = [], [], []
+        limit = line_limit()
+        while True:
+            newline = buf.find(b"\n", pos)
+            if newline < 0:
+                if len(buf) - pos >= limit:
+                    _raise_line_too_long(path, line_no + 1, limit)
+                block = f.read(read_bytes)
+                limit = line_limit()
+                if block:
+                    buf += block
+                    continue
+                if pos >= len(buf):
+                    break
+                newline = len(buf)  # a last line without a line end
             line_no += 1
-            line = raw.rstrip(b"\r\n")
-            if line_no == 1 and line.startswith(codecs.BOM_UTF8):
-                line = line[len(codecs.BOM_UTF8):]
-            if not line.strip():
-                if first_empty is None:
-                    first_empty = line_no
+            if newline - pos >= limit:
+                _raise_line_too_long(path, line_no, limit)
+            start, end = pos, newline
+            pos = newline + 1
+            while end > start and buf[end - 1] in b"\r\n":
+                end -= 1
+            if line_no == 1 and buf.startswith(codecs.BOM_UTF8, start, end):
+                start += len(codecs.BOM_UTF8)
+            if _is_blank(buf, start, end):
+                first_empty = first_empty or line_no
                 continue
             if first_empty is not None:
                 raise InputError("empty line (empty lines are allowed only at the end of the "
                                  "file)", path=path, line=first_empty)
-            lines.append(line)
+            starts.append(start)
+            ends.append(end)
             numbers.append(line_no)
-            if len(lines) == chunk_rows:
-                yield lines, numbers
-                lines, numbers = [], []
-        if lines:
-            yield lines, numbers
+            if len(numbers) == chunk_rows:
+                rest = buf[pos:]
+                del buf[pos:]
+                yield _LineBlock(buf, starts, ends, numbers)
+                buf, pos, limit = rest, 0, line_limit()
+                starts, ends, numbers = [], [], []
+        if numbers:
+            yield _LineBlock(buf, starts, ends, numbers)
+
+
+def _is_blank(buf, start, end):
+    """True if buf[start:end] is empty or only ASCII white space (copies only lines that
+    begin with a blank)."""
+    return end == start or (buf[start] in b" \t\r\n\x0b\x0c" and not buf[start:end].strip())
 
 
 # The longest line a valid row can be: a value is at most MAX_VALUE_BYTES bytes with its comma
@@ -230,87 +274,35 @@ def max_line_bytes(img_dim: Optional[int]) -> int:
     return dim * MAX_VALUE_BYTES + MAX_META_BYTES
 
 
-def _iter_bounded_lines(f, path, line_limit, block_bytes=1 << 20):
-    """Yields the lines of binary file `f` (without their LF), reading blocks of
-    `block_bytes`; a line longer than line_limit() bytes (asked once per block) is an
-    InputError raised once that much of it is read, so one huge line never costs more
-    memory than a block and a valid row."""
-    line_no = 0
-    pending = b""
-    while True:
-        block = f.read(block_bytes)
-        limit = line_limit()
-        if not block:
-            break
-        lines = (pending + block).split(b"\n")
-        pending = lines.pop()
-        for line in lines:
-            line_no += 1
-            if len(line) >= limit:
-                _raise_line_too_long(path, line_no, limit)
-            yield line
-        if len(pending) >= limit:
-            _raise_line_too_long(path, line_no + 1, limit)
-    if pending:
-        yield pending
-
-
 def _raise_line_too_long(path, line_no, limit):
     raise InputError("line is longer than any valid row can be (more than %d bytes: at most %d bytes per "
                      "feature value and %d for the other columns); it was not read to its end"
                      % (limit, MAX_VALUE_BYTES, MAX_META_BYTES), path=path, line=line_no)
 
 
-def _may_hold_words(feature_strings):
-    """True if a feature string could hold a word such as True / false, which pandas' fast
-    parser reads as 1 / 0: each spelling of them has an 'a' or a 'u', no number has one.
-    (A substring search per line: about 1% of the parse time.)"""
-    return any(b"a" in s or b"u" in s or b"A" in s or b"U" in s for s in feature_strings)
+@dataclasses.dataclass
+class _FeatureRows:
+    """Where the feature text of each row of a block lies: data[feature_starts[i]:ends[i]];
+    the row itself begins at starts[i]."""
 
+    data: bytearray
+    starts: List[int]
+    feature_starts: List[int]
+    ends: List[int]
+    numbers: List[int]
 
-def _parse_features_fast(feature_strings):
-    """Parses n comma-separated rows into float32 [n, h] in one call; None on any failure."""
-    try:
-        with np.errstate(all="ignore"):
-            frame = pd.read_csv(io.BytesIO(b"\n".join(feature_strings)), sep=",", header=None,
-                                dtype=np.float32, engine="c", skip_blank_lines=False,
-                                quoting=csv.QUOTE_NONE)
-    except ValueError:  # pandas' ParserError and EmptyDataError are ValueErrors too
-        return None
-    array = frame.to_numpy(dtype=np.float32)
-    if array.ndim != 2 or array.shape[0] != len(feature_strings):
-        return None
-    return array
+    def first(self, n):
+        """The first n rows."""
+        return _FeatureRows(self.data, self.starts[:n], self.feature_starts[:n], self.ends[:n],
+                            self.numbers[:n])
 
+    def first_row_width(self):
+        """Values in the first row's feature text (commas + 1)."""
+        return self.data.count(b",", self.feature_starts[0], self.ends[0]) + 1
 
-# ---- Parsing a chunk's features on several cores -------------------------------------------
-# pandas' C parser releases the GIL while it tokenises and converts, so the rows of a chunk
-# split into parts parse in parallel threads. Parts below MIN_ROWS_PER_THREAD rows are not
-# worth a thread.
-PARSE_THREADS = min(2, os.cpu_count() or 1)
-MIN_ROWS_PER_THREAD = 256
-_parse_pool = None
-
-
-def _parse_features_parallel(feature_strings):
-    """`_parse_features_fast` on up to PARSE_THREADS parts of the rows at once (threads).
-
-    Returns float32 [n, h], or None when any part fails (the caller then reports the first
-    bad line) or when the parts disagree on h.
-    """
-    global _parse_pool
-    parts = min(PARSE_THREADS, len(feature_strings) // MIN_ROWS_PER_THREAD)
-    if parts < 2:
-        return _parse_features_fast(feature_strings)
-    if _parse_pool is None:
-        _parse_pool = concurrent.futures.ThreadPoolExecutor(PARSE_THREADS, thread_name_prefix="tsv_parse")
-    bounds = np.linspace(0, len(feature_strings), parts + 1).astype(int)
-    arrays = list(_parse_pool.map(_parse_features_fast,
-                                  [feature_strings[a:b] for a, b in zip(bounds[:-1], bounds[1:])]))
-    if any(a is None for a in arrays) or len({a.shape[1] for a in arrays}) != 1:
-        return None
-    return np.concatenate(arrays)
-# ---- end of parallel parsing ------------------------------------------------------------------
+    def feature_strings(self):
+        """The feature text of each row, as bytes."""
+        return [bytes(self.data[a:b]) for a, b in zip(self.feature_starts, self.ends)]
 
 
 class _ChunkParser:
@@ -327,12 +319,15 @@ class _ChunkParser:
     def error(self, message, line, field=None):
         return InputError(message, path=self.path, line=line, field=field)
 
-    def parse(self, lines, numbers):
-        metas, features = [], []
-        for line in lines:
-            meta, tab, feature = line.rpartition(b"\t")
-            metas.append(meta if tab else None)
-            features.append(feature)
+    def parse(self, block):
+        """TsvChunk from a `_LineBlock` (whose data it overwrites)."""
+        data, numbers = block.data, block.numbers
+        metas, feature_starts = [], []
+        for start, end in zip(block.starts, block.ends):
+            tab = data.rfind(b"\t", start, end)
+            metas.append(bytes(data[start:tab]) if tab >= 0 else None)
+            feature_starts.append(tab + 1 if tab >= 0 else start)
+        rows = _FeatureRows(data, block.starts, feature_starts, block.ends, numbers)
 
         kind = self.kind
         keys = [] if kind != "ref" else None
@@ -358,7 +353,7 @@ class _ChunkParser:
             except InputError as err:
                 # Report a bad feature on an earlier line of the chunk first.
                 if i > 0:
-                    self._parse_features(features[:i], numbers[:i])
+                    self._parse_features(rows.first(i))
                 hint = self._other_layout_hint(meta)
                 if hint:
                     raise InputError(err.message + hint, path=err.path, line=err.line, field=err.field) from None
@@ -375,7 +370,7 @@ class _ChunkParser:
             class_ids=np.asarray(class_ids, dtype=np.int32),
             vlabels=None if vlabels is None else np.asarray(vlabels, dtype=np.int8),
             ref_ids=None if ref_ids is None else np.asarray(ref_ids, dtype=np.int32),
-            features=self._parse_features(features, numbers),
+            features=self._parse_features(rows),
         )
 
     def _other_layout_hint(self, meta):
@@ -431,15 +426,16 @@ class _ChunkParser:
                              line_no, "ref_id")
         return int(value)
 
-    def _parse_features(self, feature_strings, numbers):
-        """float32 [n, h] from n feature strings; the first row fixes h if not yet known."""
-        array = _parse_features_parallel(feature_strings)
-        if (array is None or (self.dim is not None and array.shape[1] != self.dim)
-                or not np.isfinite(array).all() or _may_hold_words(feature_strings)):
-            array = self._parse_features_slow(feature_strings, numbers)
+    def _parse_features(self, rows):
+        """float32 [n, h] from `_FeatureRows`; the first row fixes h if not yet known."""
+        width = self.dim if self.dim is not None else rows.first_row_width()
+        array = feature_text.parse_feature_rows(rows.data, rows.starts, rows.feature_starts,
+                                                rows.ends, width)
+        if array is None:
+            array = self._parse_features_slow(rows.feature_strings(), rows.numbers)
         if self.dim is None:
             self.dim = array.shape[1]
-            self.dim_source = "from line %d" % numbers[0]
+            self.dim_source = "from line %d" % rows.numbers[0]
         return array
 
     def _parse_features_slow(self, feature_strings, numbers):

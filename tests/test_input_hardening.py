@@ -47,7 +47,7 @@ def test_parse_float_accepts_decimal_notation(text, expected):
 
 @pytest.mark.parametrize("token", ["True", "false", "TRUE"])
 def test_tsv_boolean_feature_is_not_a_number(tmp_path, token):
-    """pandas' fast parser reads True / False as 1 / 0; the reader refuses them."""
+    """Some fast parsers (pandas') read True / False as 1 / 0; the reader refuses them."""
     path = tmp_path / "in.tsv"
     path.write_text("k1\tapple\t1,2\nk2\tbanana\t%s,2\n" % token)
     with pytest.raises(InputError) as err:

@@ -1,10 +1,12 @@
 """util/tsv_reader.py parses a chunk's features in parallel parts: the same values as a
 plain Python parse, and bad rows still reported at their own line."""
 
+import os
+
 import numpy as np
 import pytest
 
-from noisylabels import tsv_reader
+from noisylabels import feature_text, tsv_reader
 from noisylabels.errors import InputError
 
 CLASS_TO_ID = {"cat": 0, "dog": 1}
@@ -12,9 +14,9 @@ CLASS_TO_ID = {"cat": 0, "dog": 1}
 
 @pytest.fixture
 def small_parts(monkeypatch):
-    """Parts of one row, so that a small file is parsed in PARSE_THREADS = 2 parts."""
-    monkeypatch.setattr(tsv_reader, "PARSE_THREADS", 2)
-    monkeypatch.setattr(tsv_reader, "MIN_ROWS_PER_THREAD", 1)
+    """Parts of one row, so that a small file is parsed in PARSE_PROCESSES = 2 parts."""
+    monkeypatch.setattr(feature_text, "PARSE_PROCESSES", 2)
+    monkeypatch.setattr(feature_text, "MIN_ROWS_PER_PROCESS", 1)
 
 
 def _write(tmp_path, rows):
@@ -53,3 +55,54 @@ def test_parts_of_different_widths_are_refused_at_the_first_short_line(tmp_path,
     with pytest.raises(InputError) as err:
         list(tsv_reader.iter_tsv_chunks(_write(tmp_path, rows), "all", CLASS_TO_ID))
     assert ":4: feature: 2 values, expected 3 (from line 1)" in str(err.value)
+
+
+def _refuse_slow_parse(monkeypatch):
+    """Makes the line-by-line fallback fail the test: the fast path must read the file."""
+    def fail(*args):
+        raise AssertionError("the fast parse failed on a valid file")
+    monkeypatch.setattr(tsv_reader._ChunkParser, "_parse_features_slow", fail)
+
+
+def test_fast_path_reads_crlf_bom_commas_and_tabs_in_the_metadata(tmp_path, small_parts, monkeypatch):
+    """Keys and URLs with commas, spaces and quotes, CRLF line ends, a byte-order mark and
+    trailing empty lines: all parsed by the fast path, to the values float() gives."""
+    _refuse_slow_parse(monkeypatch)
+    rows = [("k,%d" % i, "http://x/a,b \"c\" %d.jpg" % i, "cat" if i % 2 else "dog",
+             ["%.17g" % (0.1 * i + j * 1e-7) for j in range(3)]) for i in range(6)]
+    text = "".join("%s\t%s\t%s\t%s\r\n" % (key, url, name, ",".join(values))
+                   for key, url, name, values in rows)
+    path = tmp_path / "all.tsv"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode() + b"\r\n\n")
+    chunks = list(tsv_reader.iter_tsv_chunks(path, "all", CLASS_TO_ID, chunk_rows=4))
+    features = np.concatenate([chunk.features for chunk in chunks])
+    expected = np.array([[float(v) for v in values] for *_, values in rows], dtype=np.float32)
+    np.testing.assert_array_equal(features, expected)
+    assert sum((chunk.keys for chunk in chunks), []) == [key for key, *_ in rows]
+    assert sum((chunk.urls for chunk in chunks), []) == [url for _, url, *_ in rows]
+    np.testing.assert_array_equal(np.concatenate([c.line_numbers for c in chunks]), np.arange(1, 7))
+
+
+def test_lines_longer_than_a_read_give_the_same_rows(tmp_path, monkeypatch):
+    """Rows cut across many small reads come out whole, with their line numbers."""
+    values = np.arange(40, dtype=np.float64).reshape(4, 10) / 8.0
+    path = _write(tmp_path, [",".join(repr(v) for v in row) for row in values])
+    blocks = tsv_reader._iter_line_blocks(str(path), 3, lambda: 1 << 20, read_bytes=7)
+    lines = [bytes(block.data[a:b]) for block in blocks for a, b in zip(block.starts, block.ends)]
+    assert lines == path.read_bytes().splitlines()
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "True", "", "1,2", "0x1"])
+def test_parse_feature_rows_refuses_what_is_not_a_finite_number(small_parts, bad):
+    """None (the caller then parses line by line) for each bad value, in either part; no
+    child process is left behind."""
+    for bad_row in (0, 3):
+        rows = ["k\t1,2"] * 4
+        rows[bad_row] = "k\t1,%s" % bad
+        text = bytearray("\n".join(rows).encode())
+        starts = [sum(len(r) + 1 for r in rows[:i]) for i in range(4)]
+        result = feature_text.parse_feature_rows(text, starts, [s + 2 for s in starts],
+                                                 [s + len(r) for s, r in zip(starts, rows)], 2)
+        assert result is None, (bad, bad_row)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
