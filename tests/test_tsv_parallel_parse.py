@@ -93,9 +93,18 @@ def test_lines_longer_than_a_read_give_the_same_rows(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("bad", ["nan", "inf", "True", "", "1,2", "0x1"])
-def test_parse_feature_rows_refuses_what_is_not_a_finite_number(small_parts, bad):
-    """None (the caller then parses line by line) for each bad value, in either part; no
-    child process is left behind."""
+def test_parse_feature_rows_refuses_what_is_not_a_finite_number(small_parts, bad, monkeypatch):
+    """None (the caller then parses line by line) for each bad value, in either part; every
+    forked child has been waited for (none is left behind)."""
+    forked = []
+
+    def recording_fork(fork=os.fork):
+        pid = fork()
+        if pid:
+            forked.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", recording_fork)
     for bad_row in (0, 3):
         rows = ["k\t1,2"] * 4
         rows[bad_row] = "k\t1,%s" % bad
@@ -104,5 +113,7 @@ def test_parse_feature_rows_refuses_what_is_not_a_finite_number(small_parts, bad
         result = feature_text.parse_feature_rows(text, starts, [s + 2 for s in starts],
                                                  [s + len(r) for s, r in zip(starts, rows)], 2)
         assert result is None, (bad, bad_row)
-    with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)
+    assert len(forked) == 2  # one child per call: the parse really ran in two processes
+    for pid in forked:
+        with pytest.raises(ChildProcessError):  # already reaped
+            os.waitpid(pid, os.WNOHANG)
