@@ -9,6 +9,7 @@ the CLI prints; two train.py cases also go through the CLI to check the wrapper.
 """
 
 import os
+import shutil
 import pickle
 
 import numpy as np
@@ -377,6 +378,52 @@ def test_inference_refuses_mismatched_or_missing_checkpoint(tmp_path, checkpoint
                                      "--num_ref=%d" % num_ref])
     last = assert_one_line_error(proc, expected)
     assert (ckpt in last) if missing else (os.path.join(ckpt, "ckpt-3") in last)
+    assert os.listdir(out) == []
+
+
+def _flip_a_kernel_byte(directory):
+    """Flips one byte inside the query encoder's first kernel in ckpt-3's data file."""
+    from noisylabels.tensor_bundle import CheckpointReader, variable_key
+
+    prefix = os.path.join(directory, "ckpt-3")
+    reader = CheckpointReader(prefix)
+    entry = reader.entry(variable_key(reader, "model/query_encoder/hidden/_kernel"))
+    with open(prefix + ".data-00000-of-00001", "r+b") as f:
+        f.seek(entry.offset + entry.size // 2)
+        byte = f.read(1)
+        f.seek(entry.offset + entry.size // 2)
+        f.write(bytes([byte[0] ^ 0x10]))
+
+
+def _truncate_the_data_file(directory):
+    path = os.path.join(directory, "ckpt-3.data-00000-of-00001")
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 3)
+
+
+def _overwrite_the_index_end(directory):
+    path = os.path.join(directory, "ckpt-3.index")
+    with open(path, "r+b") as f:
+        f.seek(-8, os.SEEK_END)
+        f.write(b"\0" * 8)
+
+
+@pytest.mark.parametrize("damage, file_suffix, expected", [
+    (_flip_a_kernel_byte, ".data-00000-of-00001", "checksum mismatch (corrupt data)"),
+    (_truncate_the_data_file, ".data-00000-of-00001", "truncated: tensor"),
+    (_overwrite_the_index_end, ".index", "bad magic number: not a checkpoint index"),
+], ids=["flipped_byte", "truncated_data", "bad_index"])
+def test_inference_refuses_a_damaged_checkpoint(tmp_path, checkpoint_img_dim4, damage, file_suffix, expected):
+    """inference.py reads checkpoints without TensorFlow; damage is still one line naming
+    the damaged file, and nothing is written."""
+    ckpt = str(tmp_path / "ckpt")
+    shutil.copytree(checkpoint_img_dim4, ckpt)
+    damage(ckpt)
+    setup = _inference_setup(tmp_path, ckpt)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = run_tool("inference.py", setup["flags"] + ["--output_file=%s" % (out / "pred.txt")])
+    assert_one_line_error(proc, os.path.join(ckpt, "ckpt-3" + file_suffix), expected)
     assert os.listdir(out) == []
 
 
