@@ -24,13 +24,20 @@ from cleannet.choices import EMBED_NORMS
 if TYPE_CHECKING:
     from cleannet.model import CleanNet
 
-# Dense layers of the inference path: (encoder, layer) as attribute names of
-# cleannet.model.CleanNet, in the order the forward pass uses them. The decoder
-# (query_encoder.decoder_hidden, .reconstruction) only serves the training loss.
-QUERY_LAYERS = ("hidden", "embedding")
-REFERENCE_LAYERS = ("hidden0", "hidden", "attention_key", "embedding")
-DENSE_LAYERS = tuple(("query_encoder", name) for name in QUERY_LAYERS) + tuple(
-    ("ref_set_encoder", name) for name in REFERENCE_LAYERS)
+# Dense layers of the inference path, (encoder, layer) as attribute names of
+# cleannet.model.CleanNet in forward order, each with the layer of its encoder that feeds
+# it (None: the normalised features). The decoder (query_encoder.decoder_hidden,
+# .reconstruction) only serves the training loss.
+LAYER_INPUTS = {
+    ("query_encoder", "hidden"): None,
+    ("query_encoder", "embedding"): "hidden",
+    ("ref_set_encoder", "hidden0"): None,
+    ("ref_set_encoder", "hidden"): "hidden0",
+    ("ref_set_encoder", "attention_key"): "hidden",
+    ("ref_set_encoder", "embedding"): "hidden",  # applied to the attention-weighted sum of `hidden`
+}
+DENSE_LAYERS = tuple(LAYER_INPUTS)
+QUERY_LAYERS = tuple(layer for encoder, layer in DENSE_LAYERS if encoder == "query_encoder")
 CONTEXT = ("ref_set_encoder", "context")
 L2_EPSILON = 1e-12  # as tf.math.l2_normalize: x / sqrt(max(Σx², ε))
 
@@ -96,16 +103,15 @@ class NumpyCleanNet:
             if kernel.ndim != 2 or bias.shape != kernel.shape[1:]:
                 raise ValueError("%s/%s: kernel %s and bias %s do not make a dense layer"
                                  % (key + (kernel.shape, bias.shape)))
-        inputs_from = [(("query_encoder", "hidden"), None), (("query_encoder", "embedding"), "hidden"),
-                       (("ref_set_encoder", "hidden0"), None), (("ref_set_encoder", "hidden"), "hidden0"),
-                       (("ref_set_encoder", "attention_key"), "hidden"), (("ref_set_encoder", "embedding"), "hidden")]
-        for key, source in inputs_from:
+        for key, source in LAYER_INPUTS.items():
+            kernel = self.dense[key][0]
             width = self.img_dim if source is None else self.dense[(key[0], source)][0].shape[1]
-            if self.dense[key][0].shape[0] != width:
-                raise ValueError("%s/%s: kernel %s does not take %d inputs" % (key + (self.dense[key][0].shape, width)))
-        if self.context.shape != self.dense[("ref_set_encoder", "attention_key")][1].shape:
+            if kernel.shape[0] != width:
+                raise ValueError("%s/%s: kernel %s does not take %d inputs" % (key + (kernel.shape, width)))
+        keys_bias = self.dense[("ref_set_encoder", "attention_key")][1]
+        if self.context.shape != keys_bias.shape:
             raise ValueError("context has shape %s, expected that of the attention keys %s"
-                             % (self.context.shape, self.dense[("ref_set_encoder", "attention_key")][1].shape))
+                             % (self.context.shape, keys_bias.shape))
         arrays = [a for pair in self.dense.values() for a in pair] + [self.context]
         if not all(np.isfinite(a).all() for a in arrays):
             raise ValueError("the weights hold NaN or infinite values")
