@@ -177,14 +177,13 @@ def load_trained_model(checkpoint_dir: str, img_dim: int, num_ref: int,
     return model, int(global_step.numpy()), path
 
 
-def _variable(reader: Any, checkpoint_path: str, *object_paths: str) -> Any:
+def _variable(reader: Any, keys: dict[str, str | None], checkpoint_path: str, *object_paths: str) -> Any:
     """The value of the first of `object_paths` (e.g. "model/ref_set_encoder/context") that
-    the checkpoint holds, found through its object graph; InputError naming the first path
-    when it holds none."""
+    the checkpoint holds (keys: from tensor_bundle.variable_keys); InputError naming the
+    first path when it holds none."""
     for object_path in object_paths:
-        key = tensor_bundle.variable_key(reader, object_path, checkpoint_path)
-        if key is not None:
-            return reader.get_tensor(key)
+        if keys[object_path] is not None:
+            return reader.get_tensor(keys[object_path])
     raise InputError("the checkpoint does not fit this model (no variable %s)" % object_paths[0], path=checkpoint_path)
 
 
@@ -204,13 +203,15 @@ def load_inference_model(checkpoint_dir: str, img_dim: int, num_ref: int,
     path = require_checkpoint(checkpoint_dir)
     reader = open_reader(path)
     check_config(path, img_dim, num_ref, embed_norm, reader)
-    weights = {}
-    for encoder, layer in DENSE_LAYERS:
-        prefix = "model/%s/%s/" % (encoder, layer)
-        # Keras 3 tracks a Dense layer's kernel as `_kernel`, Keras 2 as `kernel`.
-        weights[(encoder, layer)] = (_variable(reader, path, prefix + "_kernel", prefix + "kernel"),
-                                     _variable(reader, path, prefix + "bias"))
-    weights[CONTEXT] = _variable(reader, path, "model/%s/%s" % CONTEXT)
+    # Keras 3 tracks a Dense layer's kernel as `_kernel`, Keras 2 as `kernel`.
+    candidates = {layer: ["model/%s/%s/%s" % (layer + (name,)) for name in ("_kernel", "kernel", "bias")]
+                  for layer in DENSE_LAYERS}
+    context_path = "model/%s/%s" % CONTEXT
+    keys = tensor_bundle.variable_keys(reader, [p for paths in candidates.values() for p in paths] + [context_path],
+                                       path)
+    weights = {layer: (_variable(reader, keys, path, kernel, old_kernel), _variable(reader, keys, path, bias))
+               for layer, (kernel, old_kernel, bias) in candidates.items()}
+    weights[CONTEXT] = _variable(reader, keys, path, context_path)
     step = int(reader.get_tensor(GLOBAL_STEP_KEY)) if reader.has_tensor(GLOBAL_STEP_KEY) else 0
     try:
         model = NumpyCleanNet(weights, img_dim, num_ref, embed_norm)

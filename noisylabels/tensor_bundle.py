@@ -29,7 +29,7 @@ TrackableObjectGraph: node 0 is the root object (the tf.train.Checkpoint), each 
 its children (node id, local name) and its attributes (name, e.g. VARIABLE_VALUE, and the
 checkpoint key holding it). A variable reachable along several paths (a model weight is
 also one of the optimizer's variables) is stored once, under ONE of its paths' keys, so a
-weight is found with `variable_key(reader, "model/…/kernel")`, which walks the graph.
+weight is found with `variable_keys(reader, ["model/…/kernel", …])`, which walks the graph.
 
 What is verified, as TensorFlow's reader does: the footer's magic number, every index
 block's CRC-32C, the header's version and byte order, each tensor's stored size against
@@ -397,38 +397,49 @@ def _object_graph(serialized: bytes) -> list[tuple[dict[str, int], dict[str, str
     return nodes
 
 
-def variable_key(reader, object_path: str, path: str = "") -> str | None:
-    """The checkpoint key under which the variable at `object_path` is stored.
+def variable_keys(reader, object_paths: list[str], path: str = "") -> dict[str, str | None]:
+    """The checkpoint keys under which the variables at `object_paths` are stored (the
+    object graph is read and parsed once for all of them).
 
     Args:
       reader: a CheckpointReader, or anything with has_tensor / get_tensor (TensorFlow's).
-      object_path: local names from the root object joined by "/", e.g.
+      object_paths: local names from the root object joined by "/", e.g.
         "model/query_encoder/hidden/_kernel".
       path: the checkpoint's name, for messages.
 
     Returns:
-      The key (e.g. "optimizer/_trainable_variables/3/.ATTRIBUTES/VARIABLE_VALUE"), or None
-      when the graph has no such object or it holds no value. Without an object graph
-      (a name-based checkpoint) the key is the path's own,
+      {object path: key (e.g. "optimizer/_trainable_variables/3/.ATTRIBUTES/VARIABLE_VALUE"),
+      or None when the graph has no such object or it holds no value}. Without an object
+      graph (a name-based checkpoint) a key is the path's own,
       OBJECT_PATH + "/.ATTRIBUTES/VARIABLE_VALUE", when present.
 
     Raises:
       DamagedCheckpointError: an object graph that does not parse.
     """
     if not reader.has_tensor(OBJECT_GRAPH_KEY):
-        key = object_path + "/.ATTRIBUTES/VARIABLE_VALUE"
-        return key if reader.has_tensor(key) else None
+        keys = {p: p + "/.ATTRIBUTES/VARIABLE_VALUE" for p in object_paths}
+        return {p: key if reader.has_tensor(key) else None for p, key in keys.items()}
     try:
         nodes = _object_graph(reader.get_tensor(OBJECT_GRAPH_KEY))
-        node = 0
-        for name in object_path.split("/"):
-            node = nodes[node][0].get(name)
-            if node is None:
-                return None
-        key = nodes[node][1].get("VARIABLE_VALUE")
+        keys = {p: _walk(nodes, p) for p in object_paths}
     except (ValueError, IndexError, UnicodeDecodeError) as err:
         raise DamagedCheckpointError("unparsable object graph (%s)" % err, path=path) from None
-    return key if key and reader.has_tensor(key) else None
+    return {p: key if key and reader.has_tensor(key) else None for p, key in keys.items()}
+
+
+def _walk(nodes, object_path):
+    """The VARIABLE_VALUE key of the node at `object_path` from the root (node 0), or None."""
+    node = 0
+    for name in object_path.split("/"):
+        node = nodes[node][0].get(name)
+        if node is None:
+            return None
+    return nodes[node][1].get("VARIABLE_VALUE")
+
+
+def variable_key(reader, object_path: str, path: str = "") -> str | None:
+    """`variable_keys` for one object path."""
+    return variable_keys(reader, [object_path], path)[object_path]
 
 
 def _read_range(path: str, offset: int, size: int, name: str) -> bytearray:
