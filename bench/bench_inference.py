@@ -13,7 +13,7 @@
    Prints samples/s of both (fastest of 3 passes, 2 for the baseline: the figure least
    disturbed by other processes) and the ratio. The target is ≥ 50,000 samples/s for ours
    with 2 cores. The cache fill (C·R rows through the reference encoder) is timed apart.
-2. The TSV path of inference.py: `noisylabels.tsv_reader.iter_tsv_chunks` + the scorer on a
+2. The TSV path of inference.py: `cleannet.tsv_reader.iter_tsv_chunks` + the scorer on a
    synthetic all-samples TSV, in MB/s of TSV, against parsing only (the same reader, no
    scoring): the ratio shows how much scoring costs on top of parsing.
 """
@@ -84,7 +84,7 @@ def time_tsv(model, reference, tsv_path, num_classes, batch_size, chunk_rows=409
     """MB/s of TSV (best of `repeats` passes): parse + score (inference.py's loop) and parse only."""
     from cleannet.numpy_model import NumpyCleanNet
     from cleannet.scoring import ClassEmbeddingScorer
-    from noisylabels import tsv_reader
+    from cleannet import tsv_reader
 
     class_to_id = tsv_reader.make_class_to_id(common.class_names(num_classes))
     scorer = ClassEmbeddingScorer(NumpyCleanNet.from_keras(model), reference)

@@ -64,7 +64,8 @@ import numpy as np
 from absl import flags, logging
 
 from cleannet.choices import IMAGE_BACKBONES
-from noisylabels import fileio, tsv_reader
+from noisylabels import fileio
+from cleannet import tsv_reader
 from noisylabels.errors import InputError, TrainingError, check_flag
 from noisylabels.flagutil import define_finite_float, define_img_dim, run_tool
 from noisylabels.progress import Progress

@@ -19,7 +19,7 @@ a checkpoint sees exactly the batches an uninterrupted run sees from step t on.
 import numpy as np
 import tensorflow as tf
 
-from noisylabels.datafiles import class_offsets  # noqa: F401  (re-exported: offsets of the grouped all.npy)
+from cleannet.datafiles import class_offsets  # noqa: F401  (re-exported: offsets of the grouped all.npy)
 from noisylabels.shuffled_order import epoch_shuffled_order
 
 

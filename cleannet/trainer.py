@@ -34,9 +34,9 @@ from cleannet.losses import total_loss
 from cleannet.metrics import accuracy, similarity
 from cleannet.model import CleanNet, normalize_features
 from cleannet.optimizer import TF1Momentum, staircase_learning_rate
-from noisylabels import datafiles
+from cleannet import datafiles
 from noisylabels import distribution
-from noisylabels import tsv_reader
+from cleannet import tsv_reader
 from noisylabels.errors import InputError, check_flag
 from noisylabels.progress import Progress
 from noisylabels.run_directory import RunDirectory

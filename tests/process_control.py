@@ -81,7 +81,7 @@ def run_cli(script, *args, module=False, timeout=300):
     Args:
       script: the tool's path from the repository root, e.g. "util/convert_data.py".
       *args: its command-line arguments (str).
-      module: run it as `python -m noisylabels.convert_data` instead of `python ROOT/util/convert_data.py`.
+      module: run it as `python -m cleannet.tools.convert_data` instead of `python ROOT/util/convert_data.py`.
       timeout: seconds before subprocess.TimeoutExpired.
     """
     if module:

@@ -8,7 +8,7 @@ import pytest
 
 import process_control
 
-from noisylabels import convert_data
+from cleannet.tools import convert_data
 from noisylabels.errors import InputError
 
 CLASSES = ["apple", "banana", "cherry", "date"]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from noisylabels import datafiles
+from cleannet import datafiles
 from noisylabels.errors import InputError
 
 

@@ -15,7 +15,7 @@ import pytest
 from process_control import run_flag_error_without_tensorflow
 
 from cleannet.tools import extract_features
-from noisylabels import partial_features
+from cleannet import partial_features
 from noisylabels.errors import InputError
 from cleannet.tools.extract_features import extract
 
@@ -120,7 +120,7 @@ def test_features_equal_the_keras_model_called_directly(workspace, extracted):
 
 
 def test_npy_output_equals_the_conversion_of_the_tsv(workspace, extracted, tmp_path):
-    from noisylabels import convert_data
+    from cleannet.tools import convert_data
 
     classes = str(workspace["root"] / "classes.txt")
     convert_data.convert("all", classes, str(extracted[0]), str(tmp_path / "conv"))

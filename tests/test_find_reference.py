@@ -8,7 +8,7 @@ import pytest
 
 import process_control
 
-from noisylabels import find_reference
+from cleannet.tools import find_reference
 from noisylabels.errors import InputError
 
 

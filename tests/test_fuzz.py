@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from noise_model import noise
 from noisylabels.errors import InputError
-from noisylabels.tsv_reader import iter_tsv_chunks, make_class_to_id
+from cleannet.tsv_reader import iter_tsv_chunks, make_class_to_id
 
 CLASSES = ["apple", "b c", "ünï", "x,y", "Z"]
 CLASS_TO_ID = make_class_to_id(CLASSES)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from noisylabels import heldout_train_data
+from cleannet.tools import heldout_train_data
 from noisylabels.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

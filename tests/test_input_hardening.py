@@ -9,7 +9,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from noisylabels import datafiles, fileio, strict_numbers, tsv_reader
+from cleannet import datafiles, fileio, strict_numbers, tsv_reader
 from noisylabels.errors import InputError
 from noisylabels.fileio import save_npy
 

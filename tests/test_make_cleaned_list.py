@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from noisylabels.errors import InputError
-from noisylabels.make_cleaned_list import make_cleaned_list
+from cleannet.tools.make_cleaned_list import make_cleaned_list
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from noisylabels import fileio
-from noisylabels.convert_data import convert
+from cleannet.tools.convert_data import convert
 from noisylabels.errors import InputError, cli_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from noisylabels import feature_text, tsv_reader
+from cleannet import feature_text, tsv_reader
 from noisylabels.errors import InputError
 
 CLASS_TO_ID = {"cat": 0, "dog": 1}

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from noisylabels import tsv_reader
+from cleannet import tsv_reader
 from noisylabels.errors import InputError
 
 CLASSES = ["apple", "banana split", "cherry"]

@@ -1,6 +1,6 @@
 """Finds each class's reference feature vectors (k-means centres): ref.npy.
 
-A thin entry point kept at its documented path; the tool is `noisylabels.find_reference`
+A thin entry point kept at its documented path; the tool is `cleannet.tools.find_reference`
 (installed: `cleannet-find-reference`). `python util/find_reference.py --help` lists its flags.
 """
 
@@ -9,7 +9,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from noisylabels.find_reference import run  # noqa: E402
+from cleannet.tools.find_reference import run  # noqa: E402
 
 if __name__ == "__main__":
     run()

@@ -132,7 +132,7 @@ def export_saved_model(checkpoint_dir: str, data_dir: str, class_list: str, expo
     Returns:
       (export_dir, global step of the restored checkpoint).
     """
-    from noisylabels import datafiles, tsv_reader
+    from cleannet import datafiles, tsv_reader
 
     export_dir = os.path.abspath(export_dir)
     output_dir.check_output_directory(export_dir, "--export_dir", overwrite,

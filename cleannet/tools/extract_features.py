@@ -45,14 +45,14 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 from absl import flags, logging
 
-from noisylabels import image_list, tsv_reader
+from cleannet import image_list, tsv_reader
 from noisylabels.errors import InputError, check_flag
 from noisylabels.flagutil import run_tool
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
-    from noisylabels.partial_features import PartialFeatures
+    from cleannet.partial_features import PartialFeatures
     from noisylabels.progress import Progress
 
 _T = TypeVar("_T")
@@ -236,7 +236,7 @@ def write_tsv(output_path: str, kept: Iterable[tuple[image_list.ListRow, np.ndar
 def write_npy(output_path: str, kept: Iterable[tuple[image_list.ListRow, np.ndarray]], class_names: Sequence[str],
               columns: int) -> int:
     """Writes what util/convert_data.py makes of the TSV (module docstring). Returns the row count."""
-    from noisylabels import convert_data
+    from cleannet.tools import convert_data
 
     class_to_id = tsv_reader.make_class_to_id(class_names)
 
@@ -310,7 +310,7 @@ def extract(input_list: str, output_file: str, backbone: str = "resnet50", weigh
     class_names = tsv_reader.read_class_list(class_list) if class_list else None
     start, stop, columns = check_list(input_list, image_root, class_names, shard_index, num_shards)
 
-    from noisylabels.partial_features import PartialFeatures
+    from cleannet.partial_features import PartialFeatures
     from noisylabels.progress import Progress
 
     dim = feature_extractor.BACKBONES[backbone].feature_dim

@@ -172,7 +172,7 @@ def run_inference(model: NumpyCleanNet, reference: np.ndarray, decision: Thresho
 
     from cleannet.outputs import ResultWriter, WeightWriter
     from cleannet.scoring import ClassEmbeddingScorer
-    from noisylabels import datafiles, tsv_reader
+    from cleannet import datafiles, tsv_reader
     from noisylabels.fileio import atomic_open
     from noisylabels.progress import Progress
 
@@ -212,7 +212,7 @@ def run_inference(model: NumpyCleanNet, reference: np.ndarray, decision: Thresho
 
 def load_validation(reference: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """val.npy as (features [n, h], class ids [n], vlabels [n]), class ids checked against ref.npy."""
-    from noisylabels import datafiles
+    from cleannet import datafiles
 
     val_path = os.path.join(FLAGS.data_dir, "val.npy")
     features, class_ids, vlabels = datafiles.load_verified(val_path, FLAGS.img_dim)
@@ -231,7 +231,7 @@ def run_validation(model: NumpyCleanNet, reference: np.ndarray,
     from cleannet.decision import verdicts_of
     from cleannet.outputs import ResultWriter
     from cleannet.scoring import ClassEmbeddingScorer
-    from noisylabels import tsv_reader
+    from cleannet import tsv_reader
     from noisylabels.fileio import atomic_open
 
     features, class_ids, vlabels = load_validation(reference)
@@ -279,7 +279,7 @@ def main(argv: list[str]) -> None:
     del argv
     refuse_outputs_over_inputs()
     check_inputs_exist()
-    from noisylabels import datafiles
+    from cleannet import datafiles
 
     reference = datafiles.load_ref(os.path.join(FLAGS.data_dir, "ref.npy"), FLAGS.img_dim, FLAGS.num_ref)
     datafiles.refuse_negative_for_log(reference.reshape(len(reference), -1), os.path.join(FLAGS.data_dir, "ref.npy"),

@@ -36,7 +36,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from absl import flags
 
-from noisylabels import image_list
+from cleannet import image_list
 from noisylabels.errors import InputError, check_flag
 from noisylabels.flagutil import run_tool
 

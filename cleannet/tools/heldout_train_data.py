@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from absl import flags
 from absl import logging
 
-from noisylabels import fileio, tsv_reader
+from noisylabels import fileio
+from cleannet import tsv_reader
 from noisylabels.errors import InputError, check_flag
 from noisylabels.flagutil import run_tool
 

@@ -24,7 +24,7 @@ before it is read whole, so memory stays bounded by the chunk and --img_dim.
 
 Each line is split once, at its LAST tab, into metadata and the feature string, so keys
 and URLs may contain commas. The feature strings of a chunk of rows are parsed in place,
-in one call per core (noisylabels/feature_text.py: NumPy's C reader, in forked processes).
+in one call per core (cleannet/feature_text.py: NumPy's C reader, in forked processes).
 Only when that fails (a ragged row, a non-number, nan/inf) is the chunk re-parsed line by
 line to report the first bad line:
 
@@ -47,7 +47,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from noisylabels import feature_text
+from cleannet import feature_text
 from noisylabels.errors import InputError
 from noisylabels.fileio import open_input
 

@@ -39,7 +39,7 @@ from absl import flags
 from absl import logging
 
 from noisylabels import fileio
-from noisylabels import tsv_reader
+from cleannet import tsv_reader
 from noisylabels.progress import Progress
 from noisylabels.errors import InputError, check_flag
 from noisylabels.flagutil import define_num_ref, run_tool

@@ -20,7 +20,7 @@ crashed on them):
     all.npy order, cycled until num_ref rows are filled (sample i % n for row i); no
     k-means. A class with no samples at all is still an error.
 
-all.npy is read with noisylabels.datafiles.load_all (our grouped layout, or the original's
+all.npy is read with cleannet.datafiles.load_all (our grouped layout, or the original's
 pickled layout only with --allow_pickle).
 """
 
@@ -37,9 +37,9 @@ import numpy as np
 from absl import flags
 from absl import logging
 
-from noisylabels import datafiles
+from cleannet import datafiles
 from noisylabels import fileio
-from noisylabels import tsv_reader
+from cleannet import tsv_reader
 from noisylabels.progress import Progress
 from noisylabels.errors import InputError, check_flag
 from noisylabels.flagutil import define_img_dim, define_num_ref, run_tool
