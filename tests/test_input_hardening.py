@@ -9,7 +9,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from cleannet import datafiles, fileio, strict_numbers, tsv_reader
+from cleannet import datafiles, tsv_reader
+from noisylabels import fileio, strict_numbers
 from noisylabels.errors import InputError
 from noisylabels.fileio import save_npy
 
