@@ -1,7 +1,7 @@
 """The step loop both training systems run: train, log, validate every N steps, save, stop.
 
 A *task* (CleanNet's `cleannet.trainer.CleanNetTask`, a noisy-label stage's
-`noise_model.stage_task.StageTask`) says what one step, one log line and one validation
+`noise_model.training.stage_task.StageTask`) says what one step, one log line and one validation
 are; `TrainingLoop` says when they happen, in the same order for both:
 
     [validate at the start, when the task asks]

@@ -14,8 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from noise_model import caffe_proto, clothing1m
-from noise_model.import_caffemodel import load_caffemodel
+from noise_model.data import clothing1m
+from noise_model.model import caffe_proto
+from noise_model.model.caffe_import import load_caffemodel
 from cleannet.classifier import WEIGHTS_HEADER, read_weights
 from noisylabels.errors import InputError
 

@@ -25,14 +25,14 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from noise_model import datasets
-from noise_model import evaluation
-from noise_model import layers
-from noise_model import models
-from noise_model import objectives
+from noise_model.data import datasets
+from noise_model.training import evaluation
+from noise_model.model import layers
+from noise_model.model import models
+from noise_model.training import objectives
 from noise_model.protocol import STAGE_NET, TRAIN_SPLIT
-from noise_model.settings import SolverSettings
-from noise_model.solver import CaffeSGD
+from noise_model.training.settings import SolverSettings
+from noise_model.training.solver import CaffeSGD
 from noisylabels import distribution
 from noisylabels.errors import InputError, check_flag
 
