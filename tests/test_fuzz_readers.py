@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from noise_model.data import clothing1m
 from noise_model.model import caffe_proto
 from noise_model.model.caffe_import import load_caffemodel
-from cleannet.classifier import WEIGHTS_HEADER, read_weights
+from cleannet.classifier.weights import WEIGHTS_HEADER, read_weights
 from noisylabels.errors import InputError
 
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -12,7 +12,7 @@ from process_control import ROOT
 TOOLS = [
     ("train.py", "cleannet.tools.train", "--batch_size_sup"),
     ("inference.py", "cleannet.tools.inference", "--image_feature_list"),
-    ("train_classifier.py", "cleannet.classifier", "--weighting"),
+    ("train_classifier.py", "cleannet.tools.train_classifier", "--weighting"),
     ("util/convert_data.py", "cleannet.tools.convert_data", "--split"),
     ("util/find_reference.py", "cleannet.tools.find_reference", "--small_class"),
     ("util/heldout_train_data.py", "cleannet.tools.heldout_train_data", "--heldout_class_list"),

@@ -112,7 +112,7 @@ def test_check_finite_streams_blocks(tmp_path):
 
 
 def test_classifier_npy_with_inf_is_refused(tmp_path):
-    from cleannet.classifier import load_samples
+    from cleannet.classifier.data import load_samples
 
     table = np.c_[np.ones((4, 2)), [0, 1, 0, 1]].astype(np.float32)
     table[2, 0] = np.inf
@@ -162,7 +162,7 @@ def test_prepared_clothing1m_list_labels_are_strict(tmp_path):
 
 
 def test_weights_file_with_bom_and_non_utf8(tmp_path):
-    from cleannet.classifier import read_weights
+    from cleannet.classifier.weights import read_weights
 
     path = tmp_path / "w.tsv"
     path.write_bytes(b"\xef\xbb\xbfkey\tclass_name\tsoft_weight\thard_weight\r\nk1\tapple\t0.5\t1\r\n")
