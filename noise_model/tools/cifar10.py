@@ -45,3 +45,6 @@ def run() -> None:
     define_flags()
     run_tool(main)
 
+
+if __name__ == "__main__":
+    run()

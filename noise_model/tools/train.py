@@ -31,8 +31,10 @@ writes train_dir; other workers write their checkpoints to train_dir/.worker_TYP
 no TensorBoard logs.
 """
 
+import dataclasses
 import os
 import sys
+from typing import Any, Mapping, Optional
 
 from absl import flags
 from absl import logging
@@ -122,65 +124,100 @@ def define_flags() -> None:
     _define_solver_flags()
 
 
-def _check_directories() -> None:
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The command's settings, one field per flag; `overrides` holds the solver flags (None: the data set's and
+    stage's default, settings.py)."""
+
+    dataset: str
+    stage: str
+    data_dir: str
+    train_dir: str
+    noise_level: float = 0.5
+    clean_model_dir: Optional[str] = None
+    ntype_model_dir: Optional[str] = None
+    init_dir: Optional[str] = None
+    caffemodel_weights: Optional[str] = None
+    seed: int = 0
+    distribution: str = "none"
+    num_cpu_replicas: int = 0
+    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def config_from_flags() -> TrainConfig:
+    """The parsed flags as a TrainConfig."""
+    names = [field.name for field in dataclasses.fields(TrainConfig) if field.name != "overrides"]
+    return TrainConfig(**{name: FLAGS[name].value for name in names},
+                       overrides={name: FLAGS[name].value for name in settings_lib.SETTING_NAMES})
+
+
+def _check_directories(config: TrainConfig) -> None:
     """Refuses a missing data directory (digits: prepared here instead), weights file or
     earlier stage's directory, before TensorFlow loads."""
-    preparing_digits = FLAGS.dataset == "digits" and not os.path.exists(os.path.join(FLAGS.data_dir,
-                                                                                     "metadata.json"))
-    if not preparing_digits and not os.path.isdir(FLAGS.data_dir):
-        raise InputError("not a directory", path=FLAGS.data_dir, field="--data_dir")
-    if FLAGS.caffemodel_weights and not os.path.isfile(FLAGS.caffemodel_weights):
-        raise InputError("file not found", path=FLAGS.caffemodel_weights, field="--caffemodel_weights")
+    preparing_digits = config.dataset == "digits" and not os.path.exists(os.path.join(config.data_dir,
+                                                                                      "metadata.json"))
+    if not preparing_digits and not os.path.isdir(config.data_dir):
+        raise InputError("not a directory", path=config.data_dir, field="--data_dir")
+    if config.caffemodel_weights and not os.path.isfile(config.caffemodel_weights):
+        raise InputError("file not found", path=config.caffemodel_weights, field="--caffemodel_weights")
     for flag in MODEL_DIR_FLAGS:
-        value = FLAGS[flag].value
-        if value and FLAGS.stage != "all" and not os.path.isdir(value):
+        value = getattr(config, flag)
+        if value and config.stage != "all" and not os.path.isdir(value):
             raise InputError("not a directory: train that stage first (or point the flag at its --train_dir)",
                              path=value, field="--%s" % flag)
 
 
-def _resolve_settings(overrides: dict) -> dict:
+def _resolve_settings(config: TrainConfig) -> dict:
     """stage → SolverSettings for the stages this command runs (InputError naming a flag)."""
-    stages = PIPELINES[FLAGS.dataset] if FLAGS.stage == "all" else (FLAGS.stage,)
-    return {stage: settings_lib.resolve_settings(FLAGS.dataset, stage, settings_lib.stage_overrides(stage, overrides)
-                                                 if FLAGS.stage == "all" else overrides)
+    stages = PIPELINES[config.dataset] if config.stage == "all" else (config.stage,)
+    return {stage: settings_lib.resolve_settings(config.dataset, stage,
+                                                 settings_lib.stage_overrides(stage, config.overrides)
+                                                 if config.stage == "all" else config.overrides)
             for stage in stages}
 
 
-def _prepare_digits_if_needed() -> None:
+def _prepare_digits_if_needed(config: TrainConfig) -> None:
     """The demo runs from one command: the digits ship with scikit-learn, so a data
     directory that holds no prepared data yet is prepared here."""
-    if FLAGS.dataset == "digits" and not os.path.exists(os.path.join(FLAGS.data_dir, "metadata.json")):
+    if config.dataset == "digits" and not os.path.exists(os.path.join(config.data_dir, "metadata.json")):
         from noise_model.data.digits import prepare_digits
 
-        logging.info("Preparing the digits data in %s (noise level %g).", FLAGS.data_dir, FLAGS.noise_level)
-        prepare_digits(FLAGS.data_dir, noise_level=FLAGS.noise_level, seed=FLAGS.seed)
+        logging.info("Preparing the digits data in %s (noise level %g).", config.data_dir, config.noise_level)
+        prepare_digits(config.data_dir, noise_level=config.noise_level, seed=config.seed)
+
+
+def train(config: TrainConfig) -> int:
+    """Trains what `config` says (after _check_directories); prints the results table of --stage=all."""
+    settings = _resolve_settings(config)
+    load_tensorflow()  # lists the physical devices only: the CPU can still be split below
+    distribution.split_cpu(config.num_cpu_replicas)
+    _prepare_digits_if_needed(config)
+    from noise_model.training import stage_runner
+
+    strategy = distribution.make_strategy(config.distribution)
+    if config.stage == "all":
+        _, table = stage_runner.run_all(config.dataset, config.data_dir, config.train_dir, dict(config.overrides),
+                                        seed=config.seed, caffemodel_weights=config.caffemodel_weights,
+                                        strategy=strategy)
+        if table is not None:
+            print(table)
+            sys.stdout.flush()
+        return 0
+    stage_config = stage_runner.StageConfig(
+        dataset=config.dataset, stage=config.stage, data_dir=config.data_dir, train_dir=config.train_dir,
+        settings=settings[config.stage], seed=config.seed, clean_model_dir=config.clean_model_dir,
+        ntype_model_dir=config.ntype_model_dir, init_dir=config.init_dir,
+        caffemodel_weights=config.caffemodel_weights)
+    stage_runner.run_stage(stage_config, strategy)
+    return 0
 
 
 def main(argv) -> int:
     if len(argv) > 1:
         raise InputError("unexpected arguments: %s" % " ".join(argv[1:]))
-    _check_directories()
-    overrides = {name: FLAGS[name].value for name in settings_lib.SETTING_NAMES}
-    settings = _resolve_settings(overrides)
-    load_tensorflow()  # lists the physical devices only: the CPU can still be split below
-    distribution.split_cpu(FLAGS.num_cpu_replicas)
-    _prepare_digits_if_needed()
-    from noise_model.training import stage_runner
-
-    strategy = distribution.make_strategy(FLAGS.distribution)
-    if FLAGS.stage == "all":
-        _, table = stage_runner.run_all(FLAGS.dataset, FLAGS.data_dir, FLAGS.train_dir, overrides, seed=FLAGS.seed,
-                                        caffemodel_weights=FLAGS.caffemodel_weights, strategy=strategy)
-        if table is not None:
-            print(table)
-            sys.stdout.flush()
-        return 0
-    config = stage_runner.StageConfig(
-        dataset=FLAGS.dataset, stage=FLAGS.stage, data_dir=FLAGS.data_dir, train_dir=FLAGS.train_dir,
-        settings=settings[FLAGS.stage], seed=FLAGS.seed, clean_model_dir=FLAGS.clean_model_dir,
-        ntype_model_dir=FLAGS.ntype_model_dir, init_dir=FLAGS.init_dir, caffemodel_weights=FLAGS.caffemodel_weights)
-    stage_runner.run_stage(config, strategy)
-    return 0
+    config = config_from_flags()
+    _check_directories(config)
+    return train(config)
 
 
 def run() -> None:
@@ -188,3 +225,6 @@ def run() -> None:
     define_flags()
     run_tool(main)
 
+
+if __name__ == "__main__":
+    run()
