@@ -1,8 +1,8 @@
 """Prepares CIFAR-10 with synthetic label noise.
 
 A thin entry point kept at its documented path (`python -m noise_model.cifar10`); the tool is
-`noise_model.tools.cifar10` (installed: `noise-model-prepare-cifar10`). `python -m noise_model.cifar10 --help`
-lists its flags.
+`noise_model.tools.cifar10` (installed: `noise-model-prepare-cifar10`).
+`python -m noise_model.cifar10 --help` lists its flags.
 """
 
 import os

@@ -1,8 +1,8 @@
 """Prepares Clothing1M's label and key lists.
 
 A thin entry point kept at its documented path (`python -m noise_model.clothing1m`); the tool is
-`noise_model.tools.clothing1m` (installed: `noise-model-prepare-clothing1m`). `python -m noise_model.clothing1m --help`
-lists its flags.
+`noise_model.tools.clothing1m` (installed: `noise-model-prepare-clothing1m`).
+`python -m noise_model.clothing1m --help` lists its flags.
 """
 
 import os

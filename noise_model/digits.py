@@ -1,8 +1,8 @@
 """Prepares scikit-learn's digits with the CIFAR-10 protocol's synthetic label noise.
 
 A thin entry point kept at its documented path (`python -m noise_model.digits`); the tool is
-`noise_model.tools.digits` (installed: `noise-model-prepare-digits`). `python -m noise_model.digits --help`
-lists its flags.
+`noise_model.tools.digits` (installed: `noise-model-prepare-digits`).
+`python -m noise_model.digits --help` lists its flags.
 """
 
 import os

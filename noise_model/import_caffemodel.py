@@ -1,8 +1,8 @@
 """Imports a Caffe `.caffemodel` into our Keras models.
 
 A thin entry point kept at its documented path (`python -m noise_model.import_caffemodel`); the tool is
-`noise_model.tools.import_caffemodel` (installed: `noise-model-import-caffemodel`). `python -m noise_model.import_caffemodel --help`
-lists its flags.
+`noise_model.tools.import_caffemodel` (installed: `noise-model-import-caffemodel`).
+`python -m noise_model.import_caffemodel --help` lists its flags.
 """
 
 import os

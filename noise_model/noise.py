@@ -1,8 +1,8 @@
 """Synthetic label noise, the confusion matrix C and noise types from label files.
 
 A thin entry point kept at its documented path (`python -m noise_model.noise`); the tool is
-`noise_model.tools.noise` (installed: `noise-model-noise`). `python -m noise_model.noise --help`
-lists its flags.
+`noise_model.tools.noise` (installed: `noise-model-noise`).
+`python -m noise_model.noise --help` lists its flags.
 """
 
 import os

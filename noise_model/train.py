@@ -1,8 +1,8 @@
 """Trains one stage (or every stage) of Xiao et al.'s noisy-label model, Caffe-style.
 
 A thin entry point kept at its documented path (`python -m noise_model.train`); the tool is
-`noise_model.tools.train` (installed: `noise-model-train`). `python -m noise_model.train --help`
-lists its flags.
+`noise_model.tools.train` (installed: `noise-model-train`).
+`python -m noise_model.train --help` lists its flags.
 """
 
 import os

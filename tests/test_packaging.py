@@ -92,7 +92,8 @@ def test_pip_install_creates_console_scripts(tmp_path):
         assert script.exists(), name
         module, function = entry_points()[name].split(":")
         assert "from %s import %s" % (module, function) in script.read_text()
-    for module in ("cleannet/model.py", "cleannet/tools/train.py", "noise_model/model/layers.py", "noisylabels/progress.py"):
+    for module in ("cleannet/model.py", "cleannet/tools/train.py", "noise_model/model/layers.py",
+                   "noisylabels/progress.py"):
         assert (target / module).exists(), module
     top_level = {p.name for p in target.iterdir()} - {"bin"}
     assert {"cleannet", "noise_model", "noisylabels"} <= top_level

@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from absl import flags
 
-from noise_model.data.noise import compute_matrix_c, corrupt, generate_matrix_q, get_noise_types, read_labels, read_matrix
+from noise_model.data.noise import (compute_matrix_c, corrupt, generate_matrix_q, get_noise_types, read_labels,
+                                    read_matrix)
 from noisylabels.errors import InputError
 from noisylabels.flagutil import define_finite_float, run_tool
 from noisylabels.fileio import atomic_open, refuse_output_equal_to_inputs, save_npy

@@ -1,1 +1,2 @@
-"""Training the noisy-label model: solver settings, the Caffe solver, a stage as a training-loop task, testing, summaries."""
+"""Training the noisy-label model: solver settings, the Caffe solver, a stage as a
+training-loop task, testing, summaries."""
