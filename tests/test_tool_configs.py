@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 from process_control import ROOT
 
