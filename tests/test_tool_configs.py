@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 
-
 from process_control import ROOT
 
 # Reads the flags the tool defines, parses `argv`, and prints the flags' defaults, the parsed values and the
