@@ -20,6 +20,12 @@ TOOLS = [
     ("util/extract_features.py", "cleannet.tools.extract_features", "--image_root"),
     ("util/import_tf1_checkpoint.py", "cleannet.tools.import_tf1_checkpoint", "--tf1_checkpoint"),
     ("util/export_saved_model.py", "cleannet.tools.export_saved_model", "--export_dir"),
+    ("noise_model/train.py", "noise_model.tools.train", "--stage"),
+    ("noise_model/cifar10.py", "noise_model.tools.cifar10", "--num_clean"),
+    ("noise_model/clothing1m.py", "noise_model.tools.clothing1m", "--on_bad_image"),
+    ("noise_model/digits.py", "noise_model.tools.digits", "--num_test"),
+    ("noise_model/import_caffemodel.py", "noise_model.tools.import_caffemodel", "--caffemodel"),
+    ("noise_model/noise.py", "noise_model.tools.noise", "--action"),
 ]
 
 
