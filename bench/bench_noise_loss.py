@@ -6,7 +6,7 @@
 The sizes are those of the CIFAR-10 experiment (batch 100, 32×32, 10 classes); there is
 no Food-101N setting here (the noisy-label model is not trained on Food-101N).
 
-Both are `tf.function` steps with the same optimizer (noise_model.solver.CaffeSGD: lr
+Both are `tf.function` steps with the same optimizer (noise_model.training.solver.CaffeSGD: lr
 0.001, momentum 0.9, weight decay 0.004, bias lr × 2) on float32 [100, 32, 32, 3] batches
 of random images:
   - baseline: the clean net `CifarQuick(10)` alone, softmax cross-entropy on the clean
@@ -61,7 +61,7 @@ def random_matrix_c(num_classes, seed=0):
 
 
 def make_optimizer():
-    from noise_model.solver import CaffeSGD
+    from noise_model.training.solver import CaffeSGD
 
     return CaffeSGD(base_lr=0.001, momentum=0.9, weight_decay=0.004, bias_lr_mult=2.0)
 
@@ -69,7 +69,7 @@ def make_optimizer():
 def baseline_step_fn():
     """The clean net alone with sparse softmax cross-entropy (all labels present)."""
     import tensorflow as tf
-    from noise_model.models import CifarQuick, build_model
+    from noise_model.model.models import CifarQuick, build_model
 
     model = build_model(CifarQuick(NUM_CLASSES, name="clean_net"), 32)
     optimizer = make_optimizer()
@@ -90,8 +90,8 @@ def baseline_step_fn():
 def joint_step_fn():
     """Clean net + noise-type net with clean CE + noise-type CE + NoisyLabelLoss (weights 1)."""
     import tensorflow as tf
-    from noise_model.layers import NoisyLabelLoss, masked_cross_entropy
-    from noise_model.models import CifarQuick, build_model
+    from noise_model.model.layers import NoisyLabelLoss, masked_cross_entropy
+    from noise_model.model.models import CifarQuick, build_model
 
     clean_net = build_model(CifarQuick(NUM_CLASSES, name="clean_net"), 32)
     ntype_net = build_model(CifarQuick(3, name="ntype_net"), 32)

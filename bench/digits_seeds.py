@@ -3,7 +3,7 @@
     python bench/digits_seeds.py                      # seeds 0, 1, 2 (about 2 min per seed on 2 cores)
     python bench/digits_seeds.py --seeds=0,1 --work_dir=runs/digits_seeds
 
-For each seed N it prepares the digits data (noise_model.digits.prepare_digits: split,
+For each seed N it prepares the digits data (noise_model.data.digits.prepare_digits: split,
 Q, corruption and shuffle seeded with N, `--noise_level`) in WORK/seed_N/data, then runs
 the documented demo command in a child process (a fresh TensorFlow per seed):
 
@@ -54,14 +54,14 @@ def parse_seeds(text):
 
 def figure_rows():
     """(stage, metric key) of each figure of the digits results table, in its order."""
-    from noise_model import results
+    from noise_model.training import results
 
     return [(stage, key) for stage, key, _, _ in results.PUBLISHED[DATASET]]
 
 
 def check_prepared(data_dir, seed, noise_level):
     """Refuses data kept in --work_dir from a run with another seed or noise level."""
-    from noise_model import datasets
+    from noise_model.data import datasets
 
     metadata = datasets.read_metadata(data_dir)
     for field, wanted in (("dataset", DATASET), ("seed", seed), ("noise_level", noise_level)):
@@ -77,8 +77,8 @@ def run_seed(seed_dir, seed, noise_level):
       (figures: stage → final test figure, wall seconds of the training command).
     Raises RuntimeError when the training command fails (with the end of its log).
     """
-    from noise_model import stage_files
-    from noise_model.digits import prepare_digits
+    from noise_model.training import stage_files
+    from noise_model.data.digits import prepare_digits
 
     data_dir, train_dir = os.path.join(seed_dir, "data"), os.path.join(seed_dir, "train")
     if os.path.exists(os.path.join(data_dir, "metadata.json")):

@@ -1,4 +1,4 @@
-"""Image lists and the tf.data image pipeline of the classifier's image-list mode (cleannet/classifier.py).
+"""Image lists and the tf.data image pipeline of the classifier's image-list mode (cleannet/classifier/).
 
 An image list is a UTF-8 text file, one image per line, three tab-separated columns:
 

@@ -35,6 +35,7 @@ import shutil
 import subprocess
 import sys
 import time
+from typing import TypedDict
 
 import numpy as np
 from absl import flags, logging
@@ -308,7 +309,7 @@ def print_classifier_table(work_dir: str, log: str, settings: dict) -> None:
                   "--image_feature_list=" + os.path.join(tsv_dir, "all.tsv"),
                   "--output_file=" + os.path.join(work_dir, "train_predictions.txt"), "--decision=" + decision,
                   "--output_weights=" + weight_files[decision]] + model_args(work_dir, settings["num_ref"]), log)
-    from cleannet.classifier import train_classifier
+    from cleannet.classifier.training import train_classifier
 
     logging.set_verbosity(logging.WARNING)  # the classifier's per-epoch progress lines
     print()
@@ -326,8 +327,18 @@ def print_classifier_table(work_dir: str, log: str, settings: dict) -> None:
         print("| %s | %.3f |" % (label, accuracy))
 
 
-def settings_from_flags() -> dict:
-    return dict(noise_rate=FLAGS.noise_rate, n_step=FLAGS.n_step, num_ref=FLAGS.num_ref, seed=FLAGS.seed)
+class QuickstartSettings(TypedDict):
+    """What a run's results depend on (recorded in SETTINGS_FILE as JSON; the work dir is where they go)."""
+
+    noise_rate: float
+    n_step: int
+    num_ref: int
+    seed: int
+
+
+def settings_from_flags() -> QuickstartSettings:
+    return QuickstartSettings(noise_rate=FLAGS.noise_rate, n_step=FLAGS.n_step, num_ref=FLAGS.num_ref,
+                              seed=FLAGS.seed)
 
 
 def main(argv: list[str]) -> None:

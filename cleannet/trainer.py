@@ -41,7 +41,7 @@ from noisylabels.errors import InputError, check_flag
 from noisylabels.progress import Progress
 from noisylabels.run_directory import RunDirectory
 from noisylabels.run_record import make_record
-from noisylabels.training_loop import TrainingLoop, summary_writers
+from noisylabels.training_loop import TrainingLoop, TrainingTask, summary_writers
 
 __all__ = ["TrainConfig", "FeatureTables", "Trainer", "load_tables", "train"]
 
@@ -103,7 +103,7 @@ def load_tables(config: TrainConfig) -> FeatureTables:
     return tables
 
 
-class Trainer:
+class Trainer(TrainingTask):
     """CleanNet's training task: the model, optimizer and compiled train/validation steps,
     plus what noisylabels.training_loop.TrainingLoop asks of a task (next_step, log, validate)."""
 
@@ -302,6 +302,9 @@ class Trainer:
             calibration.write_calibration(os.path.dirname(path), result)
         except ValueError as err:  # a non-finite calibration is not written
             logging.warning("No calibration written for %s: %s", path, err)
+
+    def on_saved(self, step: int, path: str) -> None:
+        del step, path  # train.py logs its checkpoints through the run directory
 
     def on_terminated(self, step: int, path: str) -> None:
         logging.info("SIGTERM: checkpoint saved in %s; stopping.", path)

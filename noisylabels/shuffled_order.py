@@ -6,7 +6,7 @@ a break, so a batch that crosses an epoch end wraps into the next epoch. The str
 pure function of (seed, position): a run resumed at stream position p sees exactly the
 rows an uninterrupted run sees from p on, with nothing about the pipeline checkpointed.
 Used by CleanNet's verified batches (cleannet/data.py) and the noisy-label model's
-training batches (noise_model/datasets.py).
+training batches (noise_model/data/datasets.py).
 """
 
 import numpy as np

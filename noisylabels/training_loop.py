@@ -1,8 +1,8 @@
 """The step loop both training systems run: train, log, validate every N steps, save, stop.
 
-A *task* (CleanNet's `cleannet.trainer.CleanNetTask`, a noisy-label stage's
-`noise_model.stage_task.StageTask`) says what one step, one log line and one validation
-are; `TrainingLoop` says when they happen, in the same order for both:
+A *task* (`TrainingTask`, implemented by CleanNet's `cleannet.trainer.Trainer` and a
+noisy-label stage's `noise_model.training.stage_task.StageTask`) says what one step, one
+log line and one validation are; `TrainingLoop` says when they happen, in the same order for both:
 
     [validate at the start, when the task asks]
     while step < end_step:
@@ -15,13 +15,14 @@ are; `TrainingLoop` says when they happen, in the same order for both:
         on SIGTERM: save (if not saved at this step) and stop
 
 Training metrics are `keras.metrics.Mean` trackers, one per scalar the step returns, reset
-at each log line. Summary writers are made by `summary_writers` (chief only). A task may
-also define `on_saved(step, path)`, called after each checkpoint is written.
+at each log line. Summary writers are made by `summary_writers` (chief only). The task's
+`on_saved(step, path)` is called after each checkpoint is written, `on_best` after each new
+best copy, `on_terminated` when SIGTERM stopped the run.
 """
 
 import os
 import re
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Protocol
 
 import keras
 import tensorflow as tf
@@ -50,6 +51,41 @@ def _first_line(text: str) -> str:
     """The readable part of a TensorFlow error message (no op or function names)."""
     text = re.sub(r"\{\{[^}]*\}\}|\[Op:[^\]]*\]( name:)?", "", str(text)).strip()
     return text.splitlines()[0].strip() if text else "unknown error"
+
+
+class TrainingTask(Protocol):
+    """What `TrainingLoop` calls on a task: the training-task contract, written down once.
+
+    Implemented by `cleannet.trainer.Trainer` and `noise_model.training.stage_task.StageTask`.
+    """
+
+    @property
+    def step(self) -> int:
+        """Completed updates (the loop's step count)."""
+
+    def next_step(self) -> Mapping[str, tf.Tensor]:
+        """Runs one update (step + 1); returns scalar tensors with "loss" (and optionally "finite")."""
+
+    def after_step(self, step: int, outputs: Mapping[str, tf.Tensor]) -> None:
+        """Per-step work after a finite step (e.g. per-step summaries)."""
+
+    def log_due(self, step: int) -> bool:
+        """Whether a log line is due after `step`."""
+
+    def log(self, step: int, means: Mapping[str, float], outputs: Mapping[str, tf.Tensor]) -> None:
+        """Writes the log line: `means` are the step outputs' means since the last line."""
+
+    def validate(self, step: int) -> Mapping[str, float]:
+        """Validates (or tests) at `step`; returns the metrics (a name of them may be the loop's best_metric)."""
+
+    def on_saved(self, step: int, path: str) -> None:
+        """Called after the checkpoint of `step` was written at `path`."""
+
+    def on_best(self, step: int, value: float, path: str) -> None:
+        """Called after a new best copy (best_metric = `value`) was written at `path`."""
+
+    def on_terminated(self, step: int, path: Optional[str]) -> None:
+        """Called when SIGTERM stopped the run; `path` is the latest checkpoint."""
 
 
 class MeanTrackers:
@@ -92,9 +128,7 @@ class TrainingLoop:
     """Runs a task from its current step to `end_step` (see the module docstring).
 
     Args:
-      task: provides `step` (int, completed updates), `next_step()` -> dict of scalar
-        tensors with "loss" (and optionally "finite"), `after_step(step, outputs)`,
-        `log_due(step)`, `log(step, means, outputs)` and `validate(step)` -> dict of floats.
+      task: the TrainingTask (its step, one update, the log line, validation, the hooks).
       run_dir: the entered RunDirectory.
       end_step: train until this step.
       validate_every / save_every: intervals in steps (also done at end_step).
@@ -103,7 +137,7 @@ class TrainingLoop:
       step_name: what error messages call a step ("step", or "iteration" for Caffe's solvers).
     """
 
-    def __init__(self, task, run_dir: RunDirectory, end_step: int, validate_every: int, save_every: int,
+    def __init__(self, task: TrainingTask, run_dir: RunDirectory, end_step: int, validate_every: int, save_every: int,
                  best_metric: Optional[str] = None, best_so_far: Optional[float] = None, step_name: str = "step"):
         self.task = task
         self.run_dir = run_dir
@@ -124,8 +158,7 @@ class TrainingLoop:
     def _save(self, step: int, validated: bool) -> None:
         path = self.run_dir.save(step)
         self.last_saved_step = step
-        if hasattr(self.task, "on_saved"):
-            self.task.on_saved(step, path)
+        self.task.on_saved(step, path)
         if not (validated and self.best_metric):
             return
         value = self.metrics[self.best_metric]

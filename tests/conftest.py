@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 def digits_dir(tmp_path_factory):
     """scikit-learn's digits prepared once per session (noise level 0.5, seed 0) for the
     noisy-label stages; tests read it and write their runs elsewhere."""
-    from noise_model import digits
+    from noise_model.data import digits
 
     out = str(tmp_path_factory.mktemp("digits") / "prepared")
     digits.prepare_digits(out, seed=0)

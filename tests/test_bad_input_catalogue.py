@@ -204,7 +204,7 @@ def test_noise_cli_bad_input(tmp_path, case):
     ((3, 3), True, "has negative entries"),
 ], ids=["not_square", "negative"])
 def test_load_matrix_c_refuses_bad_matrix(tmp_path, shape, negative, expected):
-    from noise_model import datasets
+    from noise_model.data import datasets
 
     matrix = np.full(shape, 1.0 / 3)
     if negative:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from noise_model import noise
+from noise_model.data import noise
 from noisylabels.errors import InputError
 from cleannet.tsv_reader import iter_tsv_chunks, make_class_to_id
 

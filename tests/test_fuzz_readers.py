@@ -14,9 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from noise_model import caffe_proto, clothing1m
-from noise_model.import_caffemodel import load_caffemodel
-from cleannet.classifier import WEIGHTS_HEADER, read_weights
+from noise_model.data import clothing1m
+from noise_model.model import caffe_proto
+from noise_model.model.caffe_import import load_caffemodel
+from cleannet.classifier.weights import WEIGHTS_HEADER, read_weights
 from noisylabels.errors import InputError
 
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

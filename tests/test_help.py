@@ -12,7 +12,7 @@ from process_control import ROOT
 TOOLS = [
     ("train.py", "cleannet.tools.train", "--batch_size_sup"),
     ("inference.py", "cleannet.tools.inference", "--image_feature_list"),
-    ("train_classifier.py", "cleannet.classifier", "--weighting"),
+    ("train_classifier.py", "cleannet.tools.train_classifier", "--weighting"),
     ("util/convert_data.py", "cleannet.tools.convert_data", "--split"),
     ("util/find_reference.py", "cleannet.tools.find_reference", "--small_class"),
     ("util/heldout_train_data.py", "cleannet.tools.heldout_train_data", "--heldout_class_list"),
@@ -20,6 +20,12 @@ TOOLS = [
     ("util/extract_features.py", "cleannet.tools.extract_features", "--image_root"),
     ("util/import_tf1_checkpoint.py", "cleannet.tools.import_tf1_checkpoint", "--tf1_checkpoint"),
     ("util/export_saved_model.py", "cleannet.tools.export_saved_model", "--export_dir"),
+    ("noise_model/train.py", "noise_model.tools.train", "--stage"),
+    ("noise_model/cifar10.py", "noise_model.tools.cifar10", "--num_clean"),
+    ("noise_model/clothing1m.py", "noise_model.tools.clothing1m", "--on_bad_image"),
+    ("noise_model/digits.py", "noise_model.tools.digits", "--num_test"),
+    ("noise_model/import_caffemodel.py", "noise_model.tools.import_caffemodel", "--caffemodel"),
+    ("noise_model/noise.py", "noise_model.tools.noise", "--action"),
 ]
 
 

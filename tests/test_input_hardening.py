@@ -112,7 +112,7 @@ def test_check_finite_streams_blocks(tmp_path):
 
 
 def test_classifier_npy_with_inf_is_refused(tmp_path):
-    from cleannet.classifier import load_samples
+    from cleannet.classifier.data import load_samples
 
     table = np.c_[np.ones((4, 2)), [0, 1, 0, 1]].astype(np.float32)
     table[2, 0] = np.inf
@@ -122,7 +122,7 @@ def test_classifier_npy_with_inf_is_refused(tmp_path):
 
 
 def test_matrix_c_with_nan_is_refused(tmp_path):
-    from noise_model import datasets
+    from noise_model.data import datasets
 
     matrix = np.full((3, 3), 0.5)
     matrix[2, 1] = np.nan
@@ -135,7 +135,7 @@ def test_matrix_c_with_nan_is_refused(tmp_path):
 # Text lists: labels, byte-order marks, CRLF, UTF-8.
 
 def test_noise_labels_text_is_strict_and_accepts_bom_crlf(tmp_path):
-    from noise_model import noise
+    from noise_model.data import noise
 
     good = tmp_path / "good.txt"
     good.write_bytes(b"\xef\xbb\xbf0\r\n2\r\n\r\n1\r\n")
@@ -149,7 +149,7 @@ def test_noise_labels_text_is_strict_and_accepts_bom_crlf(tmp_path):
 
 
 def test_prepared_clothing1m_list_labels_are_strict(tmp_path):
-    from noise_model import datasets
+    from noise_model.data import datasets
 
     path = tmp_path / "test.txt"
     path.write_bytes(b"\xef\xbb\xbfimages/a.jpg 1 1 0\r\nimages/b.jpg 2 True -1\r\n")
@@ -162,7 +162,7 @@ def test_prepared_clothing1m_list_labels_are_strict(tmp_path):
 
 
 def test_weights_file_with_bom_and_non_utf8(tmp_path):
-    from cleannet.classifier import read_weights
+    from cleannet.classifier.weights import read_weights
 
     path = tmp_path / "w.tsv"
     path.write_bytes(b"\xef\xbb\xbfkey\tclass_name\tsoft_weight\thard_weight\r\nk1\tapple\t0.5\t1\r\n")
@@ -197,7 +197,7 @@ def test_text_line_longer_than_the_bound_is_refused_early(tmp_path):
 # The caffemodel reader.
 
 def _caffemodel(tmp_path, shape=None, legacy=None, values=(1.0, 2.0), name=b"ip1"):
-    from noise_model import caffe_proto
+    from noise_model.model import caffe_proto
 
     net = caffe_proto.NetParameter()
     layer = net.layer.add(name="ipX", type="InnerProduct")  # 3 bytes, as every `name`
@@ -221,7 +221,7 @@ def _caffemodel(tmp_path, shape=None, legacy=None, values=(1.0, 2.0), name=b"ip1
     (dict(shape=[2], name=b"ip\xff"), "layer name b'ip\\xff' is not valid UTF-8"),
 ], ids=["negative_dims", "legacy_negative_dims", "overflowing_dims", "nan_value", "non_utf8_name"])
 def test_caffemodel_bad_blobs(tmp_path, kwargs, expected):
-    from noise_model.import_caffemodel import load_caffemodel
+    from noise_model.model.caffe_import import load_caffemodel
 
     path = _caffemodel(tmp_path, **kwargs)
     with pytest.raises(InputError) as err:

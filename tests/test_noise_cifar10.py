@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import noise_fixtures
-from noise_model import cifar10
+from noise_model.data import cifar10
 from noisylabels.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -309,7 +309,7 @@ def test_cli_errors(tmp_path, args, expected):
 
 
 def test_array_pipeline(prepared):
-    from noise_model import datasets
+    from noise_model.data import datasets
 
     _, out, _ = prepared
     out = str(out)
@@ -349,7 +349,7 @@ def test_array_pipeline(prepared):
 
 
 def test_pipeline_input_errors(prepared, tmp_path):
-    from noise_model import datasets
+    from noise_model.data import datasets
 
     _, out, _ = prepared
     with pytest.raises(InputError, match="not digits"):

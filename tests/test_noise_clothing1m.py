@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import noise_fixtures
-from noise_model import clothing1m, noise
+from noise_model.data import clothing1m, noise
 from noisylabels.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -270,7 +270,7 @@ def test_cli_flag_errors(dataset, tmp_path, args, expected):
 def test_pipeline_eval_is_centre_crop_in_order(dataset, prepared):
     import tensorflow as tf
 
-    from noise_model import datasets
+    from noise_model.data import datasets
 
     out, _ = prepared
     mean = np.load(out / "mean_image.npy")
@@ -304,7 +304,7 @@ def _find_crop(image, candidates):
 def test_pipeline_training_is_seeded_random_crop(dataset, prepared):
     import tensorflow as tf
 
-    from noise_model import datasets
+    from noise_model.data import datasets
 
     out, _ = prepared
     mean = np.load(out / "mean_image.npy")
@@ -342,7 +342,7 @@ def test_pipeline_training_is_seeded_random_crop(dataset, prepared):
 
 
 def test_pipeline_skips_images_that_fail_at_training_time(dataset, tmp_path):
-    from noise_model import datasets
+    from noise_model.data import datasets
 
     root = _copy_root(dataset, tmp_path)
     out = tmp_path / "out"
@@ -353,7 +353,7 @@ def test_pipeline_skips_images_that_fail_at_training_time(dataset, tmp_path):
 
 
 def test_pipeline_rejects_keys_outside_the_root(prepared, tmp_path):
-    from noise_model import datasets
+    from noise_model.data import datasets
 
     out, _ = prepared
     copy = tmp_path / "prepared"

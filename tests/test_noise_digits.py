@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from noise_model import digits
+from noise_model.data import digits
 from noisylabels.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,7 +85,7 @@ def test_splits_and_labels_match_sklearn(prepared):
 
 
 def test_pipeline_on_digits(prepared):
-    from noise_model import datasets
+    from noise_model.data import datasets
 
     out, _ = prepared
     data = datasets.make_dataset("digits", str(out), "mixed_train", 32, training=True, seed=0)

@@ -27,7 +27,7 @@ import pytest
 from process_control import local_cluster_tf_configs
 import tensorflow as tf
 
-from noise_model import models
+from noise_model.model import models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_SCRIPT = os.path.join(ROOT, "noise_model", "train.py")

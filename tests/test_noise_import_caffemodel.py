@@ -185,7 +185,7 @@ def quick_model_file(tmp_path_factory):
 def _built_cifar_quick(num_outputs=10):
     import tensorflow as tf
 
-    from noise_model import models
+    from noise_model.model import models
 
     model = models.CifarQuick(num_outputs)
     model(tf.zeros([1, 32, 32, 3]))
@@ -197,10 +197,10 @@ def _built_cifar_quick(num_outputs=10):
 
 
 def test_load_caffemodel_new_format(quick_model_file):
-    from noise_model import import_caffemodel
+    from noise_model.model import caffe_import
 
     path, blobs = quick_model_file
-    loaded = import_caffemodel.load_caffemodel(path)
+    loaded = caffe_import.load_caffemodel(path)
     assert list(loaded) == ["conv1", "conv2", "conv3", "ip1", "ip2"]  # no blob-less layers
     for name, arrays in blobs.items():
         assert len(loaded[name]) == len(arrays)
@@ -210,12 +210,12 @@ def test_load_caffemodel_new_format(quick_model_file):
 
 
 def test_load_caffemodel_legacy_v1_format(tmp_path):
-    from noise_model import import_caffemodel
+    from noise_model.model import caffe_import
 
     blobs = cifar_quick_blobs(seed=1)
     path = str(tmp_path / "legacy.caffemodel")
     write_net_v1(path, _cifar_quick_layers(blobs, "v1"))
-    loaded = import_caffemodel.load_caffemodel(path)
+    loaded = caffe_import.load_caffemodel(path)
     assert loaded["conv1"][0].shape == (32, 3, 5, 5)
     assert loaded["ip1"][0].shape == (1, 1, 64, 1024)  # legacy 4-D, as Caffe stored it
     np.testing.assert_array_equal(loaded["ip1"][0].reshape(64, 1024), blobs["ip1"][0])
@@ -223,19 +223,19 @@ def test_load_caffemodel_legacy_v1_format(tmp_path):
 
     # Importing the legacy file gives the same Keras weights as the new-format arrays.
     legacy = _built_cifar_quick()
-    import_caffemodel.import_into(legacy, loaded)
+    caffe_import.import_into(legacy, loaded)
     direct = _built_cifar_quick()
-    import_caffemodel.import_into(direct, blobs)
+    caffe_import.import_into(direct, blobs)
     for a, b in zip(legacy.get_weights(), direct.get_weights()):
         np.testing.assert_array_equal(a, b)
 
 
 def test_imported_cifar_quick_matches_caffe_forward(quick_model_file):
-    from noise_model import import_caffemodel
+    from noise_model.model import caffe_import
 
     path, blobs = quick_model_file
     model = _built_cifar_quick()
-    copied = import_caffemodel.import_into(model, import_caffemodel.load_caffemodel(path))
+    copied = caffe_import.import_into(model, caffe_import.load_caffemodel(path))
     assert copied == ["conv1", "conv2", "conv3", "ip1", "ip2"]
     images = np.random.default_rng(3).normal(0, 40, size=(2, 32, 32, 3)).astype(np.float32)
     expected = caffe_cifar_quick_forward(blobs, images)
@@ -248,35 +248,35 @@ def test_imported_cifar_quick_matches_caffe_forward(quick_model_file):
 
 
 def test_shape_mismatch_names_the_layer(quick_model_file):
-    from noise_model import import_caffemodel
+    from noise_model.model import caffe_import
 
     path, _ = quick_model_file
     model = _built_cifar_quick(num_outputs=5)
     before = model.get_weights()
     with pytest.raises(InputError, match="layer ip2") as err:
-        import_caffemodel.import_into(model, import_caffemodel.load_caffemodel(path))
+        caffe_import.import_into(model, caffe_import.load_caffemodel(path))
     assert "[10, 64]" in str(err.value)
     for a, b in zip(before, model.get_weights()):  # nothing copied on failure
         np.testing.assert_array_equal(a, b)
-    copied = import_caffemodel.import_into(model, import_caffemodel.load_caffemodel(path),
+    copied = caffe_import.import_into(model, caffe_import.load_caffemodel(path),
                                            exclude=("ip2",))
     assert copied == ["conv1", "conv2", "conv3", "ip1"]
 
 
 def test_not_a_caffemodel(tmp_path):
-    from noise_model import import_caffemodel
+    from noise_model.model import caffe_import
 
     path = tmp_path / "net.prototxt"
     path.write_text('name: "CaffeNet"\nlayer { name: "conv1" }\n')
     with pytest.raises(InputError) as err:
-        import_caffemodel.load_caffemodel(str(path))
+        caffe_import.load_caffemodel(str(path))
     assert str(path) in str(err.value)
 
 
 def test_caffenet_layout_fc6_grouped_convs_and_bgr():
     import tensorflow as tf
 
-    from noise_model import import_caffemodel, models
+    from noise_model.model import caffe_import, models
 
     rng = np.random.default_rng(0)
     blobs = {
@@ -289,7 +289,7 @@ def test_caffenet_layout_fc6_grouped_convs_and_bgr():
     }
     model = models.CaffeNet(num_outputs=14)
     model(tf.zeros([1, 227, 227, 3]))
-    copied = import_caffemodel.import_into(model, blobs)
+    copied = caffe_import.import_into(model, blobs)
     assert copied == ["conv1", "conv2", "fc6"]
 
     # fc6: Keras row (h·6 + w)·256 + c holds Caffe's column c·36 + h·6 + w.
@@ -314,7 +314,7 @@ def test_caffenet_layout_fc6_grouped_convs_and_bgr():
     # --keep_bgr leaves conv1 as Caffe had it.
     model_bgr = models.CaffeNetNoiseType()
     model_bgr(tf.zeros([1, 227, 227, 3]))
-    copied = import_caffemodel.import_into(model_bgr, {"conv1": blobs["conv1"]}, keep_bgr=True)
+    copied = caffe_import.import_into(model_bgr, {"conv1": blobs["conv1"]}, keep_bgr=True)
     assert copied == ["conv1"]
     np.testing.assert_array_equal(model_bgr.get_layer("conv1").get_weights()[0],
                                   blobs["conv1"][0].transpose(2, 3, 1, 0))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from noise_model.layers import NoisyLabelLoss, masked_accuracy, masked_cross_entropy
+from noise_model.model.layers import NoisyLabelLoss, masked_accuracy, masked_cross_entropy
 from noisylabels.errors import InputError
 
 FLT_MIN = np.finfo(np.float32).tiny

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from noise_model import models
+from noise_model.model import models
 from noisylabels.errors import InputError
 
 

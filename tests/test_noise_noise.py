@@ -7,7 +7,7 @@ import pytest
 
 import process_control
 
-from noise_model import noise
+from noise_model.data import noise
 from noisylabels.errors import InputError
 
 

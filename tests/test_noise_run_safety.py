@@ -5,7 +5,7 @@ import os
 import pytest
 import tensorflow as tf
 
-from noise_model import settings as settings_lib, stage_runner
+from noise_model.training import settings as settings_lib, stage_runner
 from noisylabels.errors import InputError
 
 

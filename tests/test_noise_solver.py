@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from noise_model.solver import CaffeSGD, CaffeStepSchedule
+from noise_model.training.solver import CaffeSGD, CaffeStepSchedule
 from noisylabels import distribution
 
 try:  # two logical CPUs for the mirrored test (only possible before TensorFlow initialises)

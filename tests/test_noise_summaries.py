@@ -1,4 +1,4 @@
-"""TensorBoard views of noise_model/summaries.py: the statistics against NumPy written out
+"""TensorBoard views of noise_model/training/summaries.py: the statistics against NumPy written out
 here, and a short --stage=all run on the digits whose event files hold every view."""
 
 import glob
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from noise_model import settings as settings_lib
-from noise_model import stage_runner
-from noise_model import summaries
+from noise_model.training import settings as settings_lib
+from noise_model.training import stage_runner
+from noise_model.training import summaries
 
 
 def test_confusion_matrix_counts_labelled_samples():
@@ -71,7 +71,7 @@ def _table_counts(text):
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
-    from noise_model import digits
+    from noise_model.data import digits
 
     root = tmp_path_factory.mktemp("summaries")
     data_dir = str(root / "prepared")

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from noise_model import models
-from noise_model import objectives
-from noise_model import settings as settings_lib
-from noise_model import stage_files
-from noise_model import stage_runner
+from noise_model.model import models
+from noise_model.training import objectives
+from noise_model.training import settings as settings_lib
+from noise_model.training import stage_files
+from noise_model.training import stage_runner
 from noise_model.protocol import STAGE_NET
 from noisylabels.console import is_noise
 from noisylabels.errors import InputError
@@ -200,7 +200,7 @@ def _batch():
 
 
 def test_stage_loss_terms_and_weights():
-    from noise_model.layers import NoisyLabelLoss
+    from noise_model.model.layers import NoisyLabelLoss
 
     clean_logits, ntype_logits, labels, matrix_c = _batch()
     ce_clean = _np_masked_ce(labels[:, 0], clean_logits)
@@ -239,7 +239,7 @@ def test_test_splits_per_stage():
 
 
 def test_training_order_is_a_pure_function_of_seed_and_position():
-    from noise_model import datasets
+    from noise_model.data import datasets
 
     def take(seed, start, count):
         pairs = [(int(i), int(p)) for _, (i, p) in

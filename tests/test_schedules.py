@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cleannet.optimizer import staircase_learning_rate
-from noise_model.solver import CaffeStepSchedule
+from noise_model.training.solver import CaffeStepSchedule
 from noisylabels.schedules import StepDecay
 
 

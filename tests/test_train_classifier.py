@@ -1,4 +1,4 @@
-"""Tests for cleannet/classifier.py (train_classifier.py): CleanNet's sample weights help; bad joins fail."""
+"""Tests for cleannet/classifier/ and its tool (train_classifier.py): CleanNet's sample weights help; bad joins fail."""
 
 import os
 import subprocess
@@ -52,7 +52,7 @@ def data(tmp_path_factory):
 
 
 def run_classifier(data, weighting, **kwargs):
-    from cleannet.classifier import train_classifier
+    from cleannet.classifier.training import train_classifier
 
     args = dict(test_tsv=str(data / "test.tsv"), weights_file=str(data / "weights.tsv"), weighting=weighting,
                 epochs=8, batch_size=64, learning_rate=0.01, seed=3)
@@ -74,7 +74,8 @@ def test_loss_is_weighted_cross_entropy_over_batch_size(data):
     """Keras' loss on one batch of every sample equals NumPy's Σ w_i·CE_i / N at the same weights."""
     import keras
 
-    from cleannet.classifier import load_samples, sample_weights
+    from cleannet.classifier.data import load_samples
+    from cleannet.classifier.weights import sample_weights
 
     keys, features, labels = load_samples(str(data / "train.tsv"), NAMES)
     weights = sample_weights(keys, labels, NAMES, "soft", str(data / "weights.tsv"))
@@ -97,7 +98,7 @@ def test_loss_is_weighted_cross_entropy_over_batch_size(data):
 
 
 def test_non_finite_loss_stops_before_saving():
-    from cleannet.classifier import check_loss_is_finite
+    from cleannet.classifier.training import check_loss_is_finite
     from noisylabels.errors import TrainingError
 
     check_loss_is_finite(0, {"loss": 0.5})
@@ -193,7 +194,8 @@ def test_cli_writes_checkpoints_and_tensorboard(data, tmp_path):
     accuracy = float(result.stdout.strip().split("=")[-1])
     assert 0.0 <= accuracy <= 1.0
     # The model after the last epoch is kept in train_dir/checkpoints; it gives the printed accuracy.
-    from cleannet.classifier import build_classifier, load_samples
+    from cleannet.classifier.data import load_samples
+    from cleannet.classifier.model import build_classifier
 
     _, train_features, _ = load_samples(str(data / "train.tsv"), NAMES)
     _, test_features, test_labels = load_samples(str(data / "test.tsv"), NAMES)
@@ -207,7 +209,7 @@ def test_cli_writes_checkpoints_and_tensorboard(data, tmp_path):
 
 
 def test_load_samples_from_npy(tmp_path):
-    from cleannet.classifier import load_samples
+    from cleannet.classifier.data import load_samples
 
     table = np.array([[0.5, 1.5, 2, 1], [3.0, 4.0, 0, 0], [6.0, 7.0, 3, -1]], np.float32)  # verified layout, h=2
     np.save(tmp_path / "train.npy", table)
@@ -322,7 +324,7 @@ def test_each_epoch_trains_on_its_own_data_also_after_a_restart(tmp_path, batche
     import keras
     import tensorflow as tf
 
-    from cleannet.classifier import fit_weighted
+    from cleannet.classifier.training import fit_weighted
 
     seen = tf.Variable(-1.0)
 
@@ -416,7 +418,7 @@ def images(tmp_path_factory):
 
 
 def run_image_classifier(images, weighting, **kwargs):
-    from cleannet.classifier import train_image_classifier
+    from cleannet.classifier.training import train_image_classifier
 
     args = dict(test_images=str(images / "test.txt"), image_root=str(images / "img"),
                 weights_file=str(images / "weights.tsv"), weighting=weighting, backbone="small_cnn",
@@ -525,7 +527,7 @@ def test_backbones_build_without_download(tmp_path):
 
     from cleannet import image_input
     from cleannet.choices import IMAGE_BACKBONES
-    from cleannet.classifier import build_image_classifier
+    from cleannet.classifier.model import build_image_classifier
 
     assert IMAGE_BACKBONES == image_input.BACKBONES
     model = build_image_classifier("mobilenet_v2", 3, 32, hidden_units=4, freeze_backbone=True)

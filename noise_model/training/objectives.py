@@ -3,16 +3,16 @@
 Labels are int64 [B, 3] = (clean label, noisy label, noise type), −1 where unknown (the
 columns of a prepared split). The cross-entropies ignore samples whose target is −1 and
 divide by the whole batch B (Caffe's companion losses); the noisy-label loss is
-`noise_model.layers.NoisyLabelLoss` (docs/noise_model.md describes the losses).
+`noise_model.model.layers.NoisyLabelLoss` (docs/noise_model.md describes the losses).
 """
 
 from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
 
-from noise_model import layers
+from noise_model.model import layers
 from noise_model.protocol import CLEAN_COLUMN, NTYPE_COLUMN, STAGE_NET
-from noise_model.settings import SolverSettings
+from noise_model.training.settings import SolverSettings
 
 LOSS_TERMS = ("clean_loss", "ntype_loss", "noisy_label_loss")
 

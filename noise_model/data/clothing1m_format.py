@@ -1,6 +1,6 @@
 """The prepared Clothing1M format, shared by its preparation tool and the input pipeline.
 
-noise_model/clothing1m.py (the preparation command) writes it and noise_model/datasets.py
+noise_model/data/clothing1m.py (the preparation) writes it and noise_model/data/datasets.py
 reads it: `{split}.txt` lines "key clean noisy ntype", where a key is an image path
 relative to the dataset root; images resized to RESIZE_SIZE², the mean image at that size,
 training crops (and the network input) CROP_SIZE²; metadata.json's `on_bad_image` says

@@ -3,7 +3,7 @@
 Each test is one pass over a split in file order (inference mode). Accuracy and loss are
 over the samples whose label in the tested column is known (≠ −1): accuracy = correct /
 labelled, loss = Σ CE / labelled. Written per test split with tag prefix P ("test", and on
-Clothing1M "val"): `P/accuracy`, `P/loss`, and the views of noise_model/summaries.py
+Clothing1M "val"): `P/accuracy`, `P/loss`, and the views of noise_model/training/summaries.py
 (`P/confusion_matrix[_table]`; `P/noise_type_posterior[_table]` where the stage has a
 noise-type net).
 """
@@ -16,8 +16,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from noise_model import layers
-from noise_model import summaries
+from noise_model.model import layers
+from noise_model.training import summaries
 from noise_model.protocol import NOISY_COLUMN, NTYPE_COLUMN, NUM_NOISE_TYPES
 
 

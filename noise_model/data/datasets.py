@@ -37,7 +37,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from noise_model.clothing1m_format import CROP_SIZE, ON_BAD_IMAGE_CHOICES, RESIZE_SIZE, check_key
+from noise_model.data.clothing1m_format import CROP_SIZE, ON_BAD_IMAGE_CHOICES, RESIZE_SIZE, check_key
 from noise_model.protocol import ARRAY_DATASETS, DATASETS, NUM_NOISE_TYPES, SPLITS
 from noisylabels.errors import InputError
 from noisylabels.fileio import iter_text_lines, load_npy

@@ -14,13 +14,13 @@ from typing import Dict, Optional, Tuple
 import tensorflow as tf
 from absl import logging
 
-from noise_model import datasets
-from noise_model import results
-from noise_model import settings as settings_lib
-from noise_model import stage_files
-from noise_model import summaries
+from noise_model.data import datasets
+from noise_model.training import results
+from noise_model.training import settings as settings_lib
+from noise_model.training import stage_files
+from noise_model.training import summaries
 from noise_model.protocol import ARRAY_DATASETS, PIPELINES, STAGE_NET, TRAIN_SPLIT
-from noise_model.stage_task import StageConfig, StageTask
+from noise_model.training.stage_task import StageConfig, StageTask
 from noisylabels import distribution
 from noisylabels.errors import InputError, check_flag
 from noisylabels.fileio import atomic_open

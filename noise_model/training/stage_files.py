@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from noise_model import models
+from noise_model.model import models
 from noisylabels.errors import InputError
 from noisylabels.fileio import atomic_open
 

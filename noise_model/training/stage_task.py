@@ -25,16 +25,17 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from noise_model import datasets
-from noise_model import evaluation
-from noise_model import layers
-from noise_model import models
-from noise_model import objectives
+from noise_model.data import datasets
+from noise_model.training import evaluation
+from noise_model.model import layers
+from noise_model.model import models
+from noise_model.training import objectives
 from noise_model.protocol import STAGE_NET, TRAIN_SPLIT
-from noise_model.settings import SolverSettings
-from noise_model.solver import CaffeSGD
+from noise_model.training.settings import SolverSettings
+from noise_model.training.solver import CaffeSGD
 from noisylabels import distribution
 from noisylabels.errors import InputError, check_flag
+from noisylabels.training_loop import TrainingTask
 
 
 @dataclasses.dataclass
@@ -59,7 +60,7 @@ def make_solver(settings: SolverSettings) -> CaffeSGD:
                     bias_decay_mult=settings.bias_decay_mult)
 
 
-class StageTask:
+class StageTask(TrainingTask):
     """A stage's model, solver and compiled steps, plus what TrainingLoop asks of a task.
 
     Args:
@@ -237,6 +238,9 @@ class StageTask:
     def on_saved(self, step: int, path: str) -> None:
         del step
         logging.info("Snapshotting to %s", path)
+
+    def on_best(self, step: int, value: float, path: str) -> None:
+        del step, value, path  # a stage keeps no best copy (Caffe tests, it does not select)
 
     def on_terminated(self, step: int, path: str) -> None:
         logging.info("SIGTERM: snapshot %s at iteration %d; stopping.", path, step)

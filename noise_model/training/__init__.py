@@ -1,0 +1,2 @@
+"""Training the noisy-label model: solver settings, the Caffe solver, a stage as a
+training-loop task, testing, summaries."""
