@@ -25,7 +25,7 @@ layer is an InputError naming the layer (exclude such a layer, e.g. ImageNet's 1
 fc8, or import with --num_outputs=1000 and let the training script skip it by shape).
 
 Command line:
-  python -m noise_model.import_caffemodel --caffemodel=bvlc_reference_caffenet.caffemodel \
+  python -m noise_model.import_caffemodel --caffemodel=bvlc_reference_caffenet.caffemodel \\
       --model=caffenet --output=caffenet.weights.h5 [--num_outputs=N] [--keep_bgr]
       [--exclude_layers=fc8]
 writes the built Keras model's weights (`model.save_weights`, atomically); load them with

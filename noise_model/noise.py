@@ -12,11 +12,11 @@ Conventions: L classes, labels are integers in [0, L). Every matrix is indexed
 Command line (writes STEM.npy and STEM.txt, both atomically):
 
   python -m noise_model.noise --action=make_q --level=0.5 --num_classes=10 --seed=0 --output=q
-  python -m noise_model.noise --action=corrupt --labels=clean.txt --matrix_q=q.npy \
+  python -m noise_model.noise --action=corrupt --labels=clean.txt --matrix_q=q.npy \\
       --seed=1 --output=noisy
-  python -m noise_model.noise --action=estimate_c --clean_labels=clean.txt \
+  python -m noise_model.noise --action=estimate_c --clean_labels=clean.txt \\
       --noisy_labels=noisy.txt --num_classes=10 --output=c
-  python -m noise_model.noise --action=noise_types --clean_labels=clean.txt \
+  python -m noise_model.noise --action=noise_types --clean_labels=clean.txt \\
       --noisy_labels=noisy.txt --matrix_c=c.npy --output=types
 
 Label files are text (one integer per line) or 1-D `.npy`. Text matrices have one row
@@ -290,7 +290,7 @@ def read_labels(path: str, field: str) -> np.ndarray:
         array = load_npy(path, field=field, ndim=1)
         if not (np.issubdtype(array.dtype, np.integer)
                 or (np.issubdtype(array.dtype, np.floating) and np.all(np.isfinite(array))
-                    and np.all(array == np.round(array)))):
+                    and np.all(array == np.round(array)) and np.all(np.abs(array) < 2.0 ** 63))):
             raise InputError("expected integer labels, got dtype %s" % array.dtype,
                              path=path, field=field)
         return array.astype(np.int64)

@@ -1,12 +1,12 @@
 """Scores samples with a trained CleanNet, with the original inference.py's flags.
 
 Validation once (accuracy at --val_sim_thres, one similarity per line of val.npy):
-    python inference.py --data_dir=DATA --class_list=CLASSES --checkpoint_dir=CKPT \
+    python inference.py --data_dir=DATA --class_list=CLASSES --checkpoint_dir=CKPT \\
         --output_file=OUT --mode=val --val_sim_thres=0.2
 
 Predictions for an all-samples TSV (key, [url,] class_name, feature), one line per input
 line, in input order:
-    python inference.py --data_dir=DATA --image_feature_list=TSV --class_list=CLASSES \
+    python inference.py --data_dir=DATA --image_feature_list=TSV --class_list=CLASSES \\
         --checkpoint_dir=CKPT --output_file=OUT --mode=inference
 
 Beyond the paper: every sample is also compared with every class. --output_format=tsv|jsonl
