@@ -19,9 +19,12 @@ which writes CKPT/calibration.json (see docs/decisions.md).
 Fixed defects of the original: one similarity per line (not a batch's array per line);
 --num_samples=-1 scores every line (not one batch); the last partial batch is scored (no
 crash); --mode=val and --mode=calibrate score every row of val.npy, however few (the
-original scored full batches only); a missing checkpoint is an error with a non-zero exit. The output file is written
-atomically. --checkpoint_dir may name train.py's checkpoint directory (latest model) or its
-best/ subdirectory (best model by validation accuracy).
+original scored full batches only); a missing checkpoint is an error with a non-zero exit.
+The output file is written atomically. --checkpoint_dir may name train.py's checkpoint
+directory (latest model) or its best/ subdirectory (best model by validation accuracy).
+
+From Python: infer(InferenceConfig(...)) does what the command does (the flags are the
+config's fields).
 
 The tool does not load TensorFlow: it reads the checkpoint with noisylabels.tensor_bundle
 and scores with the NumPy copy of the model's inference path (cleannet.numpy_model), so its
