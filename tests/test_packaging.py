@@ -88,7 +88,7 @@ def documented_modules():
     for path in paths:
         text = open(path, encoding="utf-8").read()
         found.update(m for m in re.findall(r"python -m ([A-Za-z_][\w.]*\w)", text)
-                     if m.split(".")[0] in INSTALLED_PACKAGES)
+                     if m.split(".")[0] in INSTALLED_PACKAGES and not m.rsplit(".", 1)[1].isupper())  # not .X
     return sorted(found)
 
 
