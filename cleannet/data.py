@@ -10,7 +10,8 @@ Sampling semantics of the original data providers:
   a batch that crosses the end wraps around into the next epoch's order;
 - unverified (all.npy): for each sample, a class drawn uniformly at random (among the
   classes that have samples), then a sample of that class drawn uniformly;
-- validation (val.npy): full batches in file order, the remainder dropped.
+- validation (val.npy): batches in file order, the last one partial: every row is scored
+  (the original dropped the remainder, and refused a val.npy smaller than one batch).
 
 Both training streams are a pure function of (seed, step): a run resumed at step t from
 a checkpoint sees exactly the batches an uninterrupted run sees from step t on.
@@ -92,10 +93,10 @@ def training_indices(num_verified: int, offsets: np.ndarray | None, batch_size_s
 
 
 def validation_batches(num_samples: int, batch_size: int) -> list[np.ndarray]:
-    """Row-index batches over val.npy in order; the last partial batch is dropped.
+    """Row-index batches over val.npy in order, covering every row (the last may be shorter).
 
     Returns:
-      A list of int64 arrays [batch_size] (possibly empty when N < batch_size).
+      A list of int64 arrays [batch_size], the last [num_samples mod batch_size] when that is not 0.
     """
-    num_batches = num_samples // batch_size
-    return [np.arange(i * batch_size, (i + 1) * batch_size, dtype=np.int64) for i in range(num_batches)]
+    return [np.arange(start, min(start + batch_size, num_samples), dtype=np.int64)
+            for start in range(0, num_samples, batch_size)]

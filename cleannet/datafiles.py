@@ -152,13 +152,6 @@ def refuse_negative_for_log(features: np.ndarray, path: str, embed_norm: str,
                          % (prefix, float(np.min(features[row]))), path=path, field="feature", **where)
 
 
-def require_full_batch(num_rows: int, batch_size: int, path: str, flag: str = "--batch_size") -> None:
-    """Refuses a file with fewer rows than one batch (scoring full batches would see none)."""
-    if num_rows < batch_size:
-        raise InputError("has %d rows, fewer than %s=%d: there is no full batch to score"
-                         % (num_rows, flag, batch_size), path=path)
-
-
 def check_class_ids(class_ids: np.ndarray, num_classes: int, path: str) -> None:
     """Raises InputError unless every class id is in [0, num_classes).
 

@@ -6,9 +6,12 @@ Formats (one record per scored sample, in input order):
          (1 = label judged correct under the decision: cos ≥ threshold by default), with a
          header line; with cross-class scores (cleannet.scoring.CrossClassScores) also
          best_other_class (the class other than the label with the highest class score),
-         best_other_similarity (its score), margin (the labelled class's score minus
-         best_other_similarity) and suggested_class (best_other_class where the label is
-         judged wrong and that class scores higher, else empty);
+         best_other_similarity (its score), margin (class_score minus
+         best_other_similarity, exactly: the difference of the two printed numbers, written
+         with as many digits as it takes), suggested_class (best_other_class where the label
+         is judged wrong and that class scores higher, else empty) and class_score (the
+         labelled class's score on the same scale as best_other_similarity, see
+         cleannet.scoring.CLASS_SCORES; `similarity` is CleanNet's cosine, another scale);
 - jsonl: one JSON object per line with the same fields (null where a tsv field is empty).
 Sample weights for classifier training (the paper's): key, class_name, soft weight
 max(0, cos), hard weight = the verdict, as TSV with a header line.
@@ -32,7 +35,7 @@ from cleannet.choices import OUTPUT_FORMATS
 if TYPE_CHECKING:
     from cleannet.scoring import CrossClassScores
 BASE_FIELDS = ("key", "url", "class_name", "similarity", "verdict")
-CROSS_CLASS_FIELDS = ("best_other_class", "best_other_similarity", "margin", "suggested_class")
+CROSS_CLASS_FIELDS = ("best_other_class", "best_other_similarity", "margin", "suggested_class", "class_score")
 
 
 def _clean(text):
@@ -107,18 +110,21 @@ class ResultWriter:
         return self.class_list[class_id] if class_id >= 0 else None
 
     def _cross_class_columns(self, scores, verdicts):
-        """Columns best_other_class, best_other_similarity, margin, suggested_class (None: empty)."""
+        """Columns best_other_class, best_other_similarity, margin, suggested_class, class_score
+        (None: empty). margin is the float64 difference of the printed class_score and
+        best_other_similarity, printed so that it reads back exactly (repr)."""
         has_other = scores.best_other_class >= 0
         best = [self._name(c) for c in scores.best_other_class.tolist()]
+        own = [format_similarity(s) for s in scores.own_score.tolist()]
         best_sim = [format_similarity(s) if ok else None
                     for s, ok in zip(scores.best_other_score.tolist(), has_other)]
-        margin = [format_similarity(m) if ok else None for m, ok in zip(scores.margin.tolist(), has_other)]
+        margin = [repr(float(o) - float(b)) if b is not None else None for o, b in zip(own, best_sim)]
         suggested = [self._name(c) for c in suggested_classes(scores, np.asarray(verdicts)).tolist()]
-        return [best, best_sim, margin, suggested]
+        return [best, best_sim, margin, suggested, own]
 
     def _json_record(self, row):
         record = dict(zip(self.fields, row))
-        for name in ("similarity", "best_other_similarity", "margin"):
+        for name in ("similarity", "best_other_similarity", "margin", "class_score"):
             if record.get(name) is not None:
                 record[name] = float(record[name])
         return record

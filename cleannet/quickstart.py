@@ -1,6 +1,7 @@
 """CleanNet end to end on data that ships with scikit-learn: the handwritten digits.
 
     python -m cleannet.quickstart [--work_dir=./quickstart] [--noise_rate=0.3]
+    cleannet-quickstart ...          (the same, installed by `pip install .`)
 
 What it does, through the same public tools a user runs:
 1. Takes scikit-learn's 1797 digits (8×8 images, 64 pixel values each, used as the
@@ -9,9 +10,11 @@ What it does, through the same public tools a user runs:
    (key, class_name, vlabel, feature) for train and val, an all-samples TSV, and a test
    TSV in the all-samples layout whose truth (label correct or not) is known.
 2. Keeps verification labels for only half the classes (digits 0-4) with
-   util/heldout_train_data.py, as in the paper's transfer-learning experiments.
-3. util/convert_data.py → train.npy, val.npy, all.npy; util/find_reference.py → ref.npy.
-4. train.py (its progress shown as it trains; TensorBoard logs under WORK_DIR/train/log),
+   cleannet.tools.heldout_train_data, as in the paper's transfer-learning experiments.
+3. cleannet.tools.convert_data → train.npy, val.npy, all.npy; cleannet.tools.find_reference
+   → ref.npy. (Each tool runs as `python -m cleannet.tools.NAME`, so the quickstart works
+   from a checkout and after `pip install .` alike.)
+4. cleannet.tools.train (its progress shown as it trains; TensorBoard logs under WORK_DIR/train/log),
    `inference.py --mode=calibrate` (the relative decision's margin, chosen on val.npy),
    then inference.py on the test TSV.
 5. Prints the label-noise detection error on the test samples of the classes with
@@ -179,7 +182,8 @@ def run_tool(args: list[str], log: str, show_progress: bool = False) -> None:
     one line on a terminal).
     """
     command = [sys.executable] + args
-    print("$ " + " ".join(os.path.relpath(a, ROOT) if a.startswith(ROOT) else a for a in command[1:]), flush=True)
+    print("$ python " + " ".join(os.path.relpath(a, ROOT) if a.startswith(ROOT) else a for a in command[1:]),
+          flush=True)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     live = sys.stdout.isatty()
     shown = False
@@ -201,22 +205,24 @@ def run_tool(args: list[str], log: str, show_progress: bool = False) -> None:
         sys.exit("quickstart: step failed (exit %d); last lines of %s:\n%s" % (returncode, log, "\n".join(tail)))
 
 
-def tool(name: str) -> str:
-    return os.path.join(ROOT, name)
+def tool(module: str) -> list[str]:
+    """The arguments that run a tool module (`python -m cleannet.tools.NAME`): importable from a
+    checkout and from an installed package alike (a path like util/NAME.py exists only in a checkout)."""
+    return ["-m", module]
 
 
 def prepare_data(work_dir: str, log: str, num_ref: int) -> None:
     """heldout_train_data, convert_data (train, val, all), find_reference."""
     tsv_dir, data_dir = os.path.join(work_dir, "tsv"), os.path.join(work_dir, "data")
     classes = os.path.join(tsv_dir, "classes.txt")
-    run_tool([tool("util/heldout_train_data.py"),
+    run_tool([*tool("cleannet.tools.heldout_train_data"),
               "--heldout_class_list=" + os.path.join(tsv_dir, "heldout_classes.tsv"),
               "--input_file=" + os.path.join(tsv_dir, "train_all_classes.tsv"),
               "--output_file=" + os.path.join(tsv_dir, "train.tsv")], log)
     for split in ("train", "val", "all"):
-        run_tool([tool("util/convert_data.py"), "--split=" + split, "--class_list=" + classes,
+        run_tool([*tool("cleannet.tools.convert_data"), "--split=" + split, "--class_list=" + classes,
                   "--data_path=" + os.path.join(tsv_dir, split + ".tsv"), "--output_dir=" + data_dir], log)
-    run_tool([tool("util/find_reference.py"), "--class_list=" + classes,
+    run_tool([*tool("cleannet.tools.find_reference"), "--class_list=" + classes,
               "--input_npy=" + os.path.join(data_dir, "all.npy"), "--output_dir=" + data_dir,
               "--num_ref=%d" % num_ref, "--img_dim=64"], log)
 
@@ -232,13 +238,13 @@ def model_args(work_dir: str, num_ref: int) -> list[str]:
 def train_and_calibrate(work_dir: str, log: str, num_ref: int, n_step: int) -> None:
     """train.py (progress shown), then inference.py --mode=calibrate on the best model."""
     model_dir = os.path.join(work_dir, "train")
-    run_tool([tool("train.py"), "--data_dir=" + os.path.join(work_dir, "data"),
+    run_tool([*tool("cleannet.tools.train"), "--data_dir=" + os.path.join(work_dir, "data"),
               "--checkpoint_dir=" + os.path.join(model_dir, "checkpoints"),
               "--log_dir=" + os.path.join(model_dir, "log"),
               "--img_dim=64", "--num_ref=%d" % num_ref, "--n_step=%d" % n_step, "--val_interval=500",
               "--log_interval=250", "--lr_update=%d" % max(1, n_step * 2 // 3), "--val_batch_size=32"],
              log, show_progress=True)
-    run_tool([tool("inference.py"), "--mode=calibrate"] + model_args(work_dir, num_ref), log)
+    run_tool([*tool("cleannet.tools.inference"), "--mode=calibrate"] + model_args(work_dir, num_ref), log)
 
 
 def read_verdicts(path: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -255,7 +261,7 @@ def score_test(work_dir: str, log: str, num_ref: int) -> tuple[np.ndarray, np.nd
     from cleannet.decision import ThresholdDecision
 
     predictions = os.path.join(work_dir, "test_predictions.tsv")
-    run_tool([tool("inference.py"), "--mode=inference",
+    run_tool([*tool("cleannet.tools.inference"), "--mode=inference",
               "--image_feature_list=" + os.path.join(work_dir, "tsv", "test.tsv"),
               "--output_file=" + predictions, "--output_format=tsv", "--decision=relative"]
              + model_args(work_dir, num_ref), log)
@@ -305,7 +311,7 @@ def print_classifier_table(work_dir: str, log: str, settings: dict) -> None:
     weight_files = {}
     for decision, name in (("threshold", "train_weights.tsv"), ("relative", "train_weights_relative.tsv")):
         weight_files[decision] = os.path.join(work_dir, name)
-        run_tool([tool("inference.py"), "--mode=inference",
+        run_tool([*tool("cleannet.tools.inference"), "--mode=inference",
                   "--image_feature_list=" + os.path.join(tsv_dir, "all.tsv"),
                   "--output_file=" + os.path.join(work_dir, "train_predictions.txt"), "--decision=" + decision,
                   "--output_weights=" + weight_files[decision]] + model_args(work_dir, settings["num_ref"]), log)
@@ -359,6 +365,11 @@ def main(argv: list[str]) -> None:
                                                                     os.path.join(work_dir, "train", "log")))
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """Console entry point (cleannet-quickstart)."""
     define_flags()
     flagutil.run_tool(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -8,6 +8,8 @@ noisylabels.run_directory); `Trainer` is CleanNet's task for it.
 
 Fixes of the original's defects (docs/originals.md):
 - validation runs in inference mode (no dropout);
+- validation scores every row of val.npy, the last batch partial (the original dropped
+  the rows after the last full batch and so refused a val.npy smaller than one batch);
 - checkpoints are `CHECKPOINT_DIR/ckpt-STEP.*` files written by tf.train.CheckpointManager
   (not hidden `.index` files named after the directory), and the best model by
   validation accuracy is a real copy of the weights in `CHECKPOINT_DIR/best/`, with its
@@ -85,9 +87,6 @@ def load_tables(config: TrainConfig) -> FeatureTables:
         if len(features) == 0:
             raise InputError("has no rows", path=path(split + ".npy"))
         verified[split] = (features, class_ids, vlabels)
-    if len(verified["val"][0]) < config.val_batch_size:
-        raise InputError("has %d rows, fewer than --val_batch_size=%d: validation would see no full batch"
-                         % (len(verified["val"][0]), config.val_batch_size), path=path("val.npy"))
     tables = FeatureTables(*verified["train"], *verified["val"], reference=reference)
     if config.batch_size_unsup > 0:
         features, class_ids = datafiles.load_all(path("all.npy"), config.img_dim, allow_pickle=config.allow_pickle)
@@ -224,10 +223,10 @@ class Trainer(TrainingTask):
         return loss, accuracy(vlabels, cos_sim, c.val_sim_thres), cos_sim
 
     def _validate_all(self):
-        """Mean of per-batch loss and accuracy over full val batches. Returns (loss, acc, cos [n])."""
+        """Loss and accuracy over every val row (batch means weighted by batch size). Returns (loss, acc, cos [n])."""
         tb = self.tables
         class_embeddings = self.model.encode_classes(tf.constant(tb.reference))
-        losses, accuracies, similarities = [], [], []
+        losses, accuracies, similarities, sizes = [], [], [], []
         batches = data.validation_batches(len(tb.val_features), self.config.val_batch_size)
         with Progress(total=len(batches), unit="batches", desc="validation") as progress:
             for indices in batches:
@@ -237,8 +236,10 @@ class Trainer(TrainingTask):
                 losses.append(float(loss))
                 accuracies.append(float(acc))
                 similarities.append(cos_sim.numpy())
+                sizes.append(len(indices))
                 progress.update(1)
-        return float(np.mean(losses)), float(np.mean(accuracies)), np.concatenate(similarities)
+        return (float(np.average(losses, weights=sizes)), float(np.average(accuracies, weights=sizes)),
+                np.concatenate(similarities))
 
     # -- the task interface of noisylabels.training_loop ---------------------------------------
 

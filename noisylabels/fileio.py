@@ -172,21 +172,44 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     if os.path.isdir(path):
         raise InputError("is a directory; an output file is needed here", path=path)
     directory = os.path.dirname(os.path.abspath(path))
+    created = _missing_directories(directory)
     try:
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    except OSError as err:
-        raise output_error(path, err) from None
-    os.close(fd)
-    with registered_temporary(tmp):
         try:
-            os.chmod(tmp, usual_mode(directory=False))  # mkstemp makes 0600
-            yield tmp
-            os.replace(tmp, path)
+            os.makedirs(directory, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
         except OSError as err:
-            if err.filename is None or str(err.filename).startswith(tmp):
-                raise output_error(path, err) from None
-            raise
+            raise output_error(path, err) from None
+        os.close(fd)
+        with registered_temporary(tmp):
+            try:
+                os.chmod(tmp, usual_mode(directory=False))  # mkstemp makes 0600
+                yield tmp
+                os.replace(tmp, path)
+            except OSError as err:
+                if err.filename is None or str(err.filename).startswith(tmp):
+                    raise output_error(path, err) from None
+                raise
+    except BaseException:
+        _remove_if_empty(created)  # a failed write leaves no directory it made behind
+        raise
+
+
+def _missing_directories(directory: str) -> list[str]:
+    """The directories of an absolute path that do not exist yet, deepest first."""
+    missing = []
+    while not os.path.exists(directory) and os.path.dirname(directory) != directory:
+        missing.append(directory)
+        directory = os.path.dirname(directory)
+    return missing
+
+
+def _remove_if_empty(directories: list[str]) -> None:
+    """Removes the directories (deepest first) while they are empty."""
+    for directory in directories:
+        try:
+            os.rmdir(directory)
+        except OSError:
+            return
 
 
 @contextlib.contextmanager

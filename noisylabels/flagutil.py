@@ -6,13 +6,15 @@
 - `define_finite_float`: a float flag whose value must be finite (absl accepts inf and nan)
   and within absl's bounds, plus an optional exclusive lower bound.
 - `parse_flags`: absl's flag parser with every error (an unknown or mistyped flag, a value
-  out of bounds, a failed validator) as one line on stderr and exit status 2.
+  out of bounds, an integer beyond the int64 range, a failed validator, a --flagfile that
+  cannot be opened, a stray positional argument) as one line on stderr and exit status 2.
 - `run_tool`: `app.run` with that parser and noisylabels.errors.cli_main.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -20,6 +22,7 @@ from absl import app, flags
 
 from noisylabels.errors import EXIT_INPUT_ERROR, cli_main
 from noisylabels.process_exit import skip_teardown_on_success
+from noisylabels.strict_numbers import INT64_MAX, INT64_MIN
 
 EMBED_NORMS = ("log", "l2norm", "l2_norm", "no_norm")
 
@@ -74,20 +77,58 @@ def define_finite_float(name: str, default: float | None, help_text: str, lower_
 HELP_FLAGS = ("-?", "--help", "--helpshort", "--helpfull", "--helpxml")
 
 
+def _flag_error(message: str) -> None:
+    """Ends the process with `error: MESSAGE` on one stderr line and exit status 2."""
+    sys.stderr.write("error: %s\n" % message.replace("\n", " "))
+    sys.stderr.flush()
+    sys.exit(EXIT_INPUT_ERROR)
+
+
+def _flagfile_message(err: flags.CantOpenFlagFileError) -> str:
+    """absl's `ERROR:: Unable to open flagfile: [Errno 2] No such file or directory: 'F'` as
+    `F: --flagfile: cannot open (No such file or directory)`."""
+    text = str(err)
+    match = re.search(r"\[Errno \d+\] (.+?): '(.*)'$", text)
+    if match:
+        return "%s: --flagfile: cannot open (%s)" % (match.group(2), match.group(1))
+    return "--flagfile: " + text.replace("ERROR:: ", "")
+
+
+def integer_out_of_range(flag_values: flags.FlagValues) -> str | None:
+    """The first integer flag whose value lies beyond the int64 range (absl takes any Python
+    integer; NumPy and TensorFlow need int64), as a message; None when all fit."""
+    for name in sorted(flag_values):
+        flag = flag_values[name]
+        if not isinstance(flag.parser, flags.IntegerParser) or flag.name != name:
+            continue
+        values = flag.value if isinstance(flag.value, list) else [flag.value]
+        for value in values:
+            if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+                return "flag --%s=%d: beyond the range of a 64-bit integer" % (name, value)
+    return None
+
+
 def parse_flags(argv: Sequence[str]) -> list[str]:
     """absl's flag parsing with every flag error as one stderr line and exit status 2; help
-    (`-h` too) ends with status 0 (absl ends it with 1)."""
+    (`-h` too) ends with status 0 (absl ends it with 1). The tools take flags only: a
+    positional argument is refused (absl would pass it on unread)."""
     argv = [argv[0]] + ["--help" if arg == "-h" else arg for arg in argv[1:]]
     try:
-        return flags.FLAGS(argv)
+        remaining = flags.FLAGS(argv)
     except SystemExit as exit_request:
         if exit_request.code == 1 and any(arg.split("=")[0] in HELP_FLAGS for arg in argv[1:]):
             sys.exit(0)
         raise
+    except flags.CantOpenFlagFileError as err:
+        _flag_error(_flagfile_message(err))
     except flags.Error as err:
-        sys.stderr.write("error: %s\n" % str(err).replace("\n", " "))
-        sys.stderr.flush()
-        sys.exit(EXIT_INPUT_ERROR)
+        _flag_error(str(err))
+    if len(remaining) > 1:
+        _flag_error("unexpected argument %r: this tool takes flags only (--name=value)" % remaining[1])
+    problem = integer_out_of_range(flags.FLAGS)
+    if problem:
+        _flag_error(problem)
+    return remaining
 
 
 def _own_flags_first_in_help(main):

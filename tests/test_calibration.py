@@ -141,7 +141,8 @@ def test_relative_decision_end_to_end(model_dir):
     assert done.returncode == 0, done.stderr
     assert "sample weights" in done.stderr and str(weights) in done.stderr  # says where it wrote
     rows = [line.split("\t") for line in open(out).read().splitlines()]
-    assert rows[0][5:] == ["best_other_class", "best_other_similarity", "margin", "suggested_class"]
+    assert rows[0][5:] == ["best_other_class", "best_other_similarity", "margin", "suggested_class",
+                          "class_score"]
     rows = rows[1:]
     assert len(rows) == 30
     margins = np.array([float(r[7]) for r in rows])

@@ -75,11 +75,12 @@ def test_training_indices_without_unverified_data():
     assert sup.shape == (4,) and unsup.shape == (0,)
 
 
-def test_validation_batches_drop_the_remainder_in_order():
+def test_validation_batches_cover_every_row_in_order():
     batches = data.validation_batches(10, 4)
-    assert len(batches) == 2
-    np.testing.assert_array_equal(np.concatenate(batches), np.arange(8))
-    assert data.validation_batches(3, 4) == []
+    assert [len(b) for b in batches] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate(batches), np.arange(10))
+    assert [b.tolist() for b in data.validation_batches(3, 4)] == [[0, 1, 2]]
+    assert data.validation_batches(0, 4) == []
 
 
 @pytest.mark.parametrize("step, expected", [(0, 0.01), (29999, 0.01), (30000, 0.001), (59999, 0.001),

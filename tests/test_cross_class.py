@@ -122,8 +122,8 @@ def test_tsv_and_jsonl_cross_class_columns():
         SCORES, keys=["a", "b", "c", "d"], class_names=["cat", "cat", "dog", "eel"])
     rows = [line.split("\t") for line in out.getvalue().splitlines()]
     assert rows[0] == ["key", "url", "class_name", "similarity", "verdict", "best_other_class",
-                       "best_other_similarity", "margin", "suggested_class"]
-    assert rows[1] == ["a", "", "cat", "0.5", "1", "dog", "0.400000006", rows[1][7], ""]
+                       "best_other_similarity", "margin", "suggested_class", "class_score"]
+    assert rows[1][:9] == ["a", "", "cat", "0.5", "1", "dog", "0.400000006", rows[1][7], ""]
     assert float(rows[1][7]) == pytest.approx(0.2, abs=1e-7)
     assert rows[2][4] == "0" and rows[2][8] == "eel"   # margin -0.4 < 0: wrong, eel suggested
     assert rows[3][4] == "0" and rows[3][8] == "cat"   # margin -0.1

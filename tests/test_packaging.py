@@ -24,7 +24,7 @@ ORIGINAL_TRAIN_FLAGS = ["data_dir", "checkpoint_dir", "log_dir", "log_interval",
 SCRIPTS = ["cleannet-train", "cleannet-inference", "cleannet-convert-data", "cleannet-find-reference",
            "cleannet-heldout-train-data", "cleannet-import-tf1-checkpoint", "cleannet-export-saved-model", "cleannet-extract-features",
            "cleannet-make-cleaned-list",
-           "cleannet-train-classifier", "noise-model-train", "noise-model-prepare-cifar10",
+           "cleannet-train-classifier", "cleannet-quickstart", "noise-model-train", "noise-model-prepare-cifar10",
            "noise-model-prepare-clothing1m", "noise-model-prepare-digits", "noise-model-import-caffemodel",
            "noise-model-noise"]
 
@@ -77,18 +77,68 @@ def test_entry_point_is_a_zero_argument_function(name):
     assert not (args.args or args.posonlyargs or args.kwonlyargs or args.vararg or args.kwarg)
 
 
-@pytest.mark.slow
-def test_pip_install_creates_console_scripts(tmp_path):
+INSTALLED_PACKAGES = ("cleannet", "noise_model", "noisylabels")
+
+
+def documented_modules():
+    """Every `python -m MODULE` that README.md and docs/*.md name, of the installed packages."""
+    paths = [os.path.join(ROOT, "README.md")] + [os.path.join(ROOT, "docs", name)
+                                                 for name in sorted(os.listdir(os.path.join(ROOT, "docs")))]
+    found = set()
+    for path in paths:
+        text = open(path, encoding="utf-8").read()
+        found.update(m for m in re.findall(r"python -m ([A-Za-z_][\w.]*\w)", text)
+                     if m.split(".")[0] in INSTALLED_PACKAGES and not m.rsplit(".", 1)[1].isupper())  # not .X
+    return sorted(found)
+
+
+def test_documented_modules_are_runnable_modules_of_the_package():
+    """Each documented `python -m` module exists in an installed package and runs as __main__."""
+    modules = documented_modules()
+    assert "cleannet.quickstart" in modules and "noise_model.train" in modules
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        packages = tomllib.load(f)["tool"]["setuptools"]["packages"]
+    for module in modules:
+        assert module.rsplit(".", 1)[0] in packages, module
+        source = open(os.path.join(ROOT, *module.split(".")) + ".py", encoding="utf-8").read()
+        assert 'if __name__ == "__main__":' in source, module
+
+
+def test_package_code_runs_no_tool_by_a_checkout_path():
+    """A tool the package starts runs as `python -m PACKAGE.MODULE`: util/, bench/ and the
+    top-level scripts exist in a checkout only."""
+    pattern = re.compile(r"""(["'])(?:util/\w+\.py|train\.py|inference\.py|train_classifier\.py)\1""")
+    for package in INSTALLED_PACKAGES:
+        for directory, _, files in os.walk(os.path.join(ROOT, package)):
+            for name in files:
+                if name.endswith(".py"):
+                    source = open(os.path.join(directory, name), encoding="utf-8").read()
+                    assert not pattern.search(source), os.path.join(directory, name)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """`pip install --target` of a copy of the checkout (no network, no dependencies)."""
+    tmp_path = tmp_path_factory.mktemp("install")
     source = tmp_path / "src"
     anywhere = shutil.ignore_patterns(".git", "__pycache__", "build", "*.egg-info", ".hypothesis")
-    at_top = {"data", "train", "runs", "bench"}  # the checkout's run outputs (noise_model/data/ is a package)
+    at_top = {"data", "train", "runs", "bench", "quickstart"}  # the checkout's run outputs (noise_model/data/ is a package)
     shutil.copytree(ROOT, source, ignore=lambda directory, names: set(anywhere(directory, names)) | (
         at_top & set(names) if os.path.samefile(directory, ROOT) else set()))
     target = tmp_path / "site"
     result = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-                             "--no-cache-dir", "--disable-pip-version-check", "--target", str(target), str(source)],
-                            capture_output=True, text=True)
+                             "--no-cache-dir", "--disable-pip-version-check", "--no-index", "--target", str(target),
+                             str(source)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
+    elsewhere = tmp_path / "elsewhere"  # neither the checkout nor the install
+    elsewhere.mkdir()
+    env = dict(ENV, PYTHONPATH=str(target))
+    return dict(target=target, elsewhere=elsewhere, env=env)
+
+
+@pytest.mark.slow
+def test_pip_install_creates_console_scripts(installed):
+    target = installed["target"]
     for name in SCRIPTS:
         script = target / "bin" / name
         assert script.exists(), name
@@ -101,13 +151,41 @@ def test_pip_install_creates_console_scripts(tmp_path):
     assert {"cleannet", "noise_model", "noisylabels"} <= top_level
     for name in ("train", "inference", "train_classifier", "util", "tests", "bench"):
         assert name not in top_level and name + ".py" not in top_level, (name, sorted(top_level))
-    env = dict(ENV, PYTHONPATH=str(target))  # the installed tools work from anywhere
-    for name, own_flag in (("cleannet-train", "--batch_size_sup"), ("cleannet-convert-data", "--split"),
-                           ("noise-model-train", "--stage")):
-        result = subprocess.run([sys.executable, str(target / "bin" / name), "--help"], capture_output=True,
-                                text=True, env=env, cwd=str(tmp_path))
-        assert result.returncode == 0, (name, result.stderr[-1000:])
-        assert own_flag in result.stdout.split(str(target / "bin" / name) + ":")[1], name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_console_script_helps_from_another_directory(installed, name):
+    script = str(installed["target"] / "bin" / name)
+    result = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True,
+                            env=installed["env"], cwd=str(installed["elsewhere"]), timeout=120)
+    assert result.returncode == 0, (name, result.stderr[-1000:])
+    own = result.stdout.split(script + ":")
+    assert len(own) == 2 and "  --" in own[1], name  # the tool's own flags come first
+
+
+@pytest.mark.slow
+def test_every_documented_module_helps_from_another_directory(installed):
+    for module in documented_modules():
+        result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True,
+                                env=installed["env"], cwd=str(installed["elsewhere"]), timeout=120)
+        assert result.returncode == 0, (module, result.stderr[-1000:])
+        assert "--" in result.stdout, module
+    assert os.listdir(installed["elsewhere"]) == []
+
+
+@pytest.mark.slow
+def test_installed_quickstart_runs_from_another_directory(installed):
+    """cleannet-quickstart (a few steps) runs every tool as an installed module; it used to
+    run util/heldout_train_data.py by a path that exists in a checkout only."""
+    work = installed["elsewhere"] / "qs"
+    result = subprocess.run([sys.executable, str(installed["target"] / "bin" / "cleannet-quickstart"),
+                             "--work_dir=%s" % work, "--n_step=30"], capture_output=True, text=True,
+                            env=installed["env"], cwd=str(installed["elsewhere"]), timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "$ python -m cleannet.tools.heldout_train_data" in result.stdout
+    assert "Label-noise detection error on the test samples:" in result.stdout
+    assert (work / "test_predictions.tsv").exists()
 
 
 def test_train_helpfull_lists_every_spec_flag_with_help():

@@ -1,6 +1,6 @@
 """Trains CleanNet with the original train.py's flags and defaults.
 
-    python train.py --data_dir=DATA --checkpoint_dir=MODEL/checkpoints/ --log_dir=MODEL/log/ \
+    python train.py --data_dir=DATA --checkpoint_dir=MODEL/checkpoints/ --log_dir=MODEL/log/ \\
         --val_interval=500 --batch_size_sup=32 --batch_size_unsup=32 --dropout_rate=0.2
 
 DATA holds train.npy, val.npy, ref.npy and (when --batch_size_unsup > 0) all.npy, as

@@ -236,7 +236,7 @@ def read_labels(path: str, field: str) -> np.ndarray:
         array = load_npy(path, field=field, ndim=1)
         if not (np.issubdtype(array.dtype, np.integer)
                 or (np.issubdtype(array.dtype, np.floating) and np.all(np.isfinite(array))
-                    and np.all(array == np.round(array)))):
+                    and np.all(array == np.round(array)) and np.all(np.abs(array) < 2.0 ** 63))):
             raise InputError("expected integer labels, got dtype %s" % array.dtype,
                              path=path, field=field)
         return array.astype(np.int64)

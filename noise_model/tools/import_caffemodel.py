@@ -3,7 +3,7 @@
 The command line of noise_model/model/caffe_import.py (the reading, the layouts and the copy).
 
 Command line:
-  python -m noise_model.import_caffemodel --caffemodel=bvlc_reference_caffenet.caffemodel \
+  python -m noise_model.import_caffemodel --caffemodel=bvlc_reference_caffenet.caffemodel \\
       --model=caffenet --output=caffenet.weights.h5 [--num_outputs=N] [--keep_bgr]
       [--exclude_layers=fc8]
 writes the built Keras model's weights (`model.save_weights`, atomically); load them with

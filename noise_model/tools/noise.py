@@ -3,11 +3,11 @@
 The command line of noise_model/data/noise.py (writes STEM.npy and STEM.txt, both atomically):
 
   python -m noise_model.noise --action=make_q --level=0.5 --num_classes=10 --seed=0 --output=q
-  python -m noise_model.noise --action=corrupt --labels=clean.txt --matrix_q=q.npy \
+  python -m noise_model.noise --action=corrupt --labels=clean.txt --matrix_q=q.npy \\
       --seed=1 --output=noisy
-  python -m noise_model.noise --action=estimate_c --clean_labels=clean.txt \
+  python -m noise_model.noise --action=estimate_c --clean_labels=clean.txt \\
       --noisy_labels=noisy.txt --num_classes=10 --output=c
-  python -m noise_model.noise --action=noise_types --clean_labels=clean.txt \
+  python -m noise_model.noise --action=noise_types --clean_labels=clean.txt \\
       --noisy_labels=noisy.txt --matrix_c=c.npy --output=types
 
 Label files are text (one integer per line) or 1-D `.npy`. Text matrices have one row
