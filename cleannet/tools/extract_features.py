@@ -106,12 +106,13 @@ def check_list(list_path: str, image_root: str, class_names: Sequence[str] | Non
       (start, stop, columns): the shard's row range and the list's column count (3 or 4).
 
     Raises:
-      InputError (list:line): a malformed row, a path leaving the root, a missing image file.
+      InputError (list:line): a malformed row, a duplicate key, a path leaving the root, a
+        missing image file.
     """
     from cleannet.image_input import resolve_image_path
 
     num_rows, columns = 0, None
-    for row in image_list.iter_list_rows(list_path, class_names):
+    for row in image_list.iter_list_rows(list_path, class_names, unique_keys=True):
         num_rows, columns = row.index + 1, len(row.fields)
         resolve_image_path(row.image_path, image_root, list_path, row.line, allow_absolute=False)
     start, stop = shard_range(num_rows, shard_index, num_shards)
