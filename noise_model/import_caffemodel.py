@@ -50,7 +50,7 @@ from google.protobuf import message as protobuf_message
 from noise_model import caffe_proto
 from noisylabels.errors import InputError, check_flag
 from noisylabels.flagutil import run_tool
-from noisylabels.fileio import atomic_path
+from noisylabels.fileio import atomic_path, refuse_output_equal_to_inputs
 
 if TYPE_CHECKING:  # for the type hints only: TensorFlow is loaded after the inputs are checked
     import keras
@@ -352,6 +352,7 @@ def define_flags() -> None:
 def main(argv: list[str]) -> None:
     del argv
     FLAGS = flags.FLAGS
+    refuse_output_equal_to_inputs({"output": FLAGS.output}, [("--caffemodel", FLAGS.caffemodel)])
     blobs = load_caffemodel(FLAGS.caffemodel)
     num_outputs = FLAGS.num_outputs
     if num_outputs is None and FLAGS.model != "caffenet_ntype":
