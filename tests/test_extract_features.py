@@ -436,6 +436,26 @@ def test_sigkill_then_rerun_gives_the_same_file(workspace, extracted, tmp_path):
     assert output.read_bytes() == extracted[0].read_bytes()
 
 
+@pytest.mark.slow
+def test_two_concurrent_runs_never_give_a_wrong_row(workspace, extracted, tmp_path):
+    """Two CLI runs on one output at once: one writes it, the other is refused (the lock, or
+    the finished output without --overwrite); the output equals an uninterrupted run's."""
+    output = tmp_path / "both.tsv"
+    args = [sys.executable, "util/extract_features.py", "--input_list=%s" % (workspace["root"] / "all_list.tsv"),
+            "--image_root=%s" % (workspace["root"] / "images"), "--output_file=%s" % output,
+            "--weights=%s" % workspace["weights"], "--batch_size=5"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    runs = [subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    results = [(run.wait(timeout=600), run.stderr.read()) for run in runs]
+    assert sorted(code for code, _ in results) == [0, 2], results
+    loser = [line for code, err in results if code == 2 for line in err.splitlines() if line.startswith("error:")]
+    assert len(loser) == 1 and ("%s.lock: is held by another run (pid " % output in loser[0]
+                                or "exists; pass --overwrite" in loser[0]), loser
+    assert output.read_bytes() == extracted[0].read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["both.tsv"]
+
+
 CLI_FLAG_ERRORS = [
     # id, flags ("{tmp}": tmp_path; a bare name leaves that flag out), parts of the one error line
     ("no_input_list", ["--input_list"], ["flag --input_list=None:", "must have a value other than None"]),
