@@ -88,7 +88,10 @@ def write_final(train_dir: str, checkpoint_path: str, iteration: int, metrics: D
 
 
 def remove_final(train_dir: str) -> None:
-    """Removes the `final.json` marker (a finished stage is being trained further)."""
+    """Removes the `final.json` marker (a finished stage is being trained further).
+
+    Called under the run directory's lock, after `read_final` read it as this stage's
+    marker (a damaged one is refused there, so it is never removed unread)."""
     path = os.path.join(train_dir, FINAL_FILE)
     if os.path.exists(path):
         os.remove(path)
