@@ -120,19 +120,21 @@ class FileLock:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as err:
                 raise InputError("cannot create the lock file (%s)" % (err.strerror or err), path=self.path) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+                os.close(fd)
+                self._refuse(holder or "another process")
+            if not _same_inode(fd, self.path):
+                os.close(fd)  # the holder before us removed it: lock the new file instead
+                continue
             text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
             if text and not _LOCK_TEXT.match(text):
                 os.close(fd)
                 raise InputError("exists and is not a lock file of these tools (expected 'pid N on HOST'); "
                                  "it was left as it is: move it away or choose another output", path=self.path)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                self._refuse(text or "another process")
-            if _same_inode(fd, self.path):
-                break
-            os.close(fd)  # the holder before us removed it: lock the new file instead
+            break
         os.ftruncate(fd, 0)
         os.pwrite(fd, ("pid %d on %s\n" % (os.getpid(), socket.gethostname())).encode(), 0)
         self._fd = fd

@@ -122,3 +122,22 @@ def test_best_model_json(tmp_path):
     with pytest.raises(InputError) as err:  # was None: a damaged record let a worse model replace the best
         run.best_info()
     assert "not JSON" in one_line(err.value, tmp_path / BEST_SUBDIR / BEST_INFO_FILE)
+
+
+def test_file_lock_refuses_a_second_holder_and_never_truncates_a_users_file(tmp_path):
+    from noisylabels.run_record import FileLock
+
+    lock_path = tmp_path / "out.lock"
+    with FileLock(str(lock_path), remove_on_release=True):
+        assert lock_path.read_text().startswith("pid %d on " % os.getpid())
+        with pytest.raises(InputError, match=r"out.lock: is held by another run \(pid %d on " % os.getpid()):
+            FileLock(str(lock_path)).acquire()
+    assert not lock_path.exists()  # removed by its holder at the end
+    lock_path.write_text("a user's notes")
+    with pytest.raises(InputError, match="is not a lock file of these tools"):
+        FileLock(str(lock_path)).acquire()
+    assert lock_path.read_text() == "a user's notes"
+    lock_path.write_text("pid 1 on otherhost\n")  # a lock a dead run left: taken over
+    with FileLock(str(lock_path)):
+        assert lock_path.read_text().startswith("pid %d on " % os.getpid())
+    assert lock_path.exists()  # kept: remove_on_release was not asked for
