@@ -58,3 +58,21 @@ def test_import_caffemodel_refuses_an_output_linked_to_its_caffemodel(tmp_path, 
     assert errors == ["error: %s: --output: is also --caffemodel (%s); writing it would destroy that input: choose "
                       "another output path" % (output, caffemodel)], result.stderr[-2000:]
     assert caffemodel.read_bytes() == b"\x0a\x03net"
+
+
+def test_clothing1m_refuses_an_output_that_is_one_of_its_lists(tmp_path):
+    """prepare_clothing1m writes OUT/clean_train.txt, ...; a link there to an input list is refused
+    before any list is read (no images are needed for that)."""
+    from noise_model import clothing1m
+
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / clothing1m.NOISY_KV).write_text("images/a.jpg 1\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    os.link(root / clothing1m.NOISY_KV, out / "test.txt")
+    with pytest.raises(InputError) as err:
+        clothing1m.prepare_clothing1m(str(root), str(out))
+    assert str(err.value).startswith("%s: --output_dir: is also a list of --data_root (%s)"
+                                     % (out / "test.txt", root / clothing1m.NOISY_KV))
+    assert (root / clothing1m.NOISY_KV).read_text() == "images/a.jpg 1\n"
