@@ -30,6 +30,7 @@ import numpy as np
 from cleannet.decision import RelativeDecision
 from noisylabels.errors import InputError
 from noisylabels.fileio import atomic_open
+from noisylabels.state_files import read_json_state
 
 if TYPE_CHECKING:
     from cleannet.numpy_model import NumpyCleanNet
@@ -166,11 +167,10 @@ def read_calibration(directory: str, checkpoint: str, class_score: str, calibrat
     if not os.path.exists(path):
         raise InputError("no %s: --decision=relative needs a calibrated margin; run %s"
                          % (CALIBRATION_FILE, calibrate_command), path=directory, field="--decision")
+    stored = read_json_state(path, "run %s" % calibrate_command)
     try:
-        with open(path) as f:
-            stored = json.load(f)
         calibration = Calibration(**{field.name: stored[field.name] for field in dataclasses.fields(Calibration)})
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (KeyError, TypeError) as err:
         raise InputError("unreadable calibration (%s); run %s" % (err, calibrate_command), path=path) from None
     numbers = [calibration.min_margin] + ([] if calibration.threshold is None else [calibration.threshold])
     if not all(is_finite_number(v) for v in numbers):

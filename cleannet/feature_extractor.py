@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import tensorflow as tf
 
 from cleannet.image_input import decode_rgb, preprocess_for, resize_if_needed
+from noisylabels.downloads import refuse_offline
 from noisylabels.errors import InputError
 
 if TYPE_CHECKING:
@@ -57,7 +58,8 @@ def build_backbone(backbone: str, weights: str | None, image_size: int) -> keras
       keras.Model: float32 [B, S, S, 3] preprocessed images → [B, feature_dim].
 
     Raises:
-      InputError: unknown backbone, missing weights file, or weights of another model.
+      InputError: unknown backbone, missing weights file, weights of another model, or
+        "imagenet" weights that cannot be downloaded (noisylabels/downloads.py).
     """
     import keras
 
@@ -66,10 +68,15 @@ def build_backbone(backbone: str, weights: str | None, image_size: int) -> keras
     if weights not in (None, "imagenet") and not os.path.isfile(weights):
         raise InputError("file not found (expected 'imagenet' or a .weights.h5 file)", path=weights,
                          field="--weights")
-    constructor = getattr(keras.applications, BACKBONES[backbone].application)
+    application = BACKBONES[backbone].application
+    constructor = getattr(keras.applications, application)
+    avoid = ("pass --weights=FILE.weights.h5 (weights saved from keras.applications.%s(include_top=False, "
+             "pooling='avg')), or run once where Keras can download them (it keeps them in ~/.keras/models)"
+             % application)
     try:
-        return constructor(include_top=False, weights=weights, pooling="avg",
-                           input_shape=(image_size, image_size, 3))
+        with refuse_offline("the ImageNet weights of %s" % application, avoid, "--weights"):
+            return constructor(include_top=False, weights=weights, pooling="avg",
+                               input_shape=(image_size, image_size, 3))
     except (ValueError, OSError, KeyError, TypeError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise InputError("cannot load these weights into %s(include_top=False, pooling='avg') (%s)"

@@ -9,16 +9,17 @@ Every row of a list has the same number of columns (the first row sets it). vlab
 (label correct), 0 (label wrong) or -1 (invalid). Blank lines are skipped (line numbers
 still count them), a UTF-8 byte-order mark and CR line ends are accepted. With the feature
 column appended, the rows are exactly the 4- and 5-column TSVs util/convert_data.py
-reads (the image path takes the url column). The list is read line by line: memory does
-not grow with its length.
+reads (the image path takes the url column). The list is read line by line with the
+shared line-length bound (noisylabels.fileio.iter_text_lines): memory does not grow with
+its length. `iter_list_rows(..., unique_keys=True)` (the first tool to read a list does
+this) also refuses a key that is on an earlier line, naming both lines.
 """
 
-import codecs
 import dataclasses
 from typing import Iterator, List, Optional, Sequence
 
 from noisylabels.errors import InputError
-from noisylabels.fileio import open_input
+from noisylabels.fileio import iter_text_lines
 
 LIST_COLUMNS = {3: "all", 4: "verified"}
 VLABELS = ("1", "0", "-1")
@@ -74,13 +75,14 @@ def _check_row(fields, columns, path, line, class_set):
 
 
 def iter_list_rows(path: str, class_names: Optional[Sequence[str]] = None, start: int = 0,
-                   stop: Optional[int] = None) -> Iterator[ListRow]:
+                   stop: Optional[int] = None, unique_keys: bool = False) -> Iterator[ListRow]:
     """Yields the rows [start, stop) of an image list, checked (module docstring), in order.
 
     Args:
       path: the list file.
       class_names: if given, every class_name must be one of them.
       start, stop: 0-based row range (non-blank lines); stop None: to the end.
+      unique_keys: also refuse a key seen on an earlier line (memory: a hash per row).
 
     Raises:
       InputError naming the file, the line and the field of the first bad row (rows
@@ -89,25 +91,34 @@ def iter_list_rows(path: str, class_names: Optional[Sequence[str]] = None, start
     class_set = set(class_names) if class_names is not None else None
     columns = None
     index = 0
-    with open_input(path) as f:
-        for line, raw in enumerate(f, 1):
-            if stop is not None and index >= stop:
-                return
-            if line == 1 and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8):]
-            try:
-                text = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError:
-                raise InputError("not valid UTF-8", path=path, line=line) from None
-            if not text.strip():
-                continue
-            fields = text.split("\t")
-            columns = len(fields) if columns is None else columns
-            _check_row(fields, columns, path, line, class_set)
-            if len(fields) == 4:
-                fields[3] = fields[3].strip()
-            if index >= start:
-                yield ListRow(index, line, fields)
-            index += 1
+    key_hashes = set()
+    for line, text in iter_text_lines(path):
+        if stop is not None and index >= stop:
+            return
+        if not text.strip():
+            continue
+        fields = text.split("\t")
+        columns = len(fields) if columns is None else columns
+        _check_row(fields, columns, path, line, class_set)
+        if unique_keys:
+            if hash(fields[0]) in key_hashes:
+                _check_duplicate(path, fields[0], line)
+            key_hashes.add(hash(fields[0]))
+        if len(fields) == 4:
+            fields[3] = fields[3].strip()
+        if index >= start:
+            yield ListRow(index, line, fields)
+        index += 1
     if columns is None:
         raise InputError("no rows (the list is empty)", path=path)
+
+
+def _check_duplicate(path, key, line):
+    """Raises InputError when `key` is on a line before `line` (a hash match is confirmed
+    by reading the list again up to `line`)."""
+    for earlier, text in iter_text_lines(path):
+        if earlier >= line:
+            return
+        if text.split("\t", 1)[0] == key and text.strip():
+            raise InputError("duplicate key %r (first on line %d); every key of a list must be unique"
+                             % (key, earlier), path=path, line=line, field="key")

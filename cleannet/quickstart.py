@@ -26,15 +26,19 @@ What it does, through the same public tools a user runs:
    accuracies (on the true labels) side by side.
 
 The settings (--noise_rate, --n_step, --num_ref, --seed) are recorded in
-WORK_DIR/quickstart_settings.json. A re-run with the same settings reuses the trained model;
-with other settings it first deletes what an earlier quickstart created there (the names
-in CREATED, nothing else), so it never reports a stale model.
+WORK_DIR/quickstart_settings.json, the quickstart's ownership marker (its tool name, a
+format version and the settings: noisylabels/state_files.py). A re-run with the same
+settings reuses the trained model; with other settings it first deletes what an earlier
+quickstart created there (the names in CREATED, nothing else), so it never reports a stale
+model. Only that marker proves a work directory is the quickstart's: files of those names
+without it (an empty quickstart.log left by `| tee`, a user's data/) are refused, never
+deleted. One quickstart per work directory at a time (WORK_DIR/quickstart.lock).
 """
 
+import atexit
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -45,6 +49,9 @@ from absl import flags, logging
 
 from noisylabels.console import load_tensorflow
 from noisylabels import flagutil
+from noisylabels.errors import InputError
+from noisylabels.run_record import FileLock
+from noisylabels.state_files import delete_owned, read_marker, write_marker
 
 FLAGS = flags.FLAGS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,8 +69,10 @@ def define_flags() -> None:
 
 VERIFIED_CLASSES = range(5)  # digits 0-4 keep verification labels; 5-9 have none
 THRESHOLD = 0.1  # the paper's (and inference.py's default --val_sim_thres)
-SETTINGS_FILE = "quickstart_settings.json"
+SETTINGS_FILE = "quickstart_settings.json"  # the quickstart's ownership marker
 LOG_FILE = "quickstart.log"
+LOCK_FILE = "quickstart.lock"
+TOOL = "cleannet.quickstart"
 # Everything the quickstart writes in its work dir (test_predictions.txt: earlier versions).
 CREATED = ("tsv", "data", "train", "test_predictions.tsv", "test_predictions.txt", "train_predictions.txt",
            "train_weights.tsv", "train_weights_relative.tsv", LOG_FILE, SETTINGS_FILE)
@@ -135,35 +144,38 @@ def write_tsvs(work_dir: str, seed: int, noise_rate: float) -> tuple[np.ndarray,
     return (noisy[test] == labels[test]), noisy[test], labels[test]
 
 
+def hold_work_dir(work_dir: str) -> FileLock:
+    """Creates work_dir and locks it for the life of this process (one quickstart per work
+    dir at a time; a second is refused with one line naming the lock)."""
+    os.makedirs(work_dir, exist_ok=True)
+    lock = FileLock(os.path.join(work_dir, LOCK_FILE), remedy="wait for it to end or pick another --work_dir",
+                    remove_on_release=True)
+    lock.acquire()
+    atexit.register(lock.release, remove=True)
+    return lock
+
+
 def prepare_work_dir(work_dir: str, settings: dict) -> str:
     """Makes work_dir ready for a run with `settings` (a dict); returns what it did.
 
-    Same recorded settings: "reuse". Other settings, or none recorded by an earlier
-    quickstart (its log is there): the names in CREATED are deleted, "fresh". Files of
-    ours without a quickstart log: refused (they may be someone else's), SystemExit 2.
+    Same recorded settings: "reuse". Other settings recorded in the quickstart's marker:
+    the names in CREATED are deleted, "fresh". Names of CREATED without that marker: refused
+    (they may be someone else's; an empty quickstart.log proves nothing), InputError.
     """
     os.makedirs(work_dir, exist_ok=True)
     settings_path = os.path.join(work_dir, SETTINGS_FILE)
-    present = [name for name in CREATED if os.path.lexists(os.path.join(work_dir, name))]
+    present = [name for name in CREATED if name != SETTINGS_FILE and os.path.lexists(os.path.join(work_dir, name))]
+    proof = read_marker(settings_path, TOOL, "remove it, or pick another --work_dir")
     outcome = "new"
-    if os.path.exists(settings_path):
-        with open(settings_path) as f:
-            outcome = "reuse" if json.load(f) == settings else "fresh"
-    elif present and LOG_FILE not in present:
-        print("quickstart: %s holds %s, not recorded as the quickstart's; remove them or pick another --work_dir"
-              % (work_dir, ", ".join(present)), file=sys.stderr)
-        sys.exit(2)
-    elif present:
-        outcome = "fresh"
+    if proof is None and present:
+        raise InputError("holds %s, but no %s of an earlier quickstart proves they are the quickstart's; nothing "
+                         "was deleted: remove them or pick another --work_dir" % (", ".join(present), SETTINGS_FILE),
+                         path=work_dir, field="--work_dir")
+    if proof is not None:
+        outcome = "reuse" if proof.settings == settings else "fresh"
     if outcome == "fresh":
-        for name in present:
-            path = os.path.join(work_dir, name)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            else:
-                os.remove(path)
-    with open(settings_path, "w") as f:
-        json.dump(settings, f, sort_keys=True)
+        delete_owned([os.path.join(work_dir, name) for name in present], proof)
+    write_marker(settings_path, TOOL, settings)
     return outcome
 
 
@@ -352,6 +364,7 @@ def main(argv: list[str]) -> None:
     started = time.time()
     work_dir = os.path.abspath(FLAGS.work_dir)
     settings = settings_from_flags()
+    hold_work_dir(work_dir)
     if prepare_work_dir(work_dir, settings) == "fresh":
         print("quickstart: new settings %s: started afresh in %s" % (json.dumps(settings, sort_keys=True), work_dir))
     log = os.path.join(work_dir, LOG_FILE)

@@ -49,7 +49,7 @@ import numpy as np
 
 from cleannet import feature_text
 from noisylabels.errors import InputError
-from noisylabels.fileio import open_input
+from noisylabels.fileio import iter_text_lines, open_input
 
 # Allowed column counts per kind of TSV file.
 COLUMNS = {"verified": (4, 5), "all": (3, 4), "ref": (3,)}
@@ -106,22 +106,16 @@ def read_class_list(path: str | os.PathLike) -> List[str]:
       InputError: missing or empty file, empty or duplicate name, a tab in a name.
     """
     path = os.fspath(path)
-    data = _read_bytes(path)
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data[:err.start].count(b"\n") + 1
-        raise InputError("not valid UTF-8", path=path, line=line) from None
-    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines:
-        raise InputError("empty class list (no class names)", path=path)
+    names: List[str] = []
     first_line_of = {}
-    for line_no, name in enumerate(lines, 1):
+    first_blank = None
+    for line_no, name in iter_text_lines(path):  # the shared line-length bound, streamed
         if not name.strip():
+            first_blank = first_blank or line_no
+            continue
+        if first_blank is not None:
             raise InputError("empty class name (empty lines are allowed only at the end)",
-                             path=path, line=line_no, field="class_name")
+                             path=path, line=first_blank, field="class_name")
         if "\t" in name:
             raise InputError("class name %r contains a tab" % name, path=path, line=line_no,
                              field="class_name")
@@ -130,7 +124,10 @@ def read_class_list(path: str | os.PathLike) -> List[str]:
                              % (name, first_line_of[name]), path=path, line=line_no,
                              field="class_name")
         first_line_of[name] = line_no
-    return lines
+        names.append(name)
+    if not names:
+        raise InputError("empty class list (no class names)", path=path)
+    return names
 
 
 def make_class_to_id(class_names: Sequence[str]) -> dict[str, int]:
@@ -175,11 +172,6 @@ def iter_tsv_chunks(path: str | os.PathLike, kind: str, class_to_id: Mapping[str
         yield chunk
     if rows == 0:
         raise InputError("no rows (the file is empty)", path=path)
-
-
-def _read_bytes(path):
-    with open_input(path) as f:
-        return f.read()
 
 
 @dataclasses.dataclass

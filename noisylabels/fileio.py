@@ -133,7 +133,7 @@ def refuse_output_equal_to_inputs(output_paths: Mapping[str, str | None],
     outputs = [(flag, out) for flag, out in output_paths.items() if out]
     for i, (flag, out) in enumerate(outputs):
         for what, source in inputs + [("--" + other, p) for other, p in outputs[:i]]:
-            if _same_file(out, source):
+            if same_file(out, source):
                 raise InputError("is also %s (%s); writing it would destroy that input: choose "
                                  "another output path" % (what, source), path=out, field="--" + flag)
 
@@ -148,13 +148,21 @@ def tf_checkpoint_files(directory: str | None) -> list[tuple[str, str]]:
     return [("a checkpoint file of %s" % directory, os.path.join(directory, n)) for n in names]
 
 
-def _same_file(a, b):
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether paths `a` and `b` name the same file, before either is opened for writing.
+
+    True when they resolve to the same path (symbolic links anywhere in either path and
+    `..` resolved, so an output that does not exist yet but lies in a symlinked directory
+    is found too) or, both existing, when they are the same device and inode (a hard
+    link). The one test every output-vs-input check uses.
+    """
     if os.path.realpath(a) == os.path.realpath(b):
         return True
     try:
-        return os.path.samefile(a, b)
+        first, second = os.stat(a), os.stat(b)
     except OSError:
         return False
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
 
 
 @contextlib.contextmanager

@@ -33,6 +33,7 @@ from noisylabels import distribution
 from noisylabels.errors import DamagedCheckpointError, InputError, TrainingError
 from noisylabels.fileio import atomic_open
 from noisylabels.run_record import DirectoryLock, check_record
+from noisylabels.state_files import read_json_state
 
 BEST_SUBDIR = "best"
 BEST_INFO_FILE = "best_model.json"
@@ -191,12 +192,12 @@ class RunDirectory:
                              path=manager.directory) from None
 
     def best_info(self) -> Optional[dict]:
-        """best/best_model.json as a dict, or None when absent or unreadable."""
-        try:
-            with open(os.path.join(self.best_dir, BEST_INFO_FILE), encoding="utf-8") as f:
-                return dict(json.load(f))
-        except (OSError, ValueError, TypeError):
+        """best/best_model.json as a dict, or None when absent (InputError when damaged)."""
+        path = os.path.join(self.best_dir, BEST_INFO_FILE)
+        if not os.path.exists(path):
             return None
+        return read_json_state(path, "delete it (and %s/ if its model is not needed): the best copy is then chosen "
+                                     "again from the next evaluations" % self.best_dir)
 
     def _check_finite(self, step: int) -> None:
         for variable in self.checkpoint_variables():

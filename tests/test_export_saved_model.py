@@ -132,6 +132,54 @@ def test_export_never_deletes_a_non_empty_directory(trained, tmp_path):
     assert sorted(n for n in os.listdir(tmp_path) if n.startswith(".")) == []
 
 
+def test_overwrite_never_replaces_savedmodel_entries_it_cannot_prove_it_wrote(trained, tmp_path):
+    """Issue 17: --overwrite into a directory the user made deleted its assets/ and variables/."""
+    from noisylabels.errors import InputError
+
+    mine = tmp_path / "mine"
+    (mine / "assets").mkdir(parents=True)
+    (mine / "assets" / "vocab.txt").write_text("user's vocabulary")
+    (mine / "variables").mkdir()
+    (mine / "variables" / "notes.txt").write_text("user's notes")
+    with pytest.raises(InputError) as err:
+        _export_in_process(trained, mine, overwrite=True)
+    assert str(err.value).startswith("%s: --export_dir: holds assets, variables, but no owner.json" % mine)
+    assert (mine / "assets" / "vocab.txt").read_text() == "user's vocabulary"
+    assert (mine / "variables" / "notes.txt").read_text() == "user's notes"
+    assert sorted(os.listdir(mine)) == ["assets", "variables"]
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".")] == []
+
+
+@pytest.mark.parametrize("marker", [b"", b'{"tool": "export_sav', b'{"tool": "someone_else", "format_version": 1, '
+                                    b'"settings": {}}'], ids=["empty", "truncated", "other_tool"])
+def test_overwrite_with_a_marker_that_proves_nothing_is_one_line(trained, tmp_path, marker):
+    from noisylabels.errors import InputError
+
+    target = tmp_path / "exported"
+    _export_in_process(trained, target)
+    (target / "owner.json").write_bytes(marker)
+    before = (target / "saved_model.pb").read_bytes()
+    with pytest.raises(InputError) as err:
+        _export_in_process(trained, target, overwrite=True)
+    assert str(err.value).startswith("%s: " % (target / "owner.json")) and "\n" not in str(err.value)
+    assert (target / "saved_model.pb").read_bytes() == before and (target / "owner.json").read_bytes() == marker
+
+
+def test_overwrite_replaces_a_proven_export_and_keeps_the_rest(trained, tmp_path):
+    import json
+
+    target = tmp_path / "exported"
+    _export_in_process(trained, target)
+    marker = json.loads((target / "owner.json").read_text())
+    assert marker["tool"] == "export_saved_model" and marker["settings"]["img_dim"] == IMG_DIM
+    (target / "variables" / "stale.bin").write_bytes(b"from an older export")
+    (target / "README.txt").write_text("mine")
+    _export_in_process(trained, target, overwrite=True)
+    assert not (target / "variables" / "stale.bin").exists()  # the proven earlier export was replaced whole
+    assert (target / "README.txt").read_text() == "mine"
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".")] == []
+
+
 def test_export_is_readable_by_other_users(trained, tmp_path):
     """Directories 0755 and files 0644 under umask 022 (a server may run as another user)."""
     import stat

@@ -180,16 +180,151 @@ def test_resume_after_interruption_gives_the_same_file(workspace, extracted, tmp
 _original_finish = extract_features._Extraction.finish_batch
 
 
-def test_resume_refuses_other_settings(workspace, tmp_path):
+def _state_of_other_settings(workspace, output, **changes):
+    """A resume state the extractor wrote with other settings: one batch of 5 garbage rows."""
+    settings = dict(input_list=str(workspace["root"] / "all_list.tsv"), image_root=str(workspace["root"] / "images"),
+                    backbone="resnet50", image_size=SIZE, batch_size=5, shard=[0, 1], weights=workspace["weights"])
+    store = partial_features.PartialFeatures(str(output), dict(settings, **changes), 2048)
+    store.open()
+    store.append(5, np.full((5, 2048), 7.0, np.float32), [], "dog_1")
+    store.close()
+
+
+def test_resume_state_of_other_settings_is_replaced_with_a_notice(workspace, extracted, tmp_path, caplog):
+    output = tmp_path / "o.tsv"
+    _state_of_other_settings(workspace, output, image_size=64)
+    run_extract(workspace, output)
+    assert output.read_bytes() == extracted[0].read_bytes()  # no garbage row from the old state
+    notices = [r.getMessage() for r in caplog.records if "replacing the unfinished extraction" in r.getMessage()]
+    assert len(notices) == 1 and "image_size=64" in notices[0]
+    assert sorted(os.listdir(tmp_path)) == ["o.tsv"]
+
+
+def test_resume_state_with_another_batch_size_is_resumed(workspace, extracted, tmp_path, monkeypatch):
+    output = tmp_path / "o.tsv"
+    _state_of_other_settings(workspace, output, batch_size=5)
+    calls = []
+    monkeypatch.setattr(extract_features._Extraction, "finish_batch",
+                        lambda self, rows, *a: (calls.append(len(rows)), _original_finish(self, rows, *a)))
+    run_extract(workspace, output, batch_size=7)
+    assert calls == [7]  # rows 5..11 only: the 5 stored rows were kept
+    metas, features = read_feature_tsv(output)
+    assert [m[0] for m in metas] == [r[0] for r in workspace["rows"]]
+    np.testing.assert_array_equal(features[:5], 7.0)  # the stored rows, as stored
+
+
+def test_resume_state_from_another_list_is_replaced(workspace, extracted, tmp_path):
     output = tmp_path / "o.tsv"
     settings = dict(input_list=str(workspace["root"] / "all_list.tsv"), image_root=str(workspace["root"] / "images"),
-                    backbone="resnet50", image_size=SIZE, batch_size=7, shard=[0, 1], weights=workspace["weights"])
+                    backbone="resnet50", image_size=SIZE, batch_size=5, shard=[0, 1], weights=workspace["weights"])
     store = partial_features.PartialFeatures(str(output), settings, 2048)
     store.open()
+    store.append(5, np.full((5, 2048), 7.0, np.float32), [], "not_a_key_of_the_list")
     store.close()
-    with pytest.raises(InputError, match="batch_size=7"):
+    run_extract(workspace, output)
+    assert output.read_bytes() == extracted[0].read_bytes()
+
+
+@pytest.mark.parametrize("log, features", [
+    (b"", None),  # an empty log (e.g. `touch`)
+    (b"my notes\n", b"my data"),  # a user's files of those names
+    (b'# {"tool": "other_tool", "format_version": 1, "settings": {}}\n', b""),
+    (None, b"my data"),  # a features file without its log
+], ids=["empty_log", "user_files", "other_tools_marker", "features_without_log"])
+def test_files_the_extractor_did_not_write_are_refused_untouched(workspace, tmp_path, log, features):
+    output = tmp_path / "o.tsv"
+    paths = {str(output) + ".partial": log, str(output) + ".partial.features": features}
+    for path, content in paths.items():
+        if content is not None:
+            open(path, "wb").write(content)
+    with pytest.raises(InputError, match="proves"):
         run_extract(workspace, output)
+    for path, content in paths.items():
+        assert (open(path, "rb").read() if os.path.exists(path) else None) == content
+    assert not output.exists() and not os.path.exists(str(output) + ".lock")
+
+
+def test_damaged_resume_state_of_ours_is_replaced(workspace, extracted, tmp_path):
+    output = tmp_path / "o.tsv"
+    _state_of_other_settings(workspace, output)
+    with open(str(output) + ".partial", "a") as f:
+        f.write("garbage\tline\n")
+    run_extract(workspace, output)
+    assert output.read_bytes() == extracted[0].read_bytes()
+
+
+def test_second_run_on_the_same_output_is_refused_naming_the_lock(workspace, tmp_path):
+    from noisylabels.run_record import FileLock
+
+    output = tmp_path / "o.tsv"
+    _state_of_other_settings(workspace, output)
+    before = {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path)}
+    with FileLock(str(output) + ".lock"):  # the first run, still running
+        with pytest.raises(InputError) as err:
+            run_extract(workspace, output)
+        assert str(err.value).startswith("%s.lock: is held by another run (pid %d" % (output, os.getpid()))
+        assert {n: (tmp_path / n).read_bytes() for n in before} == before
     assert not output.exists()
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink", "symlinked_directory"])
+def test_output_reaching_an_input_through_a_link_is_refused(workspace, tmp_path, link):
+    listing = tmp_path / "list.tsv"
+    listing.write_bytes((workspace["root"] / "all_list.tsv").read_bytes())
+    original = listing.read_bytes()
+    if link == "symlinked_directory":
+        os.symlink(tmp_path, tmp_path / "alias")
+        output = tmp_path / "alias" / "list.tsv"
+    else:
+        output = tmp_path / "out.tsv"
+        (os.symlink if link == "symlink" else os.link)(listing, output)
+    with pytest.raises(InputError, match="is also --input_list"):
+        extract(str(listing), str(output), weights=workspace["weights"], image_root=str(workspace["root"] / "images"),
+                overwrite=True)
+    assert listing.read_bytes() == original
+    assert sorted(os.listdir(tmp_path)) == sorted(["list.tsv"] + (["alias"] if "directory" in link else ["out.tsv"]))
+
+
+def test_imagenet_weights_offline_one_line_nothing_left(workspace, tmp_path, monkeypatch):
+    """No network: Keras' fetch is made to fail as it does offline, with an empty Keras cache."""
+    import urllib.error
+
+    from keras.src.backend import config
+    from keras.src.utils import file_utils
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    monkeypatch.setattr(file_utils, "urlretrieve", offline)
+    monkeypatch.setattr(config, "keras_home", lambda: str(tmp_path / "keras_home"))
+    out_dir = tmp_path / "out"
+    with pytest.raises(InputError) as err:
+        extract(str(workspace["root"] / "all_list.tsv"), str(out_dir / "all.tsv"), weights="imagenet",
+                image_root=str(workspace["root"] / "images"))
+    message = str(err.value)
+    assert message.startswith("--weights: cannot download the ImageNet weights of ResNet50 (URL fetch failure on ")
+    assert "pass --weights=FILE.weights.h5" in message and "\n" not in message
+    assert not out_dir.exists()  # no partial files, no lock, not even the directory
+    # The corrected command then runs, with nothing to delete first.
+    result = extract(str(workspace["root"] / "all_list.tsv"), str(out_dir / "all.tsv"), weights=workspace["weights"],
+                     image_root=str(workspace["root"] / "images"), batch_size=5)
+    assert result.rows == 12 and sorted(os.listdir(out_dir)) == ["all.tsv"]
+
+
+def test_imagenet_weights_offline_cli_exit_2(workspace, tmp_path):
+    """The command line offline: a proxy on a closed local port makes every fetch fail at once."""
+    listing = workspace["root"] / "all_list.tsv"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_HOME=str(tmp_path / "keras_home"),
+               https_proxy="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9", no_proxy="",
+               HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", NO_PROXY="")
+    args = [sys.executable, "util/extract_features.py", "--input_list=%s" % listing,
+            "--image_root=%s" % (workspace["root"] / "images"), "--output_file=%s" % (tmp_path / "out" / "all.tsv")]
+    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot download the ImageNet weights of ResNet50" in errors[0], result.stderr[-3000:]
+    assert "--weights=FILE.weights.h5" in errors[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def write_bad_list(ws, tmp_path, path_column):
@@ -301,6 +436,26 @@ def test_sigkill_then_rerun_gives_the_same_file(workspace, extracted, tmp_path):
     assert output.read_bytes() == extracted[0].read_bytes()
 
 
+@pytest.mark.slow
+def test_two_concurrent_runs_never_give_a_wrong_row(workspace, extracted, tmp_path):
+    """Two CLI runs on one output at once: one writes it, the other is refused (the lock, or
+    the finished output without --overwrite); the output equals an uninterrupted run's."""
+    output = tmp_path / "both.tsv"
+    args = [sys.executable, "util/extract_features.py", "--input_list=%s" % (workspace["root"] / "all_list.tsv"),
+            "--image_root=%s" % (workspace["root"] / "images"), "--output_file=%s" % output,
+            "--weights=%s" % workspace["weights"], "--batch_size=5"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    runs = [subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    results = [(run.wait(timeout=600), run.stderr.read()) for run in runs]
+    assert sorted(code for code, _ in results) == [0, 2], results
+    loser = [line for code, err in results if code == 2 for line in err.splitlines() if line.startswith("error:")]
+    assert len(loser) == 1 and ("%s.lock: is held by another run (pid " % output in loser[0]
+                                or "exists; pass --overwrite" in loser[0]), loser
+    assert output.read_bytes() == extracted[0].read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["both.tsv"]
+
+
 CLI_FLAG_ERRORS = [
     # id, flags ("{tmp}": tmp_path; a bare name leaves that flag out), parts of the one error line
     ("no_input_list", ["--input_list"], ["flag --input_list=None:", "must have a value other than None"]),
@@ -315,7 +470,11 @@ CLI_FLAG_ERRORS = [
     ("missing_list", ["--input_list={tmp}/none.tsv"], ["{tmp}/none.tsv: --input_list: file not found"]),
     ("missing_class_list", ["--class_list={tmp}/none.txt"], ["{tmp}/none.txt: --class_list: file not found"]),
     ("image_root_not_a_directory", ["--image_root={tmp}/none"], ["--image_root: not a directory: {tmp}/none"]),
-    ("output_exists", ["--output_file={tmp}/list.tsv"], ["--output_file: must not be an input file"]),
+    ("output_is_the_input", ["--output_file={tmp}/list.tsv"], ["{tmp}/list.tsv: --output_file: is also --input_list"]),
+    ("output_is_a_symlink_to_the_input", ["--output_file={tmp}/link.tsv"],
+     ["{tmp}/link.tsv: --output_file: is also --input_list"]),
+    ("output_is_a_hard_link_to_the_input", ["--output_file={tmp}/hard.tsv"],
+     ["{tmp}/hard.tsv: --output_file: is also --input_list"]),
 ]
 
 
@@ -326,8 +485,11 @@ def test_cli_flag_and_path_errors_come_before_tensorflow(tmp_path, args, expecte
     exit status 2, and TensorFlow is never imported (python's import-time report lists every
     module imported)."""
     (tmp_path / "list.tsv").write_text("k1\ta.png\tcat\n")
+    os.symlink(tmp_path / "list.tsv", tmp_path / "link.tsv")
+    os.link(tmp_path / "list.tsv", tmp_path / "hard.tsv")
     defaults = {"--input_list": "--input_list=%s" % (tmp_path / "list.tsv"),
                 "--output_file": "--output_file=%s" % (tmp_path / "out.tsv")}
     error = run_flag_error_without_tensorflow("util/extract_features.py", defaults, args, tmp_path)
     assert all(part.format(tmp=tmp_path) in error for part in expected), error
-    assert os.listdir(tmp_path) == ["list.tsv"]
+    assert sorted(os.listdir(tmp_path)) == ["hard.tsv", "link.tsv", "list.tsv"]
+    assert (tmp_path / "list.tsv").read_text() == "k1\ta.png\tcat\n"

@@ -95,9 +95,9 @@ def test_bad_input_names_file_and_line_and_writes_nothing(files, edit, where, wo
 def test_refuses_to_overwrite_inputs_and_existing_outputs(files):
     image_list, predictions, tmp = files
     before = image_list.read_text()
-    with pytest.raises(InputError, match="must not be an input"):
+    with pytest.raises(InputError, match="--output_file: is also --image_list"):
         make_cleaned_list(str(image_list), str(predictions), str(image_list))
-    with pytest.raises(InputError, match="must not be an input"):
+    with pytest.raises(InputError, match="--summary_file: is also --predictions"):
         make_cleaned_list(str(image_list), str(predictions), str(tmp / "o.tsv"), summary_file=str(predictions))
     assert image_list.read_text() == before
     (tmp / "o.tsv").write_text("mine")
@@ -105,6 +105,31 @@ def test_refuses_to_overwrite_inputs_and_existing_outputs(files):
         make_cleaned_list(str(image_list), str(predictions), str(tmp / "o.tsv"))
     make_cleaned_list(str(image_list), str(predictions), str(tmp / "o.tsv"), overwrite=True)
     assert (tmp / "o.tsv").read_text().startswith("a1\t")
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_an_output_reaching_an_input_through_a_link_is_refused(files, link):
+    """Issue 17: the same-file check also sees hard links (same device and inode)."""
+    image_list, predictions, tmp = files
+    before = predictions.read_bytes()
+    (os.symlink if link == "symlink" else os.link)(predictions, tmp / "alias.tsv")
+    with pytest.raises(InputError, match="--summary_file: is also --predictions"):
+        make_cleaned_list(str(image_list), str(predictions), str(tmp / "o.tsv"), summary_file=str(tmp / "alias.tsv"),
+                          overwrite=True)
+    assert predictions.read_bytes() == before and not (tmp / "o.tsv").exists()
+
+
+def test_a_prediction_line_longer_than_the_shared_bound_is_refused_unread(files):
+    from noisylabels.fileio import MAX_TEXT_LINE_BYTES
+
+    image_list, predictions, tmp = files
+    lines = predictions.read_text().count("\n")
+    with open(predictions, "a") as f:
+        f.write("x" * (MAX_TEXT_LINE_BYTES + 1) + "\n")
+    with pytest.raises(InputError) as err:
+        make_cleaned_list(str(image_list), str(predictions), str(tmp / "o.tsv"))
+    assert str(err.value) == ("%s:%d: --predictions: line longer than %d bytes, more than a valid line can be"
+                              % (predictions, lines + 1, MAX_TEXT_LINE_BYTES))
 
 
 def test_cli_prints_summary_and_exits_2_on_bad_input(files):

@@ -24,13 +24,21 @@ sample (the batch is still scored; NaN compares false with any threshold).
 
 The SavedModel is written to a temporary directory beside --export_dir and moved into
 place when complete, readable by other users (directories 0755, files 0644 under umask
-022). A non-empty --export_dir is refused unless --overwrite is given; even then only
-the SavedModel's own entries (saved_model.pb, variables/, assets/, fingerprint.pb) are
-replaced, and nothing else in the directory is touched.
+022), with an ownership marker `owner.json` (this tool's name, a format version, the
+settings). A non-empty --export_dir is refused unless --overwrite is given; even then an
+existing entry is replaced only when that marker proves an earlier export wrote the
+directory, and only the SavedModel's own entries (saved_model.pb, variables/, assets/,
+fingerprint.pb, owner.json); nothing else in the directory is touched. Without the proof
+(a directory the user made that holds e.g. assets/) the export is refused with one line
+listing what it would have replaced.
+
+From Python: `export_with(ExportConfig(...))` (or `export_saved_model(...)`); only
+`main`, `run`, `define_flags` and `config_from_flags` read the flags.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -48,11 +56,24 @@ if TYPE_CHECKING:
 
     from cleannet.model import CleanNet
 
-FLAGS = flags.FLAGS
-
-# The entries tf.saved_model.save writes: all that --overwrite may replace.
+TOOL = "export_saved_model"
+# The entries tf.saved_model.save writes and the marker: all that --overwrite may replace.
 SAVED_MODEL_ENTRIES = ("saved_model.pb", "saved_model.pbtxt", "variables", "assets", "assets.extra",
-                       "fingerprint.pb")
+                       "fingerprint.pb", output_dir.OWNER_MARKER)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """An export's settings: the command-line flags of the same names (module docstring)."""
+
+    checkpoint_dir: str
+    data_dir: str
+    class_list: str
+    export_dir: str
+    img_dim: int
+    num_ref: int
+    embed_norm: str = "log"
+    overwrite: bool = False
 
 
 def build_serving_module(model: CleanNet, class_embeddings: np.ndarray, class_names: Sequence[str]) -> tf.Module:
@@ -118,43 +139,69 @@ def load_model(checkpoint_dir: str, img_dim: int, num_ref: int, embed_norm: str)
 
 def export_saved_model(checkpoint_dir: str, data_dir: str, class_list: str, export_dir: str, img_dim: int,
                        num_ref: int, embed_norm: str = "log", overwrite: bool = False) -> tuple[str, int]:
+    """`export_with(ExportConfig(...))` with the same arguments."""
+    return export_with(ExportConfig(checkpoint_dir, data_dir, class_list, export_dir, img_dim, num_ref, embed_norm,
+                                    overwrite))
+
+
+def check_export_dir(config: ExportConfig):
+    """Refuses --export_dir when it is a file, non-empty without --overwrite, or (with it)
+    holds SavedModel entries no marker of this tool proves it wrote. Returns the proof or
+    None (os.path checks only: they come before TensorFlow loads)."""
+    export_dir = os.path.abspath(config.export_dir)
+    output_dir.check_output_directory(export_dir, "--export_dir", config.overwrite,
+                                      "pass --overwrite to replace an earlier export in it (other files are kept)")
+    if not os.path.isdir(export_dir):
+        return None
+    proof = output_dir.ownership(export_dir, TOOL)
+    present = sorted(n for n in SAVED_MODEL_ENTRIES if os.path.lexists(os.path.join(export_dir, n)))
+    if present and proof is None:
+        raise InputError("holds %s, but no %s of an earlier export proves this tool wrote them; nothing was "
+                         "replaced: move them away or choose another --export_dir"
+                         % (", ".join(present), output_dir.OWNER_MARKER), path=export_dir, field="--export_dir")
+    return proof
+
+
+def export_with(config: ExportConfig) -> tuple[str, int]:
     """Restores CleanNet from checkpoint_dir and writes the SavedModel to export_dir atomically.
 
     Args:
-      checkpoint_dir: a train.py checkpoint directory (or its best/ subdirectory).
-      data_dir: holds ref.npy [C, num_ref, img_dim].
-      class_list: the class list (C names).
-      export_dir: the SavedModel directory to create; a non-empty one is refused unless
-        `overwrite`, and then only the SavedModel's entries in it are replaced.
-      img_dim, num_ref, embed_norm: the model configuration (checked against the checkpoint).
-      overwrite: the user's explicit permission to replace a SavedModel in export_dir.
+      config: checkpoint_dir: a train.py checkpoint directory (or its best/ subdirectory);
+        data_dir: holds ref.npy [C, num_ref, img_dim]; class_list: the class list (C
+        names); export_dir: the SavedModel directory (module docstring for what an
+        existing one needs); img_dim, num_ref, embed_norm: the model configuration
+        (checked against the checkpoint); overwrite: the user's explicit permission to
+        replace an earlier export in export_dir.
 
     Returns:
       (export_dir, global step of the restored checkpoint).
     """
     from cleannet import datafiles, tsv_reader
 
-    export_dir = os.path.abspath(export_dir)
-    output_dir.check_output_directory(export_dir, "--export_dir", overwrite,
-                                      "pass --overwrite to replace the SavedModel in it (other files are kept)")
-    class_names = tsv_reader.read_class_list(class_list)
-    reference = datafiles.load_ref(os.path.join(data_dir, "ref.npy"), img_dim, num_ref)
+    export_dir = os.path.abspath(config.export_dir)
+    proof = check_export_dir(config)
+    class_names = tsv_reader.read_class_list(config.class_list)
+    reference = datafiles.load_ref(os.path.join(config.data_dir, "ref.npy"), config.img_dim, config.num_ref)
     if len(class_names) != reference.shape[0]:
         raise InputError("has %d classes but ref.npy has %d" % (len(class_names), reference.shape[0]),
-                         path=class_list)
-    model, step = load_model(checkpoint_dir, img_dim, num_ref, embed_norm)
+                         path=config.class_list)
+    model, step = load_model(config.checkpoint_dir, config.img_dim, config.num_ref, config.embed_norm)
     from cleannet.numpy_model import NumpyCleanNet
     from cleannet.scoring import ClassEmbeddingScorer
     class_embeddings = ClassEmbeddingScorer(NumpyCleanNet.from_keras(model), reference).class_embeddings
     module = build_serving_module(model, class_embeddings, class_names)
-    _save_and_publish(module, export_dir)
+    settings = dict(checkpoint_dir=os.path.abspath(config.checkpoint_dir), step=int(step), img_dim=config.img_dim,
+                    num_ref=config.num_ref, embed_norm=config.embed_norm, classes=len(class_names))
+    _save_and_publish(module, export_dir, settings, proof)
     logging.info("Exported the model of step %d (%d classes) to %s", step, len(class_names), export_dir)
     return export_dir, step
 
 
-def _save_and_publish(module, export_dir):
-    """tf.saved_model.save into a staging directory, then `output_dir.publish_entries`."""
+def _save_and_publish(module, export_dir, settings, proof):
+    """tf.saved_model.save and the marker into a staging directory, then `output_dir.publish_entries`."""
     import tensorflow as tf
+
+    from noisylabels.state_files import write_marker
 
     staging = output_dir.make_staging_directory(export_dir)
     with registered_temporary(staging):
@@ -164,7 +211,8 @@ def _save_and_publish(module, export_dir):
         except (tf.errors.OpError, OSError) as err:
             raise InputError("cannot write the SavedModel (%s)" % str(err).splitlines()[0],
                              path=export_dir, field="--export_dir") from None
-        output_dir.publish_entries(staging, export_dir, SAVED_MODEL_ENTRIES)
+        write_marker(os.path.join(staging, output_dir.OWNER_MARKER), TOOL, settings)
+        output_dir.publish_entries(staging, export_dir, SAVED_MODEL_ENTRIES, proof)
 
 
 def define_flags() -> None:
@@ -177,27 +225,36 @@ def define_flags() -> None:
     define_embed_norm("log")
     flags.DEFINE_string("export_dir", None, "The SavedModel directory to write; a non-empty one is refused "
                         "unless --overwrite.", required=True)
-    flags.DEFINE_bool("overwrite", False, "Replace the SavedModel in a non-empty --export_dir (only its "
-                      "saved_model.pb, variables/, assets/, fingerprint.pb; other files are kept).")
+    flags.DEFINE_bool("overwrite", False, "Replace an earlier export in a non-empty --export_dir (only when its "
+                      "owner.json proves this tool wrote it; only saved_model.pb, variables/, assets/, "
+                      "fingerprint.pb, owner.json; other files are kept).")
 
 
-def check_inputs_exist() -> None:
+def config_from_flags() -> ExportConfig:
+    """The ExportConfig of the parsed command-line flags."""
+    FLAGS = flags.FLAGS
+    return ExportConfig(FLAGS.checkpoint_dir, FLAGS.data_dir, FLAGS.class_list, FLAGS.export_dir, FLAGS.img_dim,
+                        FLAGS.num_ref, FLAGS.embed_norm, overwrite=FLAGS.overwrite)
+
+
+def check_inputs_exist(config: ExportConfig) -> None:
     """Fails fast, before TensorFlow loads, when an input the export reads is missing."""
-    for flag, path in (("--data_dir", os.path.join(FLAGS.data_dir, "ref.npy")), ("--class_list", FLAGS.class_list)):
+    for flag, path in (("--data_dir", os.path.join(config.data_dir, "ref.npy")), ("--class_list", config.class_list)):
         if not os.path.isfile(path):
             raise InputError("file not found", path=path, field=flag)
-    if not os.path.isdir(FLAGS.checkpoint_dir):
-        raise InputError("checkpoint directory not found", path=FLAGS.checkpoint_dir, field="--checkpoint_dir")
+    if not os.path.isdir(config.checkpoint_dir):
+        raise InputError("checkpoint directory not found", path=config.checkpoint_dir, field="--checkpoint_dir")
 
 
 def main(argv: Sequence[str]) -> None:
     from noisylabels.console import load_tensorflow
 
     check_flag(len(argv) == 1, "export_dir", "unexpected arguments %s" % argv[1:])
-    check_inputs_exist()
+    config = config_from_flags()
+    check_inputs_exist(config)
+    check_export_dir(config)
     load_tensorflow()  # after the flag and file checks: a bad command line fails without loading TensorFlow
-    path, _ = export_saved_model(FLAGS.checkpoint_dir, FLAGS.data_dir, FLAGS.class_list, FLAGS.export_dir,
-                                 FLAGS.img_dim, FLAGS.num_ref, FLAGS.embed_norm, overwrite=FLAGS.overwrite)
+    path, _ = export_with(config)
     print(path)
 
 

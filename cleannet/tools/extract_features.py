@@ -26,11 +26,22 @@ Faults and resuming: every row is checked before any image is decoded (format, p
 missing files: an error naming the list line, exit 2, nothing written). An image that
 cannot be decoded stops the run the same way, unless --skip_bad_images (the row is left
 out; the count and the keys are reported). Finished batches are kept in OUTPUT.partial and
-OUTPUT.partial.features (util/partial_features.py); running the same command again after
+OUTPUT.partial.features (cleannet/partial_features.py); running the same command again after
 an interruption (or after fixing a bad image) continues after the last finished batch, and
-the output is the same file an uninterrupted run writes. The output appears, atomically,
-only when complete. --num_shards / --shard_index extract one contiguous block of the list
-(merge the shards' TSVs in shard order, e.g. with cat).
+the output is the same file an uninterrupted run writes. A resume state made with other
+settings (or from another list) is replaced with a one-line notice, but only when its
+header proves this tool wrote it; other files of those names are never touched. The output
+appears, atomically, only when complete. --num_shards / --shard_index extract one
+contiguous block of the list (merge the shards' TSVs in shard order, e.g. with cat).
+
+One run per output at a time: OUTPUT.lock is held while it runs (a second run is refused
+with one line naming it) and removed at the end. An output that is an input, also through
+a symbolic or hard link, is refused before anything is written. --weights=imagenet on a
+machine that cannot download: one line naming the weights and --weights=FILE.weights.h5,
+exit 2, nothing written.
+
+From Python: `extract_with(ExtractConfig(...))` (or `extract(input_list, output_file,
+**settings)`); only `main`, `run`, `define_flags` and `config_from_flags` read the flags.
 """
 
 from __future__ import annotations
@@ -95,12 +106,13 @@ def check_list(list_path: str, image_root: str, class_names: Sequence[str] | Non
       (start, stop, columns): the shard's row range and the list's column count (3 or 4).
 
     Raises:
-      InputError (list:line): a malformed row, a path leaving the root, a missing image file.
+      InputError (list:line): a malformed row, a duplicate key, a path leaving the root, a
+        missing image file.
     """
     from cleannet.image_input import resolve_image_path
 
     num_rows, columns = 0, None
-    for row in image_list.iter_list_rows(list_path, class_names):
+    for row in image_list.iter_list_rows(list_path, class_names, unique_keys=True):
         num_rows, columns = row.index + 1, len(row.fields)
         resolve_image_path(row.image_path, image_root, list_path, row.line, allow_absolute=False)
     start, stop = shard_range(num_rows, shard_index, num_shards)
@@ -261,95 +273,160 @@ def default_image_root(list_path: str, image_root: str | None) -> str:
     return os.path.dirname(os.path.abspath(list_path)) if image_root is None else image_root
 
 
-def check_paths(list_path: str, image_root: str, class_list: str | None, output_path: str,
-                overwrite: bool) -> None:
-    """The inputs exist and the output is neither an input nor (without `overwrite`) an existing
-    file: os.path checks only, so that they fail before TensorFlow loads."""
-    for flag, path in (("--input_list", list_path), ("--class_list", class_list)):
+@dataclasses.dataclass(frozen=True)
+class ExtractConfig:
+    """An extraction's settings: the command-line flags of the same names (module docstring).
+
+    output_format "tsv" or "npy" (npy needs class_list); image_size None: the backbone's (at
+    least 32 otherwise); image_root None: the list's directory; weights "imagenet", a
+    .weights.h5 file, or None (random, tests only).
+    """
+
+    input_list: str
+    output_file: str
+    backbone: str = "resnet50"
+    weights: str | None = "imagenet"
+    image_root: str | None = None
+    class_list: str | None = None
+    output_format: str = "tsv"
+    batch_size: int = 32
+    image_size: int | None = None
+    skip_bad_images: bool = False
+    shard_index: int = 0
+    num_shards: int = 1
+    overwrite: bool = False
+
+    @property
+    def root(self) -> str:
+        return default_image_root(self.input_list, self.image_root)
+
+    @property
+    def lock_path(self) -> str:
+        """The lock held while an extraction writes this output and its resume state."""
+        return os.fspath(self.output_file) + ".lock"
+
+
+def check_paths(config: ExtractConfig) -> None:
+    """The inputs exist and the output is neither an input (symbolic and hard links included)
+    nor, without `overwrite`, an existing file: os.path checks only, so that they fail before
+    TensorFlow loads."""
+    from noisylabels.fileio import refuse_output_equal_to_inputs
+
+    for flag, path in (("--input_list", config.input_list), ("--class_list", config.class_list)):
         if path is not None and not os.path.isfile(path):
             raise InputError("file not found", path=path, field=flag)
-    check_flag(os.path.isdir(image_root), "image_root", "not a directory: %s" % image_root)
-    check_flag(os.path.abspath(output_path) not in (os.path.abspath(list_path), os.path.abspath(class_list or "")),
-               "output_file", "must not be an input file: %s" % output_path)
-    check_flag(overwrite or not os.path.exists(output_path), "output_file",
-               "%s exists; pass --overwrite to replace it" % output_path)
+    check_flag(os.path.isdir(config.root), "image_root", "not a directory: %s" % config.root)
+    output = os.fspath(config.output_file)
+    # (OUTPUT.partial, .partial.features and .lock need no such check: a file there that the
+    # extractor did not write, an input reached through a link included, is refused unread.)
+    refuse_output_equal_to_inputs({"output_file": output},
+                                  [("--input_list", config.input_list), ("--class_list", config.class_list)])
+    check_flag(config.overwrite or not os.path.exists(output), "output_file",
+               "%s exists; pass --overwrite to replace it" % output)
 
 
 def _resume_check(store, list_path, start):
-    """The resume state must belong to this list: its last finished row has the same key."""
+    """The resume state must belong to this list (its last finished row has the same key);
+    one made from another list is replaced (its header proved it is the extractor's)."""
     if store.rows_done == 0:
         return
     row = next(image_list.iter_list_rows(list_path, None, start + store.rows_done - 1), None)
     if row is None or row.key != store.last_key:
-        raise InputError("the unfinished extraction here was made from another list (row %d has key %r there, "
-                         "%r here); delete %s and %s to start again"
-                         % (start + store.rows_done, store.last_key, row.key if row else None, store.log_path,
-                            store.features_path), path=store.log_path)
+        store.restart("it was made from another list: row %d has key %r there, %r here"
+                      % (start + store.rows_done, store.last_key, row.key if row else None))
 
 
-def extract(input_list: str, output_file: str, backbone: str = "resnet50", weights: str | None = "imagenet",
-            image_root: str | None = None, class_list: str | None = None, output_format: str = "tsv",
-            batch_size: int = 32, image_size: int | None = None, skip_bad_images: bool = False,
-            shard_index: int = 0, num_shards: int = 1, overwrite: bool = False) -> ExtractResult:
+def extract(input_list: str, output_file: str, **settings) -> ExtractResult:
+    """`extract_with(ExtractConfig(input_list, output_file, **settings))`."""
+    return extract_with(ExtractConfig(os.fspath(input_list), os.fspath(output_file), **settings))
+
+
+def extract_with(config: ExtractConfig) -> ExtractResult:
     """Extracts the features of an image list's rows (module docstring); resumes a stopped run.
 
-    Args: as the command-line flags of the same names (their values as the flags allow them:
-      output_format "tsv" or "npy", npy with a class_list, image_size None (the backbone's)
-      or at least 32); image_root None: the list's directory; weights None: random (tests only).
+    One run at a time per output: the lock OUTPUT.lock is held from the checks to the
+    published output (a second run is refused with one line naming it) and removed after.
 
     Returns:
       ExtractResult.
     """
-    from cleannet import feature_extractor
+    from noisylabels.run_record import FileLock
 
-    if output_format == "npy" and not class_list:
+    if config.output_format == "npy" and not config.class_list:
         raise ValueError("output_format='npy' needs a class_list")
-    image_size = image_size or feature_extractor.BACKBONES[backbone].image_size
-    image_root = default_image_root(input_list, image_root)
-    check_paths(input_list, image_root, class_list, output_file, overwrite)
-    class_names = tsv_reader.read_class_list(class_list) if class_list else None
-    start, stop, columns = check_list(input_list, image_root, class_names, shard_index, num_shards)
+    check_paths(config)
+    directory = os.path.dirname(os.path.abspath(config.output_file))
+    created = not os.path.isdir(directory)
+    try:
+        _make_directory(directory, config.output_file)
+        with FileLock(config.lock_path, remedy="wait for it to end (two runs on one output would mix their rows)",
+                      remove_on_release=True):
+            check_paths(config)  # again, now that no other run can publish the output
+            return _extract_locked(config)
+    except BaseException:
+        if created and os.path.isdir(directory) and not os.listdir(directory):
+            os.rmdir(directory)  # the empty directory this call made
+        raise
 
+
+def _make_directory(directory: str, output_file: str) -> None:
+    from noisylabels.fileio import output_error
+
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as err:
+        raise output_error(output_file, err) from None
+
+
+def _extract_locked(config: ExtractConfig) -> ExtractResult:
+    from cleannet import feature_extractor
     from cleannet.partial_features import PartialFeatures
     from noisylabels.progress import Progress
 
-    dim = feature_extractor.BACKBONES[backbone].feature_dim
-    settings = dict(input_list=os.path.abspath(input_list), image_root=os.path.abspath(image_root),
-                    backbone=backbone, image_size=image_size, batch_size=batch_size, shard=[shard_index, num_shards],
+    backbone = feature_extractor.BACKBONES[config.backbone]
+    image_size = config.image_size or backbone.image_size
+    class_names = tsv_reader.read_class_list(config.class_list) if config.class_list else None
+    start, stop, columns = check_list(config.input_list, config.root, class_names, config.shard_index,
+                                      config.num_shards)
+    # The model first: a download that fails offline leaves nothing behind.
+    embed = feature_extractor.make_embed_function(
+        feature_extractor.build_backbone(config.backbone, config.weights, image_size), config.backbone)
+    weights = config.weights
+    settings = dict(input_list=os.path.abspath(config.input_list), image_root=os.path.abspath(config.root),
+                    backbone=config.backbone, image_size=image_size, batch_size=config.batch_size,
+                    shard=[config.shard_index, config.num_shards],
                     weights=weights if weights in (None, "imagenet") else os.path.abspath(weights))
-    store = PartialFeatures(output_file, settings, dim)
+    store = PartialFeatures(config.output_file, settings, backbone.feature_dim)
     resumed = store.exists()
     store.open()
     try:
-        _resume_check(store, input_list, start)
-        if resumed:
+        _resume_check(store, config.input_list, start)
+        if resumed and store.rows_done:
             logging.info("Resuming %s: %d of %d rows already done", store.log_path, store.rows_done, stop - start)
-        embed = feature_extractor.make_embed_function(feature_extractor.build_backbone(backbone, weights, image_size),
-                                                      backbone)
         began, done_before = time.monotonic(), store.rows_done
         with Progress(total=stop - start, unit="images", desc="extract features", initial=store.rows_done) as bar:
-            _Extraction(input_list, image_root, start, stop, store, embed, image_size, batch_size,
-                        skip_bad_images).run(bar)
+            _Extraction(config.input_list, config.root, start, stop, store, embed, image_size, config.batch_size,
+                        config.skip_bad_images).run(bar)
         seconds = time.monotonic() - began
     except InputError:
-        store.close()
         if store.rows_done == 0:
             store.remove()
         raise
     finally:
         store.close()
-    kept, skipped_keys = _kept_rows(input_list, start, stop, store)
-    if output_format == "tsv":
-        rows = write_tsv(output_file, kept)
+    kept, skipped_keys = _kept_rows(config.input_list, start, stop, store)
+    if config.output_format == "tsv":
+        rows = write_tsv(config.output_file, kept)
     else:
-        rows = write_npy(output_file, kept, class_names, columns)
+        rows = write_npy(config.output_file, kept, class_names, columns)
     store.remove()
     rate = (store.rows_done - done_before) / seconds if seconds > 0 else 0.0
-    logging.info("%s: %d rows, %d-d features (%s); %.2f images/s in this run", output_file, rows, dim, backbone, rate)
+    logging.info("%s: %d rows, %d-d features (%s); %.2f images/s in this run", config.output_file, rows,
+                 backbone.feature_dim, config.backbone, rate)
     if skipped_keys:
         logging.warning("--skip_bad_images: %d unreadable images left out, keys: %s", len(skipped_keys),
                         ", ".join(skipped_keys))
-    return ExtractResult(os.fspath(output_file), rows, skipped_keys, dim, rate)
+    return ExtractResult(os.fspath(config.output_file), rows, skipped_keys, backbone.feature_dim, rate)
 
 
 def define_flags() -> None:
@@ -380,18 +457,24 @@ def define_flags() -> None:
         message="--shard_index must be less than --num_shards")
 
 
+def config_from_flags() -> ExtractConfig:
+    """The ExtractConfig of the parsed command-line flags."""
+    FLAGS = flags.FLAGS
+    return ExtractConfig(
+        FLAGS.input_list, FLAGS.output_file, backbone=FLAGS.backbone, weights=FLAGS.weights,
+        image_root=FLAGS.image_root, class_list=FLAGS.class_list, output_format=FLAGS.output_format,
+        batch_size=FLAGS.batch_size, image_size=FLAGS.image_size, skip_bad_images=FLAGS.skip_bad_images,
+        shard_index=FLAGS.shard_index, num_shards=FLAGS.num_shards, overwrite=FLAGS.overwrite)
+
+
 def main(argv: Sequence[str]) -> None:
     from noisylabels.console import load_tensorflow
 
-    FLAGS = flags.FLAGS
     check_flag(len(argv) == 1, "input_list", "unexpected arguments %s" % argv[1:])
-    check_paths(FLAGS.input_list, default_image_root(FLAGS.input_list, FLAGS.image_root), FLAGS.class_list,
-                FLAGS.output_file, FLAGS.overwrite)
+    config = config_from_flags()
+    check_paths(config)
     load_tensorflow()  # after the flag and path checks: a bad command line fails without loading TensorFlow
-    extract(FLAGS.input_list, FLAGS.output_file, backbone=FLAGS.backbone, weights=FLAGS.weights,
-            image_root=FLAGS.image_root, class_list=FLAGS.class_list, output_format=FLAGS.output_format,
-            batch_size=FLAGS.batch_size, image_size=FLAGS.image_size, skip_bad_images=FLAGS.skip_bad_images,
-            shard_index=FLAGS.shard_index, num_shards=FLAGS.num_shards, overwrite=FLAGS.overwrite)
+    extract_with(config)
 
 
 def run() -> None:

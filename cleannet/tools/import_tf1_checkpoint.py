@@ -21,10 +21,14 @@ then the import is added beside the checkpoints there and becomes the latest, an
 checkpoint is deleted (a checkpoint of the same step is refused, never replaced). The
 original's optimizer slots (`.../Momentum`) are not imported: training resumes with zero
 momentum.
+
+From Python: `import_with(ImportConfig(...))` (or `import_tf1_checkpoint(...)`); only
+`main`, `run`, `define_flags` and `config_from_flags` read the flags.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -34,7 +38,7 @@ from absl import flags, logging
 
 from noisylabels import output_dir
 from noisylabels.errors import InputError
-from noisylabels.fileio import output_error
+from noisylabels.fileio import output_error, same_file
 from noisylabels.flagutil import define_embed_norm, define_img_dim, define_num_ref, run_tool
 
 if TYPE_CHECKING:
@@ -42,7 +46,18 @@ if TYPE_CHECKING:
 
     from cleannet.model import CleanNet
 
-FLAGS = flags.FLAGS
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportConfig:
+    """An import's settings: the command-line flags of the same names (module docstring)."""
+
+    tf1_checkpoint: str
+    checkpoint_dir: str
+    img_dim: int | None = None
+    num_ref: int = 32
+    embed_norm: str = "log"
+    add_to_existing: bool = False
 
 # TF1 scope of each dense layer → (encoder attribute, layer attribute) in CleanNet.
 DENSE_LAYERS = (
@@ -180,9 +195,14 @@ def check_output_directory(checkpoint_dir: str, add_to_existing: bool) -> None:
 
 def import_tf1_checkpoint(tf1_checkpoint: str, checkpoint_dir: str, img_dim: int | None = None, num_ref: int = 32,
                           embed_norm: str = "log", add_to_existing: bool = False) -> str:
+    """`import_with(ImportConfig(...))` with the same arguments."""
+    return import_with(ImportConfig(tf1_checkpoint, checkpoint_dir, img_dim, num_ref, embed_norm, add_to_existing))
+
+
+def import_with(config: ImportConfig) -> str:
     """Converts an original TF1 CleanNet checkpoint into this port's checkpoint format.
 
-    Args:
+    Args (the fields of `config`):
       tf1_checkpoint: a TF1 checkpoint prefix or directory (see the module docstring).
       checkpoint_dir: directory for the TF2 checkpoint (created if missing); must not be
         the TF1 checkpoint's own directory.
@@ -206,9 +226,11 @@ def import_tf1_checkpoint(tf1_checkpoint: str, checkpoint_dir: str, img_dim: int
 
     from cleannet.model import CleanNet
 
-    check_output_directory(checkpoint_dir, add_to_existing)
+    tf1_checkpoint, checkpoint_dir, img_dim = config.tf1_checkpoint, config.checkpoint_dir, config.img_dim
+    num_ref, embed_norm = config.num_ref, config.embed_norm
+    check_output_directory(checkpoint_dir, config.add_to_existing)
     prefix = resolve_tf1_checkpoint(tf1_checkpoint)
-    if os.path.isdir(checkpoint_dir) and os.path.samefile(checkpoint_dir, os.path.dirname(prefix) or "."):
+    if same_file(checkpoint_dir, os.path.dirname(prefix) or "."):
         raise InputError("is the TF1 checkpoint's own directory; write the imported checkpoint to another "
                          "directory", path=checkpoint_dir, field="--checkpoint_dir")
     try:
@@ -291,14 +313,21 @@ def define_flags() -> None:
                       "kept (none is deleted) and the import becomes the latest.")
 
 
-def check_paths() -> None:
+def config_from_flags() -> ImportConfig:
+    """The ImportConfig of the parsed command-line flags."""
+    FLAGS = flags.FLAGS
+    return ImportConfig(FLAGS.tf1_checkpoint, FLAGS.checkpoint_dir, img_dim=FLAGS.img_dim, num_ref=FLAGS.num_ref,
+                        embed_norm=FLAGS.embed_norm, add_to_existing=FLAGS.add_to_existing)
+
+
+def check_paths(config: ImportConfig) -> None:
     """Fails fast, before TensorFlow loads: --tf1_checkpoint names nothing, or --checkpoint_dir
     is refused (`check_output_directory`)."""
-    path = FLAGS.tf1_checkpoint
+    path = config.tf1_checkpoint
     if not (os.path.exists(path) or os.path.exists(path.rstrip("/") + ".index")):
         raise InputError("no TF1 checkpoint found (expected PREFIX.index or a directory)", path=path,
                          field="--tf1_checkpoint")
-    check_output_directory(FLAGS.checkpoint_dir, FLAGS.add_to_existing)
+    check_output_directory(config.checkpoint_dir, config.add_to_existing)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -306,12 +335,10 @@ def main(argv: Sequence[str]) -> None:
 
     if len(argv) > 1:
         raise InputError("unexpected arguments: %s" % " ".join(argv[1:]))
-    check_paths()
+    config = config_from_flags()
+    check_paths(config)
     load_tensorflow()  # after the flag and path checks: a bad command line fails without loading TensorFlow
-    saved = import_tf1_checkpoint(FLAGS.tf1_checkpoint, FLAGS.checkpoint_dir, img_dim=FLAGS.img_dim,
-                                  num_ref=FLAGS.num_ref, embed_norm=FLAGS.embed_norm,
-                                  add_to_existing=FLAGS.add_to_existing)
-    print(saved)
+    print(import_with(config))
 
 
 def run() -> None:

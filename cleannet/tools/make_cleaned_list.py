@@ -72,38 +72,31 @@ def _prediction(values, path, line):
 
 def _iter_prediction_values(path):
     """Yields (line, {field: value}) from a tsv (with header) or jsonl predictions file."""
-    try:
-        f = open(path, encoding="utf-8-sig")
-    except OSError as err:
-        raise InputError("cannot read (%s)" % (err.strerror or err), path=path) from None
+    from noisylabels.fileio import iter_text_lines
+
     header = jsonl = None
-    with f:
-        try:
-            for line, text in enumerate(f, 1):
-                text = text.rstrip("\r\n")
-                if not text.strip():
-                    continue
-                jsonl = text.startswith("{") if jsonl is None else jsonl  # the first line decides
-                if jsonl:
-                    try:
-                        values = json.loads(text)
-                    except ValueError as err:
-                        raise InputError("not a JSON object (%s)" % err, path=path, line=line) from None
-                    yield line, values if isinstance(values, dict) else {}
-                elif header is None:
-                    header = text.split("\t")
-                    missing = [name for name in PREDICTION_FIELDS if name not in header]
-                    if missing:
-                        raise InputError("header has no column %s: expected inference.py --output_format=tsv "
-                                         "(or jsonl) output" % ", ".join(missing), path=path, line=line)
-                else:
-                    fields = text.split("\t")
-                    if len(fields) != len(header):
-                        raise InputError("%d columns, the header has %d" % (len(fields), len(header)),
-                                         path=path, line=line)
-                    yield line, dict(zip(header, fields))
-        except UnicodeDecodeError:
-            raise InputError("not valid UTF-8", path=path) from None
+    for line, text in iter_text_lines(path, field="--predictions"):  # the shared line-length bound
+        if not text.strip():
+            continue
+        jsonl = text.startswith("{") if jsonl is None else jsonl  # the first line decides
+        if jsonl:
+            try:
+                values = json.loads(text)
+            except ValueError as err:
+                raise InputError("not a JSON object (%s)" % err, path=path, line=line) from None
+            yield line, values if isinstance(values, dict) else {}
+        elif header is None:
+            header = text.split("\t")
+            missing = [name for name in PREDICTION_FIELDS if name not in header]
+            if missing:
+                raise InputError("header has no column %s: expected inference.py --output_format=tsv "
+                                 "(or jsonl) output" % ", ".join(missing), path=path, line=line)
+        else:
+            fields = text.split("\t")
+            if len(fields) != len(header):
+                raise InputError("%d columns, the header has %d" % (len(fields), len(header)),
+                                 path=path, line=line)
+            yield line, dict(zip(header, fields))
 
 
 def read_predictions(path: str) -> dict[str, Prediction]:
@@ -182,13 +175,14 @@ def make_cleaned_list(image_list_path: str, predictions_path: str, output_file: 
 
 
 def _check_output_paths(inputs, outputs, overwrite):
-    """Outputs must not be inputs (or each other); existing outputs need --overwrite."""
-    real_inputs = {os.path.realpath(p) for p in inputs}
+    """Outputs must not be inputs or each other (symbolic and hard links included:
+    fileio.refuse_output_equal_to_inputs); existing outputs need --overwrite."""
+    from noisylabels.fileio import refuse_output_equal_to_inputs
+
+    refuse_output_equal_to_inputs(dict(zip(("output_file", "summary_file"), outputs)),
+                                  zip(("--image_list", "--predictions"), inputs))
     for flag, path in zip(("output_file", "summary_file"), outputs):
-        check_flag(os.path.realpath(path) not in real_inputs, flag, "must not be an input file: %s" % path)
         check_flag(overwrite or not os.path.exists(path), flag, "%s exists; pass --overwrite to replace it" % path)
-    check_flag(os.path.realpath(outputs[0]) != os.path.realpath(outputs[1]), "summary_file",
-               "must differ from --output_file")
 
 
 def print_summary(counts: Mapping[str, tuple[int, int]], keep: str) -> None:

@@ -48,7 +48,7 @@ from noise_model import protocol
 from noise_model.data import noise
 from noise_model.data.clothing1m_format import CROP_SIZE, NUM_CLASSES, ON_BAD_IMAGE_CHOICES, RESIZE_SIZE, check_key
 from noisylabels.errors import InputError
-from noisylabels.fileio import atomic_open, iter_text_lines, save_npy
+from noisylabels.fileio import atomic_open, iter_text_lines, refuse_output_equal_to_inputs, save_npy
 from noisylabels.strict_numbers import parse_int
 from noisylabels.progress import Progress
 
@@ -378,6 +378,11 @@ def prepare_clothing1m(data_root: str, output_dir: str, seed: int = 0, skip_miss
         raise InputError("must be one of %s, got '%s'" % ("|".join(ON_BAD_IMAGE_CHOICES), on_bad_image),
                          field="--on_bad_image")
     num_workers = num_workers or os.cpu_count() or 1
+    outputs = [name + ".txt" for name in SPLITS] + ["matrix_c.npy", "matrix_c.txt", "mean_image.npy", "metadata.json"]
+    inputs = [("a list of --data_root", os.path.join(data_root, name))
+              for name in list(KEY_LISTS.values()) + [CLEAN_KV, NOISY_KV]]
+    for name in outputs:
+        refuse_output_equal_to_inputs({"output_dir": os.path.join(output_dir, name)}, inputs)
     lists = read_clothing1m_lists(data_root)
     where = {}
     for name in ("noisy_train", "clean_test", "clean_val", "clean_train"):

@@ -31,7 +31,6 @@ time is shorter, and the later batches shift by the dropped elements only in the
 met the failure; images the prepare step checked never fail.)
 """
 
-import json
 import os
 
 import numpy as np
@@ -41,6 +40,7 @@ from noise_model.data.clothing1m_format import CROP_SIZE, ON_BAD_IMAGE_CHOICES, 
 from noise_model.protocol import ARRAY_DATASETS, DATASETS, NUM_NOISE_TYPES, SPLITS
 from noisylabels.errors import InputError
 from noisylabels.fileio import iter_text_lines, load_npy
+from noisylabels.state_files import read_json_state
 from noisylabels.shuffled_order import epoch_shuffled_order
 from noisylabels.strict_numbers import parse_int
 
@@ -62,13 +62,8 @@ def read_metadata(prepared_dir: str) -> dict:
     if not os.path.isfile(path):
         raise InputError("file not found: not a prepared data directory (run "
                          "noise_model.cifar10, .digits or .clothing1m first)", path=path)
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            metadata = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError("not readable JSON (%s)" % err, path=path) from None
-    if not isinstance(metadata, dict):
-        raise InputError("expected a JSON object", path=path)
+    metadata = read_json_state(path, "prepare the data directory again (noise_model.cifar10, .digits or "
+                                     ".clothing1m)")
     if metadata.get("dataset") not in DATASETS:
         raise InputError("unknown dataset %r, expected one of %s"
                          % (metadata.get("dataset"), ", ".join(DATASETS)), path=path, field="dataset")

@@ -15,6 +15,7 @@ from absl import flags, logging
 from noise_model.model.caffe_import import (MODEL_CHOICES, WEIGHTS_SUFFIX, build_model, import_into, infer_num_outputs,
                                            load_caffemodel, save_weights)
 from noisylabels.errors import InputError, check_flag
+from noisylabels.fileio import refuse_output_equal_to_inputs
 from noisylabels.flagutil import run_tool
 
 
@@ -36,6 +37,7 @@ def define_flags() -> None:
 def main(argv: list[str]) -> None:
     del argv
     FLAGS = flags.FLAGS
+    refuse_output_equal_to_inputs({"output": FLAGS.output}, [("--caffemodel", FLAGS.caffemodel)])
     blobs = load_caffemodel(FLAGS.caffemodel)
     num_outputs = FLAGS.num_outputs
     if num_outputs is None and FLAGS.model != "caffenet_ntype":

@@ -25,6 +25,7 @@ import tensorflow as tf
 from noise_model.model import models
 from noisylabels.errors import InputError
 from noisylabels.fileio import atomic_open
+from noisylabels.state_files import read_json_state
 
 STAGE_INFO_FILE = "stage.json"
 FINAL_FILE = "final.json"
@@ -52,12 +53,9 @@ def read_stage_info(model_dir: str, flag: str = "train_dir") -> Optional[dict]:
     path = os.path.join(model_dir, STAGE_INFO_FILE)
     if not os.path.exists(path):
         return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            info = json.load(f)
-    except (OSError, ValueError) as err:
-        raise InputError("not a readable stage description (%s)" % err, path=path, field="--%s" % flag) from None
-    if not isinstance(info, dict) or any(key not in info for key in _STAGE_INFO_KEYS):
+    info = read_json_state(path, "delete it only if this directory holds no stage run you need, or use a new "
+                                 "directory", field="--%s" % flag)
+    if any(key not in info for key in _STAGE_INFO_KEYS):
         raise InputError("stage description lacks one of %s" % ", ".join(_STAGE_INFO_KEYS), path=path,
                          field="--%s" % flag)
     return info
@@ -78,11 +76,7 @@ def read_final(model_dir: str) -> Optional[dict]:
     path = os.path.join(model_dir, FINAL_FILE)
     if not os.path.exists(path):
         return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+    return read_json_state(path, "delete it: the stage then resumes from its last checkpoint and is tested again")
 
 
 def write_final(train_dir: str, checkpoint_path: str, iteration: int, metrics: Dict[str, float]) -> None:
@@ -94,7 +88,10 @@ def write_final(train_dir: str, checkpoint_path: str, iteration: int, metrics: D
 
 
 def remove_final(train_dir: str) -> None:
-    """Removes the `final.json` marker (a finished stage is being trained further)."""
+    """Removes the `final.json` marker (a finished stage is being trained further).
+
+    Called under the run directory's lock, after `read_final` read it as this stage's
+    marker (a damaged one is refused there, so it is never removed unread)."""
     path = os.path.join(train_dir, FINAL_FILE)
     if os.path.exists(path):
         os.remove(path)
