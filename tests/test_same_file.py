@@ -63,7 +63,7 @@ def test_import_caffemodel_refuses_an_output_linked_to_its_caffemodel(tmp_path, 
 def test_clothing1m_refuses_an_output_that_is_one_of_its_lists(tmp_path):
     """prepare_clothing1m writes OUT/clean_train.txt, ...; a link there to an input list is refused
     before any list is read (no images are needed for that)."""
-    from noise_model import clothing1m
+    from noise_model.data import clothing1m
 
     root = tmp_path / "root"
     root.mkdir()

@@ -88,7 +88,7 @@ def test_calibration_json(tmp_path, content, words):
 
 @pytest.mark.parametrize("content, words", DAMAGED[:2], ids=IDS[:2])
 def test_stage_json_and_final_json(tmp_path, content, words):
-    from noise_model import stage_files
+    from noise_model.training import stage_files
 
     (tmp_path / stage_files.STAGE_INFO_FILE).write_bytes(content)
     with pytest.raises(InputError) as err:
@@ -102,7 +102,7 @@ def test_stage_json_and_final_json(tmp_path, content, words):
 
 @pytest.mark.parametrize("content, words", DAMAGED[:2], ids=IDS[:2])
 def test_prepared_metadata_json(tmp_path, content, words):
-    from noise_model import datasets
+    from noise_model.data import datasets
 
     (tmp_path / datasets.METADATA_FILE).write_bytes(content)
     with pytest.raises(InputError) as err:
