@@ -14,6 +14,7 @@ import html
 import json
 
 OPEN_CLASSES = 10  # per-class galleries shown unfolded (the noisiest classes); the others fold
+QUEUE_FOLD = 100  # queue rows per fold (the first fold open)
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;max-width:1200px}
@@ -42,19 +43,22 @@ function sortTable(th){
 }
 document.querySelectorAll('th.sortable').forEach(function(th){th.addEventListener('click',function(){sortTable(th);});});
 var queue=JSON.parse(document.getElementById('queue-data').textContent);
-function marked(){var n=0;queue.forEach(function(q,i){
-  var r=document.querySelector('input[name="v'+i+'"]:checked');if(r)n++;});return n;}
-function updateCount(){var el=document.getElementById('queue-count');if(el)el.textContent=marked()+' of '+queue.length+' marked';}
-document.querySelectorAll('#queue input[type=radio]').forEach(function(r){r.addEventListener('change',updateCount);});
-function queueText(){return queue.map(function(q,i){
-  var r=document.querySelector('input[name="v'+i+'"]:checked');
-  return [q[0],q[1],q[2],r?r.value:''].join('\\t')+'\\n';}).join('');}
+function marks(){var m={};document.querySelectorAll('#queue input[type=radio]:checked').forEach(function(r){
+  m[r.name]=r.value;});return m;}
+function updateCount(){var el=document.getElementById('queue-count');
+  if(el)el.textContent=Object.keys(marks()).length+' of '+queue.length+' marked';}
+var queueTable=document.getElementById('queue');if(queueTable)queueTable.addEventListener('change',updateCount);
+function queueText(){var m=marks();return queue.map(function(q,i){
+  return [q[0],q[1],q[2],m['v'+i]||''].join('\\t')+'\\n';}).join('');}
 var button=document.getElementById('download-queue');
 if(button){button.addEventListener('click',function(){
   var blob=new Blob([queueText()],{type:'text/tab-separated-values'});
   var a=document.createElement('a');a.href=URL.createObjectURL(blob);a.download='queue.tsv';
   document.body.appendChild(a);a.click();a.remove();});}
 updateCount();
+document.addEventListener('toggle',function(e){var d=e.target;
+  if(d.tagName!=='DETAILS'||!d.open)return;
+  var t=d.querySelector(':scope > template');if(t){d.appendChild(t.content.cloneNode(true));t.remove();}},true);
 """
 
 
@@ -96,11 +100,12 @@ def sample_card(sample: Sample) -> str:
                verdict, esc(sample.class_name), suggested))
 
 
-def sample_table(samples: list[Sample], with_images: bool, queue: bool = False) -> str:
+def sample_table(samples: list[Sample], with_images: bool, queue: bool = False, first: int = 0) -> str:
+    """A table of samples; with `queue`, right / wrong buttons named v<first + row>."""
     head = ("<th></th>" if with_images else "") + "<th>key</th><th>label</th><th>cos</th><th>margin</th>" \
         "<th>verdict</th><th>suggested class</th>" + ("<th>label right?</th>" if queue else "")
     rows = []
-    for position, s in enumerate(samples):
+    for position, s in enumerate(samples, first):
         mark = ""
         if queue:
             mark = ('<td><label><input type="radio" name="v%d" value="1"> right</label> '
@@ -128,7 +133,11 @@ def class_table(rows) -> str:
 
 
 def class_galleries(rows, samples_by_class: dict[int, list[Sample]], with_images: bool) -> str:
-    """Per class (noisiest first) its most suspicious samples, in a fold of its own."""
+    """Per class (noisiest first) its most suspicious samples, in a fold of its own.
+
+    A folded class keeps its samples in a <template> (parsed, but neither laid out nor loading
+    images) that the page's script fills in when the fold opens: a page of 1,000 classes opens
+    as fast as one of OPEN_CLASSES."""
     parts = []
     for position, row in enumerate(sorted(rows, key=lambda r: (-r.noise, r.name))):
         samples = samples_by_class.get(row.class_id, [])
@@ -137,19 +146,27 @@ def class_galleries(rows, samples_by_class: dict[int, list[Sample]], with_images
         tag = ' <span class="tag no">no verification labels</span>' if row.verified is False else ""
         content = ('<div class="cards">%s</div>' % "".join(sample_card(s) for s in samples)
                    if with_images else sample_table(samples, False))
+        is_open = position < OPEN_CLASSES
         parts.append('<details%s><summary><b>%s</b>: %d of %d judged wrong (%.1f%%)%s</summary>%s</details>'
-                     % (" open" if position < OPEN_CLASSES else "", esc(row.name), row.judged_wrong, row.samples,
-                        100 * row.noise, tag, content))
+                     % (" open" if is_open else "", esc(row.name), row.judged_wrong, row.samples,
+                        100 * row.noise, tag, content if is_open else "<template>%s</template>" % content))
     return "\n".join(parts)
 
 
-def queue_section(queue: list[Sample], queue_rows: list[tuple[str, str, str]], with_images: bool) -> str:
+def queue_section(queue: list[Sample], with_images: bool) -> str:
+    """The queue in folds of QUEUE_FOLD rows (the first open, the others filled in when opened)."""
     if not queue:
         return '<p>No queue (run with <code>--queue=N</code>).</p>'
+    folds = []
+    for start in range(0, len(queue), QUEUE_FOLD):
+        table = sample_table(queue[start:start + QUEUE_FOLD], with_images, queue=True, first=start)
+        folds.append('<details%s><summary>samples %d-%d</summary>%s</details>'
+                     % (" open" if start == 0 else "", start + 1, min(len(queue), start + QUEUE_FOLD),
+                        table if start == 0 else "<template>%s</template>" % table))
     return ('<p>Mark each sample, then download the filled file and merge it into the verified training data '
             '(<code>util/merge_queue.py</code>, see docs/pipeline.md). Unmarked rows stay empty. '
             '<button id="download-queue">Download queue.tsv</button> <span id="queue-count"></span></p>'
-            '<div id="queue">%s</div>' % sample_table(queue, with_images, queue=True))
+            '<div id="queue">%s</div>' % "".join(folds))
 
 
 def queue_json(queue_rows: list[tuple[str, str, str]]) -> str:
@@ -169,6 +186,6 @@ def render_page(title: str, summary_html: str, plots: list[tuple[str, str]], cla
             "<h2>Most suspicious samples per class</h2>%s\n"
             '<script type="application/json" id="queue-data">%s</script>\n<script>%s</script></body></html>\n'
             % (esc(title), STYLE, esc(title), summary_html, figures, class_table(class_rows),
-               queue_section(queue, queue_rows, with_images), class_galleries(class_rows, samples_by_class,
+               queue_section(queue, with_images), class_galleries(class_rows, samples_by_class,
                                                                                with_images),
                queue_json(queue_rows), SCRIPT))
