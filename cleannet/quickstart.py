@@ -345,8 +345,9 @@ def write_review_page(work_dir: str, log: str, settings: dict) -> None:
                         cv2.resize(pixels, (32, 32), interpolation=cv2.INTER_NEAREST))
             f.write("%s\timages/%s.png\t%s\n" % (key, key, name))
     predictions = os.path.join(data_dir, "train_predictions.tsv")
-    run_tool([tool("inference.py"), "--mode=inference", "--image_feature_list=" + os.path.join(work_dir, "tsv", "all.tsv"),
-              "--output_file=" + predictions, "--output_format=tsv", "--decision=relative"]
+    run_tool([tool("inference.py"), "--mode=inference",
+              "--image_feature_list=" + os.path.join(work_dir, "tsv", "all.tsv"), "--output_file=" + predictions,
+              "--output_format=tsv", "--decision=relative"]
              + model_args(work_dir, settings["num_ref"]), log)
     run_tool([tool("util/report.py"), "--predictions=" + predictions,
               "--class_list=" + os.path.join(work_dir, "tsv", "classes.txt"),

@@ -19,7 +19,7 @@ import numpy as np
 
 from cleannet.review import decision_used, page, plots, queue, summary, thumbnails
 from cleannet.review.predictions import read_predictions
-from noisylabels.fileio import refuse_output_equal_to_inputs
+from noisylabels.fileio import refuse_output_equal_to_inputs, registered_temporary
 from noisylabels.output_dir import check_output_directory, make_staging_directory, publish_entries
 
 PAGE_FILE, QUEUE_FILE = "index.html", "queue.tsv"
@@ -74,12 +74,12 @@ def _image_paths(config, predictions):
     root = config.image_root or os.path.dirname(os.path.abspath(config.image_list))
     listed = thumbnails.read_list_paths(config.image_list, root) if config.image_list else None
     absolute = thumbnails.image_paths_of(predictions.keys, predictions.urls, listed, root, predictions.path,
-                                         predictions.lines, config.image_list)
+                                         predictions.lines)
     written = [listed[k][0] if listed and k in listed else u for k, u in zip(predictions.keys, predictions.urls)]
     return absolute, written
 
 
-def _samples(indices, predictions, used, thumbs):
+def _samples(indices, predictions, thumbs):
     names = predictions.class_names
     return [page.Sample(int(i), predictions.keys[i], names[predictions.label[i]], float(predictions.similarity[i]),
                         float(predictions.margin[i]), names[predictions.suggested[i]] if predictions.suggested[i] >= 0
@@ -171,8 +171,6 @@ def build_report(config: ReportConfig) -> ReportResult:
     shown = suspicious_per_class(predictions.label, score, per_class)
     queued = _queue_indices(config, predictions, used, verified_classes, verified_keys)
     staging = make_staging_directory(config.output_dir)
-    from noisylabels.fileio import registered_temporary
-
     with registered_temporary(staging):
         wanted = set(int(i) for indices in shown.values() for i in indices) | set(int(i) for i in queued)
         with_images = bool(config.image_list or config.image_root)
@@ -183,8 +181,8 @@ def build_report(config: ReportConfig) -> ReportResult:
                       for i in queued]
         text = page.render_page("Label review: %s" % os.path.basename(config.predictions),
                                 _summary_html(config, predictions, used, rows, counts), _plots(predictions, used),
-                                rows, {c: _samples(v, predictions, used, thumbs) for c, v in shown.items()},
-                                _samples(queued, predictions, used, thumbs), queue_rows, with_images)
+                                rows, {c: _samples(v, predictions, thumbs) for c, v in shown.items()},
+                                _samples(queued, predictions, thumbs), queue_rows, with_images)
         page_bytes = _write_page(staging, text, thumbs)
         if config.queue:
             with open(os.path.join(staging, QUEUE_FILE), "w", encoding="utf-8", newline="\n") as f:

@@ -41,7 +41,8 @@ function sortTable(th){
     var c=num?(parseFloat(x)-parseFloat(y)):x.localeCompare(y);return asc?c:-c;});
   rows.forEach(function(r){body.appendChild(r);});
 }
-document.querySelectorAll('th.sortable').forEach(function(th){th.addEventListener('click',function(){sortTable(th);});});
+document.querySelectorAll('th.sortable').forEach(function(th){
+  th.addEventListener('click',function(){sortTable(th);});});
 var queue=JSON.parse(document.getElementById('queue-data').textContent);
 function marks(){var m={};document.querySelectorAll('#queue input[type=radio]:checked').forEach(function(r){
   m[r.name]=r.value;});return m;}

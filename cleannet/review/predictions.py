@@ -84,6 +84,14 @@ def _optional_number(value, path, line, field):
     return number
 
 
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def read_predictions(path: str, class_names: Sequence[str]) -> Predictions:
     """Reads inference.py's tsv or jsonl output (module docstring)."""
     class_ids = {name: i for i, name in enumerate(class_names)}
@@ -113,6 +121,8 @@ def read_predictions(path: str, class_names: Sequence[str]) -> Predictions:
     if not first_line:
         raise InputError("no predictions", path=path)
     class_score = class_scores.pop() if len(class_scores) == 1 else None
+    if isinstance(class_score, str) and _is_number(class_score):
+        class_score = None  # a per-sample score, not the name of the class score
     return Predictions(
         path=path, keys=columns["keys"], urls=columns["urls"], lines=np.array(columns["lines"], np.int64),
         label=np.array(columns["label"], np.int32), similarity=np.array(columns["similarity"], np.float64),

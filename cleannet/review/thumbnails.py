@@ -21,7 +21,7 @@ THUMBS_DIR = "thumbs"
 
 
 def image_paths_of(keys, urls, list_paths: dict | None, image_root: str | None, predictions_path: str,
-                   lines, list_path: str | None) -> list[str | None]:
+                   lines) -> list[str | None]:
     """The absolute image path of every sample, or None when it has none.
 
     The image list's path for the key when a list is given (checked when read), else the
