@@ -255,3 +255,26 @@ def test_a_class_of_the_predictions_missing_from_the_class_list_names_the_line(t
     pred.write_text("key\turl\tclass_name\tsimilarity\tverdict\nk1\t\tclass_000\t0.5\t1\nk2\t\tclass_009\t0.5\t1\n")
     with pytest.raises(InputError, match=r"p.tsv:3: class_name: class 'class_009' is not in the class list"):
         read_predictions(str(pred), class_names(3))
+
+
+def test_jsonl_predictions_read_as_the_tsv(small):
+    import json
+
+    lines = open(small["pred"]).read().splitlines()
+    header = lines[0].split("\t")
+    jsonl = small["tmp"] / "pred.jsonl"
+    with open(jsonl, "w") as f:
+        for line in lines[1:]:
+            record = dict(zip(header, line.split("\t")))
+            for name in ("similarity", "best_other_similarity", "margin"):
+                record[name] = float(record[name])
+            record["verdict"] = int(record["verdict"])
+            for name in ("url", "suggested_class"):
+                record[name] = record[name] or None
+            f.write(json.dumps(record) + "\n")
+    from_tsv = read_predictions(small["pred"], class_names(5))
+    from_jsonl = read_predictions(str(jsonl), class_names(5))
+    assert from_jsonl.keys == small["keys"] and np.array_equal(from_jsonl.label, small["labels"])
+    np.testing.assert_allclose(from_jsonl.margin, small["margin"], atol=1e-6)
+    for name in ("similarity", "verdict", "best_other", "suggested"):
+        assert np.array_equal(getattr(from_jsonl, name), getattr(from_tsv, name)), name
