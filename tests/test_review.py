@@ -171,6 +171,13 @@ def test_an_image_path_leaving_the_root_is_refused(small):
     assert not out.exists() and not [n for n in os.listdir(small["tmp"]) if n.startswith(".out")]
 
 
+def test_an_image_root_that_is_not_a_directory_is_refused(small):
+    out = small["tmp"] / "out"
+    proc = report(small, out, "--image_list=" + small["image_list"], "--image_root=" + str(small["tmp"] / "nope"))
+    assert_one_line_error(proc, "--image_root: not a directory")
+    assert not out.exists()
+
+
 def test_a_non_empty_output_dir_is_refused_unless_overwrite(small):
     out = small["tmp"] / "out"
     out.mkdir()

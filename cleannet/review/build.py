@@ -19,6 +19,7 @@ import numpy as np
 
 from cleannet.review import decision_used, page, plots, queue, summary, thumbnails
 from cleannet.review.predictions import read_predictions
+from noisylabels.errors import InputError
 from noisylabels.fileio import refuse_output_equal_to_inputs, registered_temporary
 from noisylabels.output_dir import check_output_directory, make_staging_directory, publish_entries
 
@@ -72,6 +73,8 @@ def _image_paths(config, predictions):
     if config.image_list is None and config.image_root is None:
         return [None] * len(predictions), list(predictions.urls)
     root = config.image_root or os.path.dirname(os.path.abspath(config.image_list))
+    if not os.path.isdir(root):
+        raise InputError("not a directory: %s" % root, field="--image_root")
     listed = thumbnails.read_list_paths(config.image_list, root) if config.image_list else None
     absolute = thumbnails.image_paths_of(predictions.keys, predictions.urls, listed, root, predictions.path,
                                          predictions.lines)
