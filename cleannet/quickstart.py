@@ -75,7 +75,7 @@ LOCK_FILE = "quickstart.lock"
 TOOL = "cleannet.quickstart"
 # Everything the quickstart writes in its work dir (test_predictions.txt: earlier versions).
 CREATED = ("tsv", "data", "train", "test_predictions.tsv", "test_predictions.txt", "train_predictions.txt",
-           "train_weights.tsv", "train_weights_relative.tsv", LOG_FILE, SETTINGS_FILE)
+           "train_weights.tsv", "train_weights_relative.tsv", "report_data", "report", LOG_FILE, SETTINGS_FILE)
 PROGRESS_LINE = re.compile(r"\] (step \d+: .*)$")  # train.py's periodic "step N: ..." log lines
 
 
@@ -359,6 +359,41 @@ def settings_from_flags() -> QuickstartSettings:
                               seed=FLAGS.seed)
 
 
+def write_review_page(work_dir: str, log: str, settings: QuickstartSettings) -> None:
+    """The training samples' review page and a verification queue of 100 (util/report.py):
+    their verdicts under the relative decision, the digits drawn as 32x32 images for the
+    thumbnails. Everything goes under WORK_DIR/report_data and WORK_DIR/report."""
+    import cv2
+
+    from sklearn.datasets import load_digits
+
+    data_dir, report_dir = os.path.join(work_dir, "report_data"), os.path.join(work_dir, "report")
+    os.makedirs(os.path.join(data_dir, "images"), exist_ok=True)
+    images = load_digits().images
+    with open(os.path.join(data_dir, "images.tsv"), "w") as f:
+        for line in open(os.path.join(work_dir, "tsv", "all.tsv")):
+            key, name = line.split("\t", 2)[:2]
+            pixels = (255 - images[int(key[3:])] * 255 / 16).astype(np.uint8)
+            cv2.imwrite(os.path.join(data_dir, "images", key + ".png"),
+                        cv2.resize(pixels, (32, 32), interpolation=cv2.INTER_NEAREST))
+            f.write("%s\timages/%s.png\t%s\n" % (key, key, name))
+    predictions = os.path.join(data_dir, "train_predictions.tsv")
+    run_tool([*tool("cleannet.tools.inference"), "--mode=inference",
+              "--image_feature_list=" + os.path.join(work_dir, "tsv", "all.tsv"), "--output_file=" + predictions,
+              "--output_format=tsv", "--decision=relative"]
+             + model_args(work_dir, settings["num_ref"]), log)
+    run_tool([*tool("cleannet.tools.report"), "--predictions=" + predictions,
+              "--class_list=" + os.path.join(work_dir, "tsv", "classes.txt"),
+              "--image_list=" + os.path.join(data_dir, "images.tsv"),
+              "--verified_list=" + os.path.join(work_dir, "tsv", "train.tsv"),
+              "--calibration=" + os.path.join(work_dir, "train", "checkpoints", "best", "calibration.json"),
+              "--output_dir=" + report_dir, "--queue=100", "--overwrite"], log)
+    print()
+    print("Review page of the training labels (open it in a browser): %s" % os.path.join(report_dir, "index.html"))
+    print("Verification queue (fill it on the page, then util/merge_queue.py): %s"
+          % os.path.join(report_dir, "queue.tsv"))
+
+
 def main(argv: list[str]) -> None:
     del argv
     started = time.time()
@@ -373,6 +408,7 @@ def main(argv: list[str]) -> None:
     result = run_detection(work_dir, settings, log)
     print_detection_table(result)
     print_classifier_table(work_dir, log, settings)
+    write_review_page(work_dir, log, settings)
     print()
     print("Done in %.0f s. TensorBoard: tensorboard --logdir %s" % (time.time() - started,
                                                                     os.path.join(work_dir, "train", "log")))

@@ -17,6 +17,8 @@ TOOLS = [
     ("util/find_reference.py", "cleannet.tools.find_reference", "--small_class"),
     ("util/heldout_train_data.py", "cleannet.tools.heldout_train_data", "--heldout_class_list"),
     ("util/make_cleaned_list.py", "cleannet.tools.make_cleaned_list", "--keep"),
+    ("util/report.py", "cleannet.tools.report", "--queue"),
+    ("util/merge_queue.py", "cleannet.tools.merge_queue", "--skip_unfilled"),
     ("util/extract_features.py", "cleannet.tools.extract_features", "--image_root"),
     ("util/import_tf1_checkpoint.py", "cleannet.tools.import_tf1_checkpoint", "--tf1_checkpoint"),
     ("util/export_saved_model.py", "cleannet.tools.export_saved_model", "--export_dir"),

@@ -23,7 +23,7 @@ ORIGINAL_TRAIN_FLAGS = ["data_dir", "checkpoint_dir", "log_dir", "log_interval",
 
 SCRIPTS = ["cleannet-train", "cleannet-inference", "cleannet-convert-data", "cleannet-find-reference",
            "cleannet-heldout-train-data", "cleannet-import-tf1-checkpoint", "cleannet-export-saved-model", "cleannet-extract-features",
-           "cleannet-make-cleaned-list",
+           "cleannet-make-cleaned-list", "cleannet-report", "cleannet-merge-queue",
            "cleannet-train-classifier", "cleannet-quickstart", "noise-model-train", "noise-model-prepare-cifar10",
            "noise-model-prepare-clothing1m", "noise-model-prepare-digits", "noise-model-import-caffemodel",
            "noise-model-noise"]
