@@ -125,7 +125,8 @@ def cleannet_verdicts(data, data_dir, run_dir, recipe):
     from cleannet.scoring import ClassEmbeddingScorer
     from cleannet.trainer import train
 
-    embed_norm = TrainConfig(recipe=recipe).recipe_settings().embed_norm or "log"
+    settings = TrainConfig(recipe=recipe).recipe_settings()
+    embed_norm = settings.embed_norm or "log"
     config = TrainConfig(data_dir=data_dir, checkpoint_dir=os.path.join(run_dir, "checkpoints"),
                          log_dir=os.path.join(run_dir, "log"), img_dim=64, num_ref=FLAGS.num_ref,
                          n_step=FLAGS.n_step, val_interval=500, log_interval=FLAGS.n_step,
@@ -135,12 +136,13 @@ def cleannet_verdicts(data, data_dir, run_dir, recipe):
     best = os.path.join(config.checkpoint_dir, "best")
     model, _, path = load_inference_model(best, 64, FLAGS.num_ref, embed_norm)
     reference = np.load(os.path.join(data_dir, "ref.npy"))
-    scorer = ClassEmbeddingScorer(model, reference)
+    order = np.argsort(data["noisy"], kind="stable")  # all.npy's rows
+    scorer = ClassEmbeddingScorer(model, reference, bank=(data["features"][order], data["noisy"][order]))
     i = data["scored"]
     if recipe == "paper":
         return ThresholdDecision(config.val_sim_thres).verdicts(scorer.score(data["features"][i], data["noisy"][i])) == 1
-    decision = read_calibration(best, path, "references", "train.py").decision()
-    scores = scorer.score_against_all(data["features"][i], data["noisy"][i], "references")
+    decision = read_calibration(best, path, settings.class_score, "train.py").decision()
+    scores = scorer.score_against_all(data["features"][i], data["noisy"][i], settings.class_score)
     return verdicts_of(decision, scores) == 1
 
 

@@ -5,7 +5,7 @@ from noisylabels.flagutil import EMBED_NORMS  # log | l2norm | l2_norm | no_norm
 
 OUTPUT_FORMATS = ("plain", "tsv", "jsonl")  # inference.py --output_format
 DECISIONS = ("threshold", "relative")  # inference.py --decision
-CLASS_SCORES = ("references", "embedding")  # how a sample is compared with another class
+CLASS_SCORES = ("references", "embedding", "neighbours")  # how a sample is compared with another class
 INFERENCE_MODES = ("inference", "val", "calibrate")  # inference.py --mode
 IMAGE_BACKBONES = ("resnet50", "mobilenet_v2", "small_cnn")  # train_classifier.py --backbone
 

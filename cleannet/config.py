@@ -73,14 +73,19 @@ class Recipe:
       (cos to their labelled class ≥ confident_cos), scaled by this weight.
     confident_cos: the cosine above which an unverified sample counts as confident.
     embed_norm: the feature normalisation it uses (None: --embed_norm as given).
+    class_score: the class score train.py calibrates the relative decision with for the best
+      model (best/calibration.json; cleannet.scoring.CLASS_SCORES).
     """
     cross_class_weight: float = 0.0
     confident_weight: float = 0.0
     confident_cos: float = 0.5
     embed_norm: Optional[str] = None
+    class_score: str = "references"
 
 
-RECIPES = {"paper": Recipe(), "robust": Recipe(cross_class_weight=1.0, confident_weight=0.1, embed_norm="l2norm")}
+RECIPES = {"paper": Recipe(),
+           "robust": Recipe(cross_class_weight=1.0, confident_weight=0.1, embed_norm="l2norm",
+                            class_score="neighbours")}
 
 # The settings a run directory records: resuming with other values is refused, since they
 # change the model's shape or the data stream.

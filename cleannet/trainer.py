@@ -28,6 +28,7 @@ from cleannet import calibration
 from cleannet.numpy_model import NumpyCleanNet
 from cleannet import checkpoints
 from cleannet import data
+from cleannet import scoring
 from cleannet import summaries
 from cleannet.config import RECORDED_SETTINGS, TrainConfig, data_files
 from cleannet.losses import cross_class_loss, total_loss
@@ -101,6 +102,8 @@ def load_tables(config: TrainConfig) -> FeatureTables:
         if len(features) == 0:
             raise InputError("has no rows, but --batch_size_unsup=%d needs unverified samples"
                              % config.batch_size_unsup, path=path("all.npy"))
+        if config.recipe_settings().class_score == "neighbours":
+            scoring.check_bank(class_ids, num_classes, path("all.npy"))
     return tables
 
 
@@ -321,8 +324,19 @@ class Trainer:
         if not self.is_chief or self.tables.reference.shape[0] < 2:
             return
         tb = self.tables
-        result = calibration.calibrate_model(NumpyCleanNet.from_keras(self.model), tb.reference, tb.val_features,
-                                             tb.val_class_ids, tb.val_vlabels, path)
+        class_score, bank = self.recipe.class_score, None
+        if class_score == "neighbours":
+            if tb.all_features is None:
+                logging.warning("No calibration written for %s: the neighbours class score needs all.npy "
+                                "(--batch_size_unsup > 0)", path)
+                return
+            bank = (tb.all_features, tb.all_class_ids)
+        try:
+            result = calibration.calibrate_model(NumpyCleanNet.from_keras(self.model), tb.reference, tb.val_features,
+                                                 tb.val_class_ids, tb.val_vlabels, path, class_score, bank=bank)
+        except InputError as err:  # e.g. a val.npy without wrong labels: training goes on
+            logging.warning("No calibration written for %s: %s", path, err)
+            return
         try:
             calibration.write_calibration(os.path.dirname(path), result)
         except ValueError as err:  # a non-finite calibration is not written

@@ -121,7 +121,10 @@ def make_decision(checkpoint_path: str) -> ThresholdDecision | RelativeDecision:
 
     if FLAGS.decision == "threshold":
         return ThresholdDecision(FLAGS.val_sim_thres)
-    calibration = read_calibration(FLAGS.checkpoint_dir, checkpoint_path, FLAGS.class_score, calibrate_command())
+    # Without --class_score the calibration's (train.py --recipe=robust calibrates with neighbours).
+    given = FLAGS.class_score if FLAGS["class_score"].present else None
+    calibration = read_calibration(FLAGS.checkpoint_dir, checkpoint_path, given, calibrate_command())
+    FLAGS.class_score = calibration.class_score
     logging.info("Relative decision: label wrong when margin < %.6g%s (calibrated on %d val samples).",
                  calibration.min_margin, "" if calibration.threshold is None else
                  " or similarity < %.6g" % calibration.threshold, calibration.val_samples)
@@ -166,6 +169,19 @@ def refuse_outputs_over_inputs() -> None:
                                   inputs + tf_checkpoint_files(FLAGS.checkpoint_dir))
 
 
+def make_scorer(model: NumpyCleanNet, reference: np.ndarray) -> ClassEmbeddingScorer:
+    """The scorer of --class_score; "neighbours" reads its bank, --data_dir/all.npy."""
+    from cleannet import datafiles
+    from cleannet.scoring import ClassEmbeddingScorer, check_bank
+
+    bank = None
+    if FLAGS.class_score == "neighbours":
+        bank = datafiles.load_all(os.path.join(FLAGS.data_dir, "all.npy"), FLAGS.img_dim)
+        datafiles.check_class_ids(bank[1], reference.shape[0], os.path.join(FLAGS.data_dir, "all.npy"))
+        check_bank(bank[1], reference.shape[0], os.path.join(FLAGS.data_dir, "all.npy"))
+    return ClassEmbeddingScorer(model, reference, bank=bank)
+
+
 def run_inference(model: NumpyCleanNet, reference: np.ndarray, decision: ThresholdDecision | RelativeDecision) -> int:
     """Streams --image_feature_list and writes one result per input line. Returns the count."""
     import contextlib
@@ -182,7 +198,7 @@ def run_inference(model: NumpyCleanNet, reference: np.ndarray, decision: Thresho
         raise InputError("has %d classes but ref.npy has %d" % (len(class_names), reference.shape[0]),
                          path=FLAGS.class_list)
     class_to_id = {name: i for i, name in enumerate(class_names)}
-    scorer = ClassEmbeddingScorer(model, reference)
+    scorer = make_scorer(model, reference)
     limit = None if FLAGS.num_samples == -1 else FLAGS.num_samples
     cross_class = FLAGS.output_format != "plain" or decision.needs_other_classes
     count = 0
@@ -245,7 +261,7 @@ def run_validation(model: NumpyCleanNet, reference: np.ndarray,
     if os.path.exists(FLAGS.class_list):
         all_names = tsv_reader.read_class_list(FLAGS.class_list)
     cross_class = decision.needs_other_classes or (FLAGS.output_format != "plain" and all_names is not None)
-    scores = score(ClassEmbeddingScorer(model, reference), features[:usable], class_ids[:usable], cross_class)
+    scores = score(make_scorer(model, reference), features[:usable], class_ids[:usable], cross_class)
     correct = verdicts_of(decision, scores) == vlabels[:usable]
     names = None
     if FLAGS.output_format != "plain" and all_names is not None:
@@ -259,15 +275,17 @@ def run_validation(model: NumpyCleanNet, reference: np.ndarray,
 
 def run_calibration(model: NumpyCleanNet, reference: np.ndarray, checkpoint_path: str) -> Calibration:
     """Calibrates the relative decision on every row of val.npy; writes calibration.json."""
-    from cleannet.calibration import calibrate_model, write_calibration
+    from cleannet.calibration import calibrate_model, check_calibration_set, write_calibration
 
     features, class_ids, vlabels = load_validation(reference)
     if reference.shape[0] < 2 or len(features) == 0:
         from noisylabels.errors import InputError
         raise InputError("calibration needs val.npy rows and at least two classes in ref.npy",
                          path=os.path.join(FLAGS.data_dir, "val.npy"))
+    check_calibration_set(class_ids, vlabels, os.path.join(FLAGS.data_dir, "val.npy"))
+    bank = make_scorer(model, reference).bank
     calibration = calibrate_model(model, reference, features, class_ids, vlabels, checkpoint_path,
-                                  FLAGS.class_score, FLAGS.calibrate_threshold, FLAGS.batch_size)
+                                  FLAGS.class_score, FLAGS.calibrate_threshold, FLAGS.batch_size, bank=bank)
     path = write_calibration(FLAGS.checkpoint_dir, calibration)
     logging.info("Wrote %s: class score %s, min_margin %.6g, threshold %s, val error %.6f on %d samples.",
                  path, calibration.class_score, calibration.min_margin, calibration.threshold,
