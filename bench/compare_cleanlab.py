@@ -61,6 +61,7 @@ def define_flags():
     flags.DEFINE_integer("num_ref", 8, "CleanNet reference vectors per class.")
     flags.DEFINE_string("work_dir", None, "Where the runs go (default: a temporary directory, removed).")
     flags.DEFINE_string("results", None, "Also write every run's errors to this JSON file.")
+    flags.DEFINE_list("merge", [], "Only print the table of these --results files (runs made in parts).")
 
 
 def corrupt(labels, noise_rate, kind, rng):
@@ -224,6 +225,18 @@ def print_table(rows, out=sys.stdout):
             print("| " + " | ".join(cells) + " |", file=out)
 
 
+def print_report(rows):
+    """The table and the time of robust/relative against paper/threshold (training + scoring)."""
+    print()
+    print("Detection error (lower is better), %d seeds per row:" % len(rows[0][1]))
+    print_table(rows)
+    paper = sum(r["seconds"]["paper"] for _, runs in rows for r in runs)
+    robust = sum(r["seconds"]["robust"] for _, runs in rows for r in runs)
+    print()
+    print("Training + scoring time, robust/relative over paper/threshold, same runs: %.2fx (%.0f s / %.0f s)"
+          % (robust / paper, robust, paper))
+
+
 def main(argv):
     del argv
     try:
@@ -232,6 +245,13 @@ def main(argv):
         print("compare_cleanlab: cleanlab is not installed; install it with: pip install 'cleanlab>=2' "
               "(or pip install .[compare])", file=sys.stderr)
         sys.exit(2)
+    if FLAGS.merge:
+        rows = []
+        for path in FLAGS.merge:
+            with open(path) as f:
+                rows += [(tuple(setting), runs) for setting, runs in json.load(f)]
+        print_report(rows)
+        return
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)
@@ -244,10 +264,7 @@ def main(argv):
                 runs.append(run_one(seed, *setting, work_dir))
                 print("%s seed %d: %s" % (setting, seed, json.dumps(runs[-1])), flush=True)
             rows.append((setting, runs))
-        print()
-        print("Detection error (lower is better), %d seeds per row, %d training steps:" % (len(FLAGS.seeds),
-                                                                                         FLAGS.n_step))
-        print_table(rows)
+        print_report(rows)
         if FLAGS.results:
             with open(FLAGS.results, "w") as f:
                 json.dump([[list(s), runs] for s, runs in rows], f, indent=1)

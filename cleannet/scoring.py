@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from cleannet.model import CleanNet
 
 REFERENCE_TEMPERATURE = 0.1
-NEIGHBOURS = 10  # k of the "neighbours" class score
+NEIGHBOURS = 20  # k of the "neighbours" class score
 MIN_BANK_SAMPLES = 2  # samples a class needs in the bank (one is the sample itself)
 SELF_COSINE = 1.0 - 1e-5  # a bank row this close to the sample is the sample itself (skipped)
 _ENCODE_ROWS = 4096  # reference vectors sent through the query encoder per call
