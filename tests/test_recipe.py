@@ -202,3 +202,37 @@ def test_a_nan_margin_is_never_written(tmp_path):
     with pytest.raises(ValueError, match="non-finite"):
         calibration.write_calibration(tmp_path, calibration.Calibration("neighbours", float("nan"), None, "c", 0, 1))
     assert not (tmp_path / calibration.CALIBRATION_FILE).exists()
+
+
+@pytest.mark.slow
+def test_relative_inference_takes_the_calibrations_class_score(tmp_path):
+    """train.py --recipe=robust calibrates with neighbours; inference.py --decision=relative without
+    --class_score then scores with it (margins are differences of vote shares, multiples of 1/k)."""
+    from cleannet import checkpoints
+
+    data_dir = write_cleannet_data(tmp_path / "data", img_dim=IMG_DIM, num_classes=CLASSES, num_ref=NUM_REF, n_val=12)
+    tf.keras.utils.set_random_seed(0)
+    model = CleanNet(NUM_REF, IMG_DIM, "l2norm").build_variables()
+    step = tf.Variable(1, dtype=tf.int64)
+    tf.train.CheckpointManager(checkpoints.make_checkpoint(model, step), str(tmp_path / "ckpt"), 1).save(1)
+    (tmp_path / "classes.txt").write_text("a\nb\nc\n")
+    rng = np.random.default_rng(2)
+    with open(tmp_path / "input.tsv", "w") as f:
+        for i in range(9):
+            f.write("k%d\t%s\t%s\n" % (i, "abc"[i % 3], ",".join("%.6g" % v for v in rng.random(IMG_DIM))))
+    common = [sys.executable, os.path.join(ROOT, "inference.py"), "--data_dir=" + data_dir,
+              "--checkpoint_dir=%s" % (tmp_path / "ckpt"), "--img_dim=%d" % IMG_DIM, "--num_ref=%d" % NUM_REF,
+              "--embed_norm=l2norm", "--batch_size=4", "--class_list=%s" % (tmp_path / "classes.txt")]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    calibrated = subprocess.run(common + ["--mode=calibrate", "--class_score=neighbours"], capture_output=True,
+                                text=True, env=env)
+    assert calibrated.returncode == 0, calibrated.stderr
+    out = tmp_path / "out.tsv"
+    result = subprocess.run(common + ["--mode=inference", "--decision=relative", "--output_format=tsv",
+                                      "--image_feature_list=%s" % (tmp_path / "input.tsv"), "--output_file=%s" % out],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("\t") for line in out.read_text().splitlines()[1:]]
+    margins = np.array([float(r[7]) for r in rows])
+    # all.npy has 15 rows: k = min(20, 15) votes, so every margin is a multiple of 1/15
+    np.testing.assert_allclose(margins * 15, np.round(margins * 15), atol=1e-4)
