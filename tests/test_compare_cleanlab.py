@@ -73,3 +73,22 @@ def test_targets_by_hand():
     assert bench.targets_met(np.array([0.08, 0.08, 0.08]), cleanlab, "without") == ["mean>0.75x"]
     assert bench.targets_met(np.array([0.02, 0.02, 0.13]), cleanlab, "without") == ["worst", "sd>2x"]
     assert bench.targets_met(np.array([0.06, 0.06, 0.06]), cleanlab, "with") == ["mean>0.5x"]
+
+
+@pytest.mark.slow
+def test_tiny_grid_and_speed_bench_print_their_tables(tmp_path):
+    pytest.importorskip("cleanlab")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, SCRIPT, "--seeds=0", "--rates=0.3", "--kinds=uniform", "--n_step=20",
+                             "--results=%s" % (tmp_path / "grid.json")], capture_output=True, text=True, cwd=ROOT,
+                            env=env)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| 0.3 | uniform")]
+    assert len(rows) == 4  # raw and scaled pixels, with and without verification labels
+    merged = subprocess.run([sys.executable, SCRIPT, "--merge=%s" % (tmp_path / "grid.json")], capture_output=True,
+                            text=True, cwd=ROOT, env=env)
+    assert [line for line in merged.stdout.splitlines() if line.startswith("| 0.3 | uniform")] == rows
+    speed = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "recipe_speed.py"), "--n_step=20",
+                            "--repeats=1"], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert speed.returncode == 0, speed.stderr
+    assert "robust/relative over paper/threshold: median" in speed.stdout
