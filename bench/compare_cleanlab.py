@@ -159,7 +159,9 @@ def cleanlab_verdicts(data):
 
     classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     pred_probs = cross_val_predict(classifier, data["features"], data["noisy"], cv=5, method="predict_proba")
-    issues = find_label_issues(labels=data["noisy"], pred_probs=pred_probs)
+    # n_jobs=1: cleanlab's worker processes are forked, and a fork of a process running
+    # TensorFlow's threads can hang (it did, in 2 of 35 runs).
+    issues = find_label_issues(labels=data["noisy"], pred_probs=pred_probs, n_jobs=1)
     return ~issues[data["scored"]]
 
 
