@@ -1,8 +1,11 @@
 """Label-noise detection error of CleanNet next to cleanlab, on a grid of noisy digits.
 
     pip install 'cleanlab>=2'          # or: pip install .[compare]
-    nice -n 10 python bench/compare_cleanlab.py --seeds=0,1,2,3,4 [--rates=0.2,0.3,0.4]
-        [--kinds=uniform,lookalike] [--n_step=3000] [--work_dir=DIR]
+    nice -n 10 python bench/compare_cleanlab.py --seeds=0,1,2,3,4 --n_step=1000 [--rates=0.2,0.3,0.4]
+        [--kinds=uniform,lookalike] [--work_dir=DIR] [--results=PART.json]
+    python bench/compare_cleanlab.py --merge=PART1.json,PART2.json   # one table of runs made in parts
+
+docs/decisions.md holds the table of the full grid (35 runs) and how it was run.
 
 One run per setting (noise rate × noise kind × seed; at 30 % uniform noise also the pixels
 scaled to [0, 1] besides the raw 0-16 values), each on scikit-learn's digits:
@@ -142,7 +145,8 @@ def cleannet_verdicts(data, data_dir, run_dir, recipe):
     scorer = ClassEmbeddingScorer(model, reference, bank=(data["features"][order], data["noisy"][order]))
     i = data["scored"]
     if recipe == "paper":
-        return ThresholdDecision(config.val_sim_thres).verdicts(scorer.score(data["features"][i], data["noisy"][i])) == 1
+        similarity = scorer.score(data["features"][i], data["noisy"][i])
+        return ThresholdDecision(config.val_sim_thres).verdicts(similarity) == 1
     decision = read_calibration(best, path, settings.class_score, "train.py").decision()
     scores = scorer.score_against_all(data["features"][i], data["noisy"][i], settings.class_score)
     return verdicts_of(decision, scores) == 1
