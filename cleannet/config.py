@@ -72,7 +72,9 @@ class Recipe:
     confident_weight: the same for unverified samples whose pseudo-label is confident
       (cos to their labelled class ≥ confident_cos), scaled by this weight.
     confident_cos: the cosine above which an unverified sample counts as confident.
-    embed_norm: the feature normalisation it uses (None: --embed_norm as given).
+    embed_norm: the feature normalisation it uses (None: --embed_norm as given); train.py
+      applies it when --embed_norm is not given (TrainConfig.from_flags), a TrainConfig
+      built in Python takes its embed_norm field as set.
     class_score: the class score train.py calibrates the relative decision with for the best
       model (best/calibration.json; cleannet.scoring.CLASS_SCORES).
     """
