@@ -122,9 +122,30 @@ def calibrate(similarity: np.ndarray, margin: np.ndarray, vlabels: np.ndarray,
     return min_margin, threshold, errors / len(margin)
 
 
+def check_calibration_set(class_ids: np.ndarray, vlabels: np.ndarray, source: str = "val.npy") -> None:
+    """Raises InputError (one line: the problem and what to pass instead) unless the verified
+    samples [n] hold both verdicts (vlabel 0 and 1) and at least two classes."""
+    vlabels = np.asarray(vlabels) != 0
+    instead = "or use --decision=threshold"
+    if len(vlabels) == 0:
+        raise InputError("has no rows: the relative decision is calibrated on verified samples; pass a "
+                         "non-empty verified split, " + instead, path=source)
+    for value, present in ((0, (~vlabels).any()), (1, vlabels.any())):
+        if not present:
+            raise InputError("has no sample with vlabel %d (no verified %s label): a margin cannot be calibrated "
+                             "on one kind of verdict; pass a verified split that holds correct and wrong labels, %s"
+                             % (value, "wrong" if value == 0 else "correct", instead), path=source, field="vlabel")
+    classes = np.unique(np.asarray(class_ids))
+    if len(classes) < 2:
+        raise InputError("holds samples of class id %d only: the margin compares classes, so it is calibrated on "
+                         "verified samples of two or more classes; pass those, %s" % (classes[0], instead),
+                         path=source, field="class id")
+
+
 def calibrate_model(model: NumpyCleanNet, reference_table: np.ndarray, features: np.ndarray, class_ids: np.ndarray,
                     vlabels: np.ndarray, checkpoint: str, class_score: str = "references",
-                    with_threshold: bool = False, batch_size: int = 4096) -> Calibration:
+                    with_threshold: bool = False, batch_size: int = 4096,
+                    bank: tuple[np.ndarray, np.ndarray] | None = None) -> Calibration:
     """Scores verified samples against every class and calibrates the relative decision.
 
     Args:
@@ -134,10 +155,12 @@ def calibrate_model(model: NumpyCleanNet, reference_table: np.ndarray, features:
       checkpoint: the checkpoint path (or name) of the model, recorded in the result.
       class_score: one of cleannet.scoring.CLASS_SCORES.
       with_threshold: also choose a similarity threshold (see `calibrate`).
+      bank: (features [N, h], class ids [N]) of all.npy, for class_score "neighbours".
     """
     from cleannet.scoring import ClassEmbeddingScorer
 
-    scorer = ClassEmbeddingScorer(model, reference_table)
+    check_calibration_set(class_ids, vlabels)
+    scorer = ClassEmbeddingScorer(model, reference_table, bank=bank)
     scores = scorer.score_against_all(features, class_ids, class_score, batch_size)
     min_margin, threshold, error = calibrate(scores.similarity, scores.margin, vlabels, with_threshold)
     return Calibration(class_score, min_margin, threshold, os.path.basename(str(checkpoint)), error, len(scores))
@@ -157,11 +180,12 @@ def write_calibration(directory: str, calibration: Calibration) -> str:
     return path
 
 
-def read_calibration(directory: str, checkpoint: str, class_score: str, calibrate_command: str) -> Calibration:
+def read_calibration(directory: str, checkpoint: str, class_score: str | None, calibrate_command: str) -> Calibration:
     """Reads DIRECTORY/calibration.json for the model restored from `checkpoint`.
 
     Raises InputError (one line saying to run `calibrate_command`) when the file is
-    missing, malformed, non-finite, or made for another checkpoint or class score.
+    missing, malformed, non-finite, or made for another checkpoint or class score
+    (class_score None: the stored one, whichever it is).
     """
     path = os.path.join(directory, CALIBRATION_FILE)
     if not os.path.exists(path):
@@ -179,7 +203,7 @@ def read_calibration(directory: str, checkpoint: str, class_score: str, calibrat
     if calibration.checkpoint != name:
         raise InputError("was calibrated for %s but the model is %s; run %s"
                          % (calibration.checkpoint, name, calibrate_command), path=path, field="checkpoint")
-    if calibration.class_score != class_score:
+    if class_score is not None and calibration.class_score != class_score:
         raise InputError("was calibrated with --class_score=%s, not %s; pass --class_score=%s or run %s"
                          % (calibration.class_score, class_score, calibration.class_score, calibrate_command),
                          path=path, field="class_score")

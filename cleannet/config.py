@@ -43,12 +43,51 @@ class TrainConfig:
     distribution: str = "none"
     num_cpu_replicas: int = 0
     mixed_precision: bool = False
+    recipe: str = "paper"
+
+    def recipe_settings(self) -> "Recipe":
+        """The training settings of --recipe (RECIPES)."""
+        return RECIPES[self.recipe]
 
     @classmethod
     def from_flags(cls, flag_values) -> "TrainConfig":
-        """The config of parsed absl flags (every field is a flag of the same name)."""
-        return cls(**{field.name: flag_values[field.name].value for field in dataclasses.fields(cls)})
+        """The config of parsed absl flags (every field is a flag of the same name).
 
+        --recipe's embed_norm replaces --embed_norm's default when --embed_norm is not given.
+        """
+        config = cls(**{field.name: flag_values[field.name].value for field in dataclasses.fields(cls)})
+        recipe = config.recipe_settings()
+        if recipe.embed_norm is not None and not flag_values["embed_norm"].present:
+            config.embed_norm = recipe.embed_norm
+        return config
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """What --recipe switches on in training (beyond the paper).
+
+    cross_class_weight: weight of the cross-class negatives: every verified sample with a
+      correct label (vlabel 1) of class c is also a negative (the supervised loss with
+      vlabel 0) for one other class c' drawn at random each step.
+    confident_weight: the same for unverified samples whose pseudo-label is confident
+      (cos to their labelled class ≥ confident_cos), scaled by this weight.
+    confident_cos: the cosine above which an unverified sample counts as confident.
+    embed_norm: the feature normalisation it uses (None: --embed_norm as given); train.py
+      applies it when --embed_norm is not given (TrainConfig.from_flags), a TrainConfig
+      built in Python takes its embed_norm field as set.
+    class_score: the class score train.py calibrates the relative decision with for the best
+      model (best/calibration.json; cleannet.scoring.CLASS_SCORES).
+    """
+    cross_class_weight: float = 0.0
+    confident_weight: float = 0.0
+    confident_cos: float = 0.5
+    embed_norm: Optional[str] = None
+    class_score: str = "references"
+
+
+RECIPES = {"paper": Recipe(),
+           "robust": Recipe(cross_class_weight=1.0, confident_weight=0.1, embed_norm="l2norm",
+                            class_score="neighbours")}
 
 # The settings a run directory records: resuming with other values is refused, since they
 # change the model's shape or the data stream.

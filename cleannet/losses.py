@@ -50,3 +50,14 @@ def total_loss(vlabel: tf.Tensor | np.ndarray, cos_sim: tf.Tensor | np.ndarray, 
     unsupervised = unsup_cos_sim_loss(cos_sim, neg_weight)
     reconstruction = reconst_loss(v_q, v_qr)
     return vflag * supervised + beta * reconstruction + gamma * (1.0 - vflag) * unsupervised
+
+
+def cross_class_loss(cos_other: tf.Tensor | np.ndarray, weight: tf.Tensor | np.ndarray, neg_weight: float,
+                     margin: float = 0.1) -> tf.Tensor:
+    """The supervised loss of a pair known to be a negative (vlabel 0), weighted per sample:
+    weight·neg_weight·max(0, cos_other − margin): [B], [B] → [B].
+
+    cos_other is the cosine of a sample to a class other than its (correct) label; beyond
+    the paper (train.py --recipe=robust).
+    """
+    return _float(weight) * cos_sim_loss(tf.zeros_like(_float(cos_other)), cos_other, neg_weight, margin)

@@ -14,9 +14,10 @@ What it does, through the same public tools a user runs:
 3. cleannet.tools.convert_data → train.npy, val.npy, all.npy; cleannet.tools.find_reference
    → ref.npy. (Each tool runs as `python -m cleannet.tools.NAME`, so the quickstart works
    from a checkout and after `pip install .` alike.)
-4. cleannet.tools.train (its progress shown as it trains; TensorBoard logs under WORK_DIR/train/log),
-   `inference.py --mode=calibrate` (the relative decision's margin, chosen on val.npy),
-   then inference.py on the test TSV.
+4. cleannet.tools.train --recipe=robust (its progress shown as it trains; TensorBoard logs
+   under WORK_DIR/train/log), `inference.py --mode=calibrate --class_score=neighbours` (the
+   relative decision's margin, chosen on val.npy), then inference.py on the test TSV: the
+   recommended pair of docs/decisions.md.
 5. Prints the label-noise detection error on the test samples of the classes with
    verification labels and of those without, next to the error of trusting every label,
    for both decisions: the paper's threshold (cos >= 0.1) and the relative one.
@@ -69,6 +70,10 @@ def define_flags() -> None:
 
 VERIFIED_CLASSES = range(5)  # digits 0-4 keep verification labels; 5-9 have none
 THRESHOLD = 0.1  # the paper's (and inference.py's default --val_sim_thres)
+# The recommended pair (docs/decisions.md): train.py --recipe=robust, inference.py --decision=relative.
+RECIPE = "robust"
+EMBED_NORM = "l2norm"  # what --recipe=robust trains with; inference.py is told it
+CLASS_SCORE = "neighbours"  # what --recipe=robust calibrates with
 SETTINGS_FILE = "quickstart_settings.json"  # the quickstart's ownership marker
 LOG_FILE = "quickstart.log"
 LOCK_FILE = "quickstart.lock"
@@ -244,7 +249,7 @@ def model_args(work_dir: str, num_ref: int) -> list[str]:
     return ["--data_dir=" + os.path.join(work_dir, "data"),
             "--class_list=" + os.path.join(work_dir, "tsv", "classes.txt"),
             "--checkpoint_dir=" + os.path.join(work_dir, "train", "checkpoints", "best"),
-            "--img_dim=64", "--num_ref=%d" % num_ref]
+            "--img_dim=64", "--num_ref=%d" % num_ref, "--embed_norm=" + EMBED_NORM]
 
 
 def train_and_calibrate(work_dir: str, log: str, num_ref: int, n_step: int) -> None:
@@ -254,9 +259,11 @@ def train_and_calibrate(work_dir: str, log: str, num_ref: int, n_step: int) -> N
               "--checkpoint_dir=" + os.path.join(model_dir, "checkpoints"),
               "--log_dir=" + os.path.join(model_dir, "log"),
               "--img_dim=64", "--num_ref=%d" % num_ref, "--n_step=%d" % n_step, "--val_interval=500",
-              "--log_interval=250", "--lr_update=%d" % max(1, n_step * 2 // 3), "--val_batch_size=32"],
+              "--log_interval=250", "--lr_update=%d" % max(1, n_step * 2 // 3), "--val_batch_size=32",
+              "--recipe=" + RECIPE],
              log, show_progress=True)
-    run_tool([*tool("cleannet.tools.inference"), "--mode=calibrate"] + model_args(work_dir, num_ref), log)
+    run_tool([*tool("cleannet.tools.inference"), "--mode=calibrate", "--class_score=" + CLASS_SCORE]
+             + model_args(work_dir, num_ref), log)
 
 
 def read_verdicts(path: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -302,8 +309,8 @@ def detection_error(verdicts: np.ndarray, label_correct: np.ndarray) -> float:
 def print_detection_table(result: dict[str, np.ndarray]) -> None:
     print()
     print("Label-noise detection error on the test samples:")
-    print("| classes | samples | label noise (error of trusting every label) | threshold cos >= %g (paper) "
-          "| relative (calibrated margin) |" % THRESHOLD)
+    print("| classes | samples | label noise (error of trusting every label) | threshold cos >= %g (paper's decision) "
+          "| relative (calibrated margin, recommended) |" % THRESHOLD)
     print("|---|---|---|---|---|")
     truth = result["label_correct"]
     for name, mask in (("with verification labels (0-4)", result["verified"]),
@@ -352,11 +359,12 @@ class QuickstartSettings(TypedDict):
     n_step: int
     num_ref: int
     seed: int
+    recipe: str
 
 
 def settings_from_flags() -> QuickstartSettings:
     return QuickstartSettings(noise_rate=FLAGS.noise_rate, n_step=FLAGS.n_step, num_ref=FLAGS.num_ref,
-                              seed=FLAGS.seed)
+                              seed=FLAGS.seed, recipe=RECIPE)
 
 
 def write_review_page(work_dir: str, log: str, settings: QuickstartSettings) -> None:

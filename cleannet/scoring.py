@@ -13,6 +13,11 @@ class scores (CLASS_SCORES), both cosines in CleanNet's 128-d embedding space:
   τ·log(mean_r exp(cos(φ_q(x), φ_q(r)) / τ)) with τ = REFERENCE_TEMPERATURE (between the
   mean and the maximum of the R cosines).
 - "embedding": cos(φ_q(x), φ_s(c)), CleanNet's own similarity of x to class c.
+- "neighbours": the share of x's NEIGHBOURS nearest samples (cosine in the query
+  encoder's space) that are labelled c, among a bank of labelled samples (all.npy).
+  A bank row whose embedding equals x's (cosine ≥ SELF_COSINE: x itself) is skipped, so
+  a sample of the bank is judged by the others' labels only (leave-one-out). Needs the
+  bank; the scores of a batch are [batch_size, bank rows] at a time.
 The scores exist one batch at a time ([batch_size, C], or [batch_size, C, R] for
 "references"), so memory does not grow with the number of samples.
 
@@ -35,6 +40,9 @@ if TYPE_CHECKING:
     from cleannet.model import CleanNet
 
 REFERENCE_TEMPERATURE = 0.1
+NEIGHBOURS = 20  # k of the "neighbours" class score
+MIN_BANK_SAMPLES = 2  # samples a class needs in the bank (one is the sample itself)
+SELF_COSINE = 1.0 - 1e-5  # a bank row this close to the sample is the sample itself (skipped)
 _ENCODE_ROWS = 4096  # reference vectors sent through the query encoder per call
 
 
@@ -61,6 +69,21 @@ class CrossClassScores:
         return len(self.similarity)
 
 
+def check_bank(class_ids: np.ndarray, num_classes: int, path: str = "all.npy") -> None:
+    """Raises InputError unless every class present in the bank (class ids [N]) has at least
+    MIN_BANK_SAMPLES samples: with fewer, a sample of that class has no other sample of its
+    label among its neighbours, and every label of the class would be judged wrong."""
+    from noisylabels.errors import InputError
+
+    counts = np.bincount(np.asarray(class_ids, np.int64), minlength=num_classes)
+    small = np.flatnonzero((counts > 0) & (counts < MIN_BANK_SAMPLES))
+    if small.size:
+        raise InputError("class id %d has %d sample(s); the neighbours class score judges a label by the labels of "
+                         "other samples and needs at least %d of each class: add samples of that class or pass "
+                         "--class_score=references" % (small[0], counts[small[0]], MIN_BANK_SAMPLES),
+                         path=path, field="class id")
+
+
 def _check_class_score(class_score):
     if class_score not in CLASS_SCORES:
         raise ValueError("class_score must be one of %s, got %r" % ("|".join(CLASS_SCORES), class_score))
@@ -74,10 +97,15 @@ class ClassEmbeddingScorer:
         NumpyCleanNet.from_keras for a Keras CleanNet in memory).
       reference_table: float32 [C, R, h], ref.npy.
       class_chunk: classes encoded per call while filling the cache (bounds memory).
+      bank: optional (features float [N, h], class ids int [N]), the labelled samples of the
+        "neighbours" class score (all.npy).
     """
 
-    def __init__(self, model: NumpyCleanNet, reference_table: np.ndarray, class_chunk: int = 256) -> None:
+    def __init__(self, model: NumpyCleanNet, reference_table: np.ndarray, class_chunk: int = 256,
+                 bank: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         self.model = model
+        self.bank = bank
+        self._bank_embeddings = None
         self.reference_table = np.asarray(reference_table, np.float32)
         tables = [model.encode_classes(self.reference_table[i:i + class_chunk])
                   for i in range(0, len(self.reference_table), class_chunk)]
@@ -95,6 +123,33 @@ class ClassEmbeddingScorer:
             self._reference_embeddings = np.concatenate(rows).reshape(self.reference_table.shape[:2] + (-1,))
         return self._reference_embeddings
 
+    def bank_embeddings(self) -> np.ndarray:
+        """float32 [N, 128]: the bank's samples through the query encoder, unit length."""
+        if self.bank is None:
+            raise ValueError("the neighbours class score needs a bank of labelled samples (all.npy)")
+        if self._bank_embeddings is None:
+            features = self.bank[0]
+            rows = [l2_normalize(self.model.encode_queries(np.asarray(features[i:i + _ENCODE_ROWS], np.float32)),
+                                 axis=1) for i in range(0, len(features), _ENCODE_ROWS)]
+            self._bank_embeddings = (np.concatenate(rows) if rows else np.zeros([0, 0], np.float32))
+        return self._bank_embeddings
+
+    def _neighbour_votes(self, phi_q):
+        """Class scores float32 [b, C]: the share of each class among the NEIGHBOURS nearest bank rows."""
+        bank = self.bank_embeddings()
+        bank_ids = np.asarray(self.bank[1], np.int64)
+        cosines = phi_q @ bank.T  # [b, N]
+        cosines[cosines >= SELF_COSINE] = -np.inf
+        k = min(NEIGHBOURS, bank.shape[0])
+        votes = np.zeros([len(phi_q), self.num_classes], np.float32)
+        if k == 0:
+            return votes
+        nearest = np.argpartition(-cosines, k - 1, axis=1)[:, :k]  # [b, k]
+        rows = np.repeat(np.arange(len(phi_q)), k)
+        valid = np.isfinite(cosines[rows, nearest.ravel()])
+        np.add.at(votes, (rows[valid], bank_ids[nearest.ravel()[valid]]), 1.0)
+        return votes / np.float32(k)
+
     def _score_batch(self, features, class_ids):
         return cosine_similarity(self.class_embeddings[class_ids], self.model.encode_queries(features))
 
@@ -103,6 +158,8 @@ class ClassEmbeddingScorer:
         phi_q = l2_normalize(self.model.encode_queries(features), axis=1)  # [b, 128]
         if class_score == "embedding":
             return phi_q @ l2_normalize(self.class_embeddings, axis=1).T  # [b, C]
+        if class_score == "neighbours":
+            return self._neighbour_votes(phi_q)
         references = self.reference_embeddings()  # [C, R, 128]
         num_classes, num_ref = references.shape[:2]
         scaled = (phi_q @ references.reshape(num_classes * num_ref, -1).T).reshape(-1, num_classes, num_ref)

@@ -30,9 +30,10 @@ from cleannet import calibration
 from cleannet.numpy_model import NumpyCleanNet
 from cleannet import checkpoints
 from cleannet import data
+from cleannet import scoring
 from cleannet import summaries
 from cleannet.config import RECORDED_SETTINGS, TrainConfig, data_files
-from cleannet.losses import total_loss
+from cleannet.losses import cross_class_loss, total_loss
 from cleannet.metrics import accuracy, similarity
 from cleannet.model import CleanNet, normalize_features
 from cleannet.optimizer import TF1Momentum, staircase_learning_rate
@@ -48,6 +49,7 @@ from noisylabels.training_loop import TrainingLoop, TrainingTask, summary_writer
 __all__ = ["TrainConfig", "FeatureTables", "Trainer", "load_tables", "train"]
 
 TRAIN_ACCURACY_THRESHOLD = 0.1  # the original's train accuracy ignores --val_sim_thres
+CROSS_CLASS_SEED_OFFSET = 2  # --recipe's other-class draws use seed + 2 (the data streams use seed, seed + 1)
 
 
 def check_log_normalisable(array: np.ndarray, path: str, embed_norm: str) -> None:
@@ -99,6 +101,8 @@ def load_tables(config: TrainConfig) -> FeatureTables:
         if len(features) == 0:
             raise InputError("has no rows, but --batch_size_unsup=%d needs unverified samples"
                              % config.batch_size_unsup, path=path("all.npy"))
+        if config.recipe_settings().class_score == "neighbours":
+            scoring.check_bank(class_ids, num_classes, path("all.npy"))
     return tables
 
 
@@ -110,6 +114,11 @@ class Trainer(TrainingTask):
                  strategy: tf.distribute.Strategy | None = None) -> None:
         self.config = config
         self.tables = tables
+        self.recipe = config.recipe_settings()
+        if self.recipe.cross_class_weight > 0 or self.recipe.confident_weight > 0:
+            check_flag(tables.reference.shape[0] >= 2, "recipe",
+                       "%s pairs samples with other classes, but ref.npy has %d class; pass --recipe=paper"
+                       % (config.recipe, tables.reference.shape[0]))
         self.strategy = strategy or tf.distribute.get_strategy()
         replicas = self.strategy.num_replicas_in_sync
         for flag in ("batch_size_sup", "batch_size_unsup"):
@@ -181,6 +190,8 @@ class Trainer(TrainingTask):
                                                                normalized_table=t["normalized_reference"])
             cos_sim = similarity(phi_s, phi_q)
             per_sample = total_loss(vlabel, cos_sim, phi_s, v_q, phi_q, v_qr, vflag, c.neg_weight)
+            if self.recipe.cross_class_weight > 0 or self.recipe.confident_weight > 0:
+                per_sample += self._cross_class_terms(phi_q, class_ids, vlabel, vflag, cos_sim)
             # Summed over replicas, these shares give the global batch mean + regularisation.
             objective_share = tf.reduce_sum(per_sample) / global_batch
             regularization = self.model.regularization_loss()
@@ -193,6 +204,23 @@ class Trainer(TrainingTask):
         correct = tf.reduce_sum(tf.cast(tf.equal(
             vlabel[:local_sup], tf.cast(cos_sim[:local_sup] >= TRAIN_ACCURACY_THRESHOLD, tf.float32)), tf.float32))
         return objective_share, regularization, correct
+
+    def _cross_class_terms(self, phi_q, class_ids, vlabel, vflag, cos_sim):
+        """--recipe's cross-class negatives, per sample [B]: each sample against one other class
+        drawn at random (stateless, seeded by (seed, step)), weighted by cross_class_weight·vlabel
+        (verified rows) or confident_weight·1[cos ≥ confident_cos] (unverified rows)."""
+        r, t = self.recipe, self._tensors
+        num_classes = tf.shape(t["reference"])[0]
+        step_seed = tf.stack([tf.cast(self.config.seed + CROSS_CLASS_SEED_OFFSET, tf.int64), self.global_step])
+        shift = tf.random.stateless_uniform(tf.shape(class_ids), seed=step_seed, minval=1, maxval=num_classes,
+                                            dtype=tf.int32)
+        other = (class_ids + shift) % num_classes
+        classes, sample_class = tf.unique(other)
+        phi_classes = self.model.ref_set_encoder(tf.gather(t["normalized_reference"], classes), training=True)
+        cos_other = similarity(tf.gather(phi_classes, sample_class), phi_q)
+        confident = tf.stop_gradient(tf.cast(cos_sim >= r.confident_cos, tf.float32))
+        weight = vflag * r.cross_class_weight * vlabel + (1.0 - vflag) * r.confident_weight * confident
+        return cross_class_loss(cos_other, weight, self.config.neg_weight)
 
     def _train_step(self, sup_indices, unsup_indices):
         """One update on batch_size_sup verified + batch_size_unsup unverified samples (global).
@@ -297,8 +325,19 @@ class Trainer(TrainingTask):
         if not self.is_chief or self.tables.reference.shape[0] < 2:
             return
         tb = self.tables
-        result = calibration.calibrate_model(NumpyCleanNet.from_keras(self.model), tb.reference, tb.val_features,
-                                             tb.val_class_ids, tb.val_vlabels, path)
+        class_score, bank = self.recipe.class_score, None
+        if class_score == "neighbours":
+            if tb.all_features is None:
+                logging.warning("No calibration written for %s: the neighbours class score needs all.npy "
+                                "(--batch_size_unsup > 0)", path)
+                return
+            bank = (tb.all_features, tb.all_class_ids)
+        try:
+            result = calibration.calibrate_model(NumpyCleanNet.from_keras(self.model), tb.reference, tb.val_features,
+                                                 tb.val_class_ids, tb.val_vlabels, path, class_score, bank=bank)
+        except InputError as err:  # e.g. a val.npy without wrong labels: training goes on
+            logging.warning("No calibration written for %s: %s", path, err)
+            return
         try:
             calibration.write_calibration(os.path.dirname(path), result)
         except ValueError as err:  # a non-finite calibration is not written
@@ -320,6 +359,8 @@ def run_record(config: TrainConfig) -> dict:
     files = data_files(config)
     settings = {name: getattr(config, name) for name in RECORDED_SETTINGS}
     settings["embed_norm"] = checkpoints.canonical_embed_norm(settings["embed_norm"])
+    if config.recipe != "paper":  # recorded only when not the paper's, so that earlier runs still resume
+        settings["recipe"] = config.recipe
     return make_record(files, settings)
 
 

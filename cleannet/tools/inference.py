@@ -43,7 +43,7 @@ from noisylabels.errors import InputError
 from noisylabels.flagutil import (define_embed_norm, define_finite_float, define_img_dim, define_num_ref,
                                   run_tool)
 
-from cleannet.choices import CLASS_SCORES, DECISIONS, INFERENCE_MODES, OUTPUT_FORMATS
+from cleannet.choices import CLASS_SCORES, DECISIONS, DEFAULT_CLASS_SCORE, INFERENCE_MODES, OUTPUT_FORMATS
 
 if TYPE_CHECKING:  # imported for the type hints only: numpy, then the tool's modules, load after the flag checks
     import numpy as np
@@ -73,7 +73,7 @@ class InferenceConfig:
     output_weights: str | None = None
     chunk_rows: int = 4096
     decision: str = "threshold"
-    class_score: str = "references"
+    class_score: str | None = None  # None: the calibration's (--decision=relative), else DEFAULT_CLASS_SCORE
     calibrate_threshold: bool = False
 
     @property
@@ -121,7 +121,10 @@ def define_flags() -> None:
     flags.DEFINE_enum("class_score", D.class_score, list(CLASS_SCORES),
                       "How a sample is compared with every class (the cross-class columns, --decision=relative, "
                       "--mode=calibrate). references: soft nearest reference of the class, in CleanNet's query "
-                      "embedding; embedding: cosine to the class embedding (CleanNet's similarity).")
+                      "embedding; embedding: cosine to the class embedding (CleanNet's similarity); neighbours: "
+                      "the share of the sample's nearest samples of --data_dir/all.npy carrying the class. "
+                      "Default: with --decision=relative the one calibration.json was calibrated with, "
+                      "else %s." % DEFAULT_CLASS_SCORE)
     flags.DEFINE_bool("calibrate_threshold", D.calibrate_threshold,
                       "--mode=calibrate: also choose a similarity threshold for the relative decision (kept "
                       "only when it lowers the error on val.npy).")
@@ -151,22 +154,26 @@ def load_model(checkpoint_dir: str, img_dim: int, num_ref: int, embed_norm: str)
 def calibrate_command(config: InferenceConfig) -> str:
     """The command that writes the calibration for this --checkpoint_dir, --data_dir and --class_score."""
     return "inference.py --mode=calibrate --checkpoint_dir=%s --data_dir=%s --class_score=%s" % (
-        config.checkpoint_dir, config.data_dir, config.class_score)
+        config.checkpoint_dir, config.data_dir, config.class_score or DEFAULT_CLASS_SCORE)
 
 
-def make_decision(config: InferenceConfig, checkpoint_path: str) -> ThresholdDecision | RelativeDecision:
-    """The --decision: ThresholdDecision(--val_sim_thres) or the calibrated RelativeDecision."""
+def make_decision(config: InferenceConfig,
+                  checkpoint_path: str) -> tuple[ThresholdDecision | RelativeDecision, str]:
+    """The --decision (ThresholdDecision(--val_sim_thres) or the calibrated RelativeDecision) and
+    the class score its cross-class scores are computed with: --class_score when given, else
+    the calibration's (relative) or DEFAULT_CLASS_SCORE (threshold)."""
     from cleannet.calibration import read_calibration
     from cleannet.decision import ThresholdDecision
 
     if config.decision == "threshold":
-        return ThresholdDecision(config.val_sim_thres)
+        return ThresholdDecision(config.val_sim_thres), config.class_score or DEFAULT_CLASS_SCORE
+    # Without --class_score the calibration's (train.py --recipe=robust calibrates with neighbours).
     calibration = read_calibration(config.checkpoint_dir, checkpoint_path, config.class_score,
                                    calibrate_command(config))
     logging.info("Relative decision: label wrong when margin < %.6g%s (calibrated on %d val samples).",
                  calibration.min_margin, "" if calibration.threshold is None else
                  " or similarity < %.6g" % calibration.threshold, calibration.val_samples)
-    return calibration.decision()
+    return calibration.decision(), calibration.class_score
 
 
 def score(config: InferenceConfig, scorer: ClassEmbeddingScorer, features: np.ndarray, class_ids: np.ndarray,
@@ -208,6 +215,20 @@ def refuse_outputs_over_inputs(config: InferenceConfig) -> None:
                                   inputs + tf_checkpoint_files(config.checkpoint_dir))
 
 
+def make_scorer(config: InferenceConfig, model: NumpyCleanNet, reference: np.ndarray) -> ClassEmbeddingScorer:
+    """The scorer of config.class_score; "neighbours" reads its bank, --data_dir/all.npy."""
+    from cleannet import datafiles
+    from cleannet.scoring import ClassEmbeddingScorer, check_bank
+
+    bank = None
+    if config.class_score == "neighbours":
+        bank_path = os.path.join(config.data_dir, "all.npy")
+        bank = datafiles.load_all(bank_path, config.img_dim)
+        datafiles.check_class_ids(bank[1], reference.shape[0], bank_path)
+        check_bank(bank[1], reference.shape[0], bank_path)
+    return ClassEmbeddingScorer(model, reference, bank=bank)
+
+
 def run_inference(config: InferenceConfig, model: NumpyCleanNet, reference: np.ndarray,
                   decision: ThresholdDecision | RelativeDecision) -> int:
     """Streams --image_feature_list and writes one result per input line. Returns the count."""
@@ -224,7 +245,7 @@ def run_inference(config: InferenceConfig, model: NumpyCleanNet, reference: np.n
         raise InputError("has %d classes but ref.npy has %d" % (len(class_names), reference.shape[0]),
                          path=config.class_list)
     class_to_id = {name: i for i, name in enumerate(class_names)}
-    scorer = ClassEmbeddingScorer(model, reference)
+    scorer = make_scorer(config, model, reference)
     limit = config.limit
     cross_class = config.output_format != "plain" or decision.needs_other_classes
     count = 0
@@ -283,7 +304,7 @@ def run_validation(config: InferenceConfig, model: NumpyCleanNet, reference: np.
     if os.path.exists(config.class_list):
         all_names = tsv_reader.read_class_list(config.class_list)
     cross_class = decision.needs_other_classes or (config.output_format != "plain" and all_names is not None)
-    scores = score(config, ClassEmbeddingScorer(model, reference), features[:usable], class_ids[:usable],
+    scores = score(config, make_scorer(config, model, reference), features[:usable], class_ids[:usable],
                    cross_class)
     correct = verdicts_of(decision, scores) == vlabels[:usable]
     names = None
@@ -299,14 +320,16 @@ def run_validation(config: InferenceConfig, model: NumpyCleanNet, reference: np.
 def run_calibration(config: InferenceConfig, model: NumpyCleanNet, reference: np.ndarray,
                     checkpoint_path: str) -> Calibration:
     """Calibrates the relative decision on every row of val.npy; writes calibration.json."""
-    from cleannet.calibration import calibrate_model, write_calibration
+    from cleannet.calibration import calibrate_model, check_calibration_set, write_calibration
 
     features, class_ids, vlabels = load_validation(config, reference)
     if reference.shape[0] < 2 or len(features) == 0:
         raise InputError("calibration needs val.npy rows and at least two classes in ref.npy",
                          path=os.path.join(config.data_dir, "val.npy"))
+    check_calibration_set(class_ids, vlabels, os.path.join(config.data_dir, "val.npy"))
+    bank = make_scorer(config, model, reference).bank
     calibration = calibrate_model(model, reference, features, class_ids, vlabels, checkpoint_path,
-                                  config.class_score, config.calibrate_threshold, config.batch_size)
+                                  config.class_score, config.calibrate_threshold, config.batch_size, bank=bank)
     path = write_calibration(config.checkpoint_dir, calibration)
     logging.info("Wrote %s: class score %s, min_margin %.6g, threshold %s, val error %.6f on %d samples.",
                  path, calibration.class_score, calibration.min_margin, calibration.threshold,
@@ -325,10 +348,12 @@ def infer(config: InferenceConfig) -> None:
     datafiles.refuse_negative_for_log(reference.reshape(len(reference), -1), ref_path, config.embed_norm)
     model, _, checkpoint_path = load_model(config.checkpoint_dir, config.img_dim, config.num_ref, config.embed_norm)
     if config.mode == "calibrate":
+        config = dataclasses.replace(config, class_score=config.class_score or DEFAULT_CLASS_SCORE)
         calibration = run_calibration(config, model, reference, checkpoint_path)
         print("min_margin = %.6g, val error = %.6f" % (calibration.min_margin, calibration.val_error))
         return
-    decision = make_decision(config, checkpoint_path)
+    decision, class_score = make_decision(config, checkpoint_path)
+    config = dataclasses.replace(config, class_score=class_score)
     if config.mode == "inference":
         logging.info("Start inference...")
         count = run_inference(config, model, reference, decision)

@@ -10,7 +10,7 @@ LOG_DIR/train and LOG_DIR/val. Flags are checked before TensorFlow loads.
 
 from absl import flags, logging
 
-from cleannet.config import DEFAULTS, TrainConfig, check_data_files
+from cleannet.config import DEFAULTS, RECIPES, TrainConfig, check_data_files
 from noisylabels.distribution import DISTRIBUTIONS
 from noisylabels.flagutil import (define_embed_norm, define_finite_float, define_img_dim, define_log_dir,
                                   define_num_ref, run_tool)
@@ -66,6 +66,10 @@ def define_flags() -> None:
     flags.DEFINE_bool("mixed_precision", D.mixed_precision,
                       "Compute in float16 with float32 variables and loss (Keras mixed_float16 policy with "
                       "dynamic loss scaling); for GPUs with tensor cores.")
+    flags.DEFINE_enum("recipe", D.recipe, list(RECIPES),
+                      "paper: the paper's training. robust: also trains verified (and confident unverified) "
+                      "samples as negatives for other classes, with --embed_norm=l2norm unless given; for "
+                      "inference.py --decision=relative (docs/decisions.md).")
     flags.register_multi_flags_validator(
         ["jit_compile", "distribution"], lambda v: not (v["jit_compile"] and v["distribution"] != "none"),
         message="--jit_compile is supported with --distribution=none only")
