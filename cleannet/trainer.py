@@ -293,6 +293,7 @@ class Trainer:
         """Logs the new best model and stores its calibrated relative decision beside it
         (best/calibration.json, what `inference.py --decision=relative` reads)."""
         logging.info("best model (val/acc %.6f) saved in %s", value, os.path.dirname(path))
+        self.on_saved(step, path)
         if not self.is_chief or self.tables.reference.shape[0] < 2:
             return
         tb = self.tables
@@ -302,6 +303,11 @@ class Trainer:
             calibration.write_calibration(os.path.dirname(path), result)
         except ValueError as err:  # a non-finite calibration is not written
             logging.warning("No calibration written for %s: %s", path, err)
+
+    def on_saved(self, step: int, path: str) -> None:
+        """Writes the inference file (weights + model configuration, .npz) beside the checkpoint."""
+        if self.is_chief:
+            checkpoints.write_inference_file(NumpyCleanNet.from_keras(self.model), path, step)
 
     def on_terminated(self, step: int, path: str) -> None:
         logging.info("SIGTERM: checkpoint saved in %s; stopping.", path)
