@@ -24,6 +24,7 @@ import glob
 import os
 import re
 import zipfile
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BEST_SUBDIR", "INFERENCE_FILE", "ModelConfig", "canonical_embed_norm", "make_checkpoint", "restore",
            "read_config", "load_trained_model", "load_inference_model", "write_inference_file",
-           "read_model_config"]
+           "read_model_config", "resolve_model_config"]
 
 BEST_SUBDIR = "best"
 INFERENCE_FILE = "inference_model.npz"
@@ -86,6 +87,21 @@ def _tf_reader(checkpoint_path: str) -> Any:
                                      path=checkpoint_path) from None
 
 
+def check_readable(checkpoint_path: str, reader: Any = None) -> None:
+    """Reads every tensor of the checkpoint once (TensorFlow checks each one's CRC-32C);
+    DamagedCheckpointError naming the checkpoint and the first unreadable tensor."""
+    from noisylabels.run_directory import DAMAGED_CHECKPOINT_ERRORS
+
+    reader = reader if reader is not None else _tf_reader(checkpoint_path)
+    for key in sorted(reader.get_variable_to_shape_map()):
+        try:
+            reader.get_tensor(key)
+        except DAMAGED_CHECKPOINT_ERRORS as err:
+            reason = re.sub(r"\{\{[^}]*\}\}|\[Op:[^\]]*\]", "", str(err)).strip().splitlines()[0]
+            raise DamagedCheckpointError("damaged checkpoint: tensor %s (%s)" % (key, reason),
+                                         path=checkpoint_path) from None
+
+
 def read_config(checkpoint_path: str, reader: Any = None) -> dict[str, int | str | None]:
     """(img_dim, num_ref, embed_norm) stored in a TensorFlow checkpoint; None for absent entries.
 
@@ -119,9 +135,8 @@ def restore(checkpoint: tf.train.Checkpoint, checkpoint_path: str, img_dim: int 
                 checkpoint_path)
     try:
         status = checkpoint.restore(checkpoint_path)
-        if partial:
-            status.expect_partial()
-        else:
+        status.expect_partial()  # no warnings at exit about objects of the file left unused
+        if not partial:
             status.assert_existing_objects_matched()
     except AssertionError as err:
         raise InputError("the checkpoint does not fit this model (%s)" % str(err).splitlines()[0],
@@ -164,8 +179,10 @@ def load_trained_model(checkpoint_dir: str, img_dim: int | None = None, num_ref:
     from cleannet.model import CleanNet
 
     path = require_checkpoint(checkpoint_dir)
-    config = ModelConfig.resolve(read_config(path), dict(img_dim=img_dim, num_ref=num_ref, embed_norm=embed_norm),
-                                 path)
+    reader = _tf_reader(path)
+    config = ModelConfig.resolve(read_config(path, reader),
+                                 dict(img_dim=img_dim, num_ref=num_ref, embed_norm=embed_norm), path)
+    check_readable(path, reader)  # before restoring: a failed restore leaves TensorFlow's warnings at exit
     model = CleanNet(config.num_ref, config.img_dim, config.embed_norm, dropout_rate=0.0,
                      weight_decay=0.0).build_variables()
     global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -244,15 +261,25 @@ def _current_inference_file(checkpoint_dir: str) -> tuple[NumpyCleanNet, int, st
     return model, step, os.path.join(checkpoint_dir, name)
 
 
-def read_model_config(checkpoint_dir: str) -> dict[str, int | str | None]:
+def read_model_config(checkpoint_dir: str) -> tuple[dict[str, int | str | None], str]:
     """The model configuration stored with the latest checkpoint in checkpoint_dir, as
-    {img_dim, num_ref, embed_norm} (None for a value an older checkpoint lacks)."""
+    ({img_dim, num_ref, embed_norm} (None for a value an older checkpoint lacks),
+    the checkpoint's path)."""
     _require_dir(checkpoint_dir)
     current = _current_inference_file(checkpoint_dir)
     if current is not None:
         config = current[0].config
-        return {name: getattr(config, name) for name in FIELDS}
-    return read_config(require_checkpoint(checkpoint_dir))
+        return {name: getattr(config, name) for name in FIELDS}, current[2]
+    path = require_checkpoint(checkpoint_dir)
+    return read_config(path), path
+
+
+def resolve_model_config(checkpoint_dir: str, given: Mapping[str, Any],
+                         fallback: Mapping[str, Any] | None = None) -> ModelConfig:
+    """The latest checkpoint's ModelConfig; `given` values (None: not given) must agree with
+    it, `fallback` fills what an older checkpoint does not record (ModelConfig.resolve)."""
+    stored, path = read_model_config(checkpoint_dir)
+    return ModelConfig.resolve(stored, given, path, fallback)
 
 
 def load_inference_model(checkpoint_dir: str, img_dim: int | None = None, num_ref: int | None = None,

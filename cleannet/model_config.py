@@ -60,24 +60,34 @@ class ModelConfig:
             raise InputError("not a CleanNet model configuration (%s)" % err, path=path, field="model_config") from None
 
     @classmethod
-    def resolve(cls, stored: Mapping[str, Any], given: Mapping[str, Any], path: str) -> ModelConfig:
+    def resolve(cls, stored: Mapping[str, Any], given: Mapping[str, Any], path: str,
+                fallback: Mapping[str, Any] | None = None) -> ModelConfig:
         """The stored configuration, checked against the values a caller gave.
 
         Args:
           stored: {field: value or None (not stored: an older checkpoint)}.
-          given: {field: value or None (not given)}; a field neither stored nor given is an
-            InputError asking for it.
+          given: {field: value or None (not given)}; one that disagrees with a stored value
+            is an InputError (`check_given`).
           path: the checkpoint, named in errors.
+          fallback: values for fields neither stored nor given (e.g. a tool's flag
+            defaults); a field without any value is an InputError asking for it.
         """
         check_given(stored, given, path)
         values = {}
         for name in FIELDS:
-            value = stored.get(name) if stored.get(name) is not None else given.get(name)
+            candidates = [stored.get(name), given.get(name), (fallback or {}).get(name)]
+            value = next((v for v in candidates if v is not None), None)
             if value is None:
                 raise InputError("the checkpoint does not record %s; pass --%s" % (name, name), path=path,
                                  field="--%s" % name)
             values[name] = value
         return cls(**values)
+
+
+def given_flags(flag_values: Any) -> dict[str, Any]:
+    """{field: value} of --img_dim, --num_ref, --embed_norm as given on a tool's command line
+    (None: left out). flag_values: the tool's absl FLAGS, passed by its entry function."""
+    return {name: flag_values[name].value if flag_values[name].present else None for name in FIELDS}
 
 
 def check_given(stored: Mapping[str, Any], given: Mapping[str, Any], path: str) -> None:

@@ -172,7 +172,7 @@ def test_the_inference_file_gives_the_checkpoints_weights_and_configuration(tmp_
         9, path, IMG_DIM, NUM_REF, "l2norm")
     keras_model, _, _ = load_trained_model(str(tmp_path))
     _assert_same_weights(numpy_model, NumpyCleanNet.from_keras(keras_model))
-    assert read_model_config(str(tmp_path)) == {"img_dim": IMG_DIM, "num_ref": NUM_REF, "embed_norm": "l2norm"}
+    assert read_model_config(str(tmp_path)) == ({"img_dim": IMG_DIM, "num_ref": NUM_REF, "embed_norm": "l2norm"}, path)
     with pytest.raises(InputError, match="made with num_ref=%d but --num_ref=%d" % (NUM_REF, NUM_REF + 1)):
         load_inference_model(str(tmp_path), IMG_DIM, NUM_REF + 1, None)
 

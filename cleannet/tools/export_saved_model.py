@@ -116,8 +116,9 @@ def load_model(checkpoint_dir: str, img_dim: int, num_ref: int, embed_norm: str)
     return model, step
 
 
-def export_saved_model(checkpoint_dir: str, data_dir: str, class_list: str, export_dir: str, img_dim: int,
-                       num_ref: int, embed_norm: str = "log", overwrite: bool = False) -> tuple[str, int]:
+def export_saved_model(checkpoint_dir: str, data_dir: str, class_list: str, export_dir: str, img_dim: int | None = None,
+                       num_ref: int | None = None, embed_norm: str | None = None, overwrite: bool = False,
+                       fallback: dict | None = None) -> tuple[str, int]:
     """Restores CleanNet from checkpoint_dir and writes the SavedModel to export_dir atomically.
 
     Args:
@@ -126,14 +127,20 @@ def export_saved_model(checkpoint_dir: str, data_dir: str, class_list: str, expo
       class_list: the class list (C names).
       export_dir: the SavedModel directory to create; a non-empty one is refused unless
         `overwrite`, and then only the SavedModel's entries in it are replaced.
-      img_dim, num_ref, embed_norm: the model configuration (checked against the checkpoint).
+      img_dim, num_ref, embed_norm: the model configuration; None: the checkpoint's (a value
+        given must agree with it).
+      fallback: values for what an older checkpoint does not record (the flag defaults).
       overwrite: the user's explicit permission to replace a SavedModel in export_dir.
 
     Returns:
       (export_dir, global step of the restored checkpoint).
     """
     from cleannet import datafiles, tsv_reader
+    from cleannet.checkpoints import resolve_model_config
 
+    config = resolve_model_config(checkpoint_dir, dict(img_dim=img_dim, num_ref=num_ref, embed_norm=embed_norm),
+                                  fallback)
+    img_dim, num_ref, embed_norm = config.img_dim, config.num_ref, config.embed_norm
     export_dir = os.path.abspath(export_dir)
     output_dir.check_output_directory(export_dir, "--export_dir", overwrite,
                                       "pass --overwrite to replace the SavedModel in it (other files are kept)")
@@ -196,8 +203,11 @@ def main(argv: Sequence[str]) -> None:
     check_flag(len(argv) == 1, "export_dir", "unexpected arguments %s" % argv[1:])
     check_inputs_exist()
     load_tensorflow()  # after the flag and file checks: a bad command line fails without loading TensorFlow
+    from cleannet.model_config import FIELDS, given_flags
+
     path, _ = export_saved_model(FLAGS.checkpoint_dir, FLAGS.data_dir, FLAGS.class_list, FLAGS.export_dir,
-                                 FLAGS.img_dim, FLAGS.num_ref, FLAGS.embed_norm, overwrite=FLAGS.overwrite)
+                                 **given_flags(FLAGS), overwrite=FLAGS.overwrite,
+                                 fallback={name: FLAGS[name].value for name in FIELDS})
     print(path)
 
 

@@ -22,7 +22,7 @@ crash); a missing checkpoint is an error with a non-zero exit. The output file i
 atomically. --checkpoint_dir may name train.py's checkpoint directory (latest model) or its
 best/ subdirectory (best model by validation accuracy).
 
-The tool does not load TensorFlow: it reads the checkpoint with noisylabels.tensor_bundle
+The tool does not load TensorFlow: it reads the checkpoint's inference file (.npz, NumPy)
 and scores with the NumPy copy of the model's inference path (cleannet.numpy_model), so its
 start-up costs a fraction of a second and the run is bound by reading the TSV.
 """
@@ -106,6 +106,18 @@ def load_model(checkpoint_dir: str, img_dim: int, num_ref: int, embed_norm: str)
     model, step, path = load_inference_model(checkpoint_dir, img_dim, num_ref, embed_norm)
     logging.info("Successfully loaded %s at global step = %d.", path, step)
     return model, step, path
+
+
+def use_checkpoint_model_config() -> None:
+    """--img_dim, --num_ref, --embed_norm left out take the checkpoint's stored values (the
+    flag defaults only for an older checkpoint without them); one given that disagrees
+    with the checkpoint is refused with one line."""
+    from cleannet.checkpoints import resolve_model_config
+    from cleannet.model_config import FIELDS, given_flags
+
+    config = resolve_model_config(FLAGS.checkpoint_dir, given_flags(FLAGS), {name: FLAGS[name].value for name in FIELDS})
+    for name in FIELDS:
+        FLAGS[name].value = getattr(config, name)
 
 
 def calibrate_command() -> str:
@@ -279,6 +291,7 @@ def main(argv: list[str]) -> None:
     del argv
     refuse_outputs_over_inputs()
     check_inputs_exist()
+    use_checkpoint_model_config()
     from cleannet import datafiles
 
     reference = datafiles.load_ref(os.path.join(FLAGS.data_dir, "ref.npy"), FLAGS.img_dim, FLAGS.num_ref)
