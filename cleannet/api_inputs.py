@@ -90,7 +90,7 @@ def check_labels(labels: Any, n: int, class_names: Sequence[str] | None) -> tupl
         ids = np.array([index.get(str(v), -1) for v in array], dtype=np.int64)
         bad = np.flatnonzero(ids < 0)
         if bad.size:
-            raise InputError("label %r at index %d is not one of the classes" % (array[bad[0]], bad[0]),
+            raise InputError("label %r at index %d is not one of the classes" % (str(array[bad[0]]), bad[0]),
                              field="labels")
         return ids.astype(np.int32), names
     if array.dtype.kind not in "iu":
