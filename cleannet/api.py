@@ -39,7 +39,9 @@ DATA_SUBDIR, CHECKPOINT_SUBDIR, LOG_SUBDIR = "data", "checkpoints", "log"
 CLASS_LIST = "classes.txt"
 CLASS_SCORE = "references"  # how a sample is compared with the other classes (inference.py's default)
 THRESHOLD = 0.1  # the paper's similarity threshold (train.py / inference.py --val_sim_thres)
-_SETTINGS = ("num_ref", "n_step", "batch_size_sup", "batch_size_unsup", "val_batch_size", "embed_norm")
+# Rows per matrix product when scoring: inference.py's default --batch_size, so that the
+# scores round exactly as the tool's.
+SCORE_BATCH = 64
 
 
 class CleanNet:
@@ -116,8 +118,8 @@ class CleanNet:
 
         result = train_model(config)
         logging.info("CleanNet trained to step %d, best val/acc %.4f.", result["step"], result["best_val_acc"])
-        self._load_run(run_dir, references, names)
-        if len(names) >= 2:
+        self._load_run(run_dir, references, names)  # with train.py's calibration of the best model on val
+        if self.calibration is None and len(names) >= 2:
             self.calibrate(features[val], class_ids[val], verified=flags[val])
         return self
 
@@ -210,7 +212,7 @@ class CleanNet:
         return self.calibration
 
     def score(self, features: Any, labels: Any, *, decision: str | ThresholdDecision | RelativeDecision = "relative",
-              batch_size: int = 4096) -> pd.DataFrame:
+              batch_size: int = SCORE_BATCH) -> pd.DataFrame:
         """Scores every sample against every class.
 
         Args:

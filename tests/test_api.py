@@ -120,7 +120,7 @@ def _write_tsvs(directory, features, labels, verified, seed):
 def test_find_label_issues_equals_the_command_line_pipeline(tmp_path):
     """Same data and seed: the API's run directory holds the data files convert_data.py and
     find_reference.py write, and its DataFrame is inference.py's tsv output (relative
-    decision, after train.py and --mode=calibrate), so the detection error is the same."""
+    decision with train.py's calibration of its best model), so the detection error is the same."""
     features, labels, verified, correct = noisy_data()
     issues = cleannet.find_label_issues(features, labels, verified=verified, work_dir=str(tmp_path / "api"),
                                         seed=0, **SETTINGS)
@@ -139,7 +139,7 @@ def test_find_label_issues_equals_the_command_line_pipeline(tmp_path):
          "--img_dim=8", "--num_ref=4", "--n_step=30", "--val_interval=5", "--lr_update=20", "--batch_size_sup=8",
          "--batch_size_unsup=8", "--val_batch_size=4", "--seed=0")
     model_flags = ["--data_dir=" + data, "--class_list=" + tsv["classes.txt"], "--checkpoint_dir=" + ckpt + "/best"]
-    _run("inference.py", "--mode=calibrate", *model_flags)  # no --img_dim, --num_ref: the checkpoint's
+    # train.py wrote best/calibration.json; no --img_dim, --num_ref, --embed_norm: the checkpoint's.
     out = str(tmp_path / "pred.tsv")
     _run("inference.py", "--image_feature_list=" + tsv["every.tsv"], "--output_file=" + out, "--output_format=tsv",
          "--decision=relative", *model_flags)
