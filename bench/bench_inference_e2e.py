@@ -107,8 +107,8 @@ def run_benchmark(num_rows, img_dim, num_classes, num_ref, repeats=3, work_dir=N
             "inference_usual_exit": [sys.executable, "-c", USUAL_EXIT_CODE] + inference_flags,
             # Start-up: the model loaded and one row scored.
             "startup": [sys.executable, os.path.join(common.ROOT, "inference.py")]
-            + [f for f in inference_flags if not f.startswith("--image_feature_list=")]
-            + ["--image_feature_list=" + one_row],
+            + [f for f in inference_flags if not f.startswith(("--image_feature_list=", "--output_file="))]
+            + ["--image_feature_list=" + one_row, "--output_file=" + os.path.join(tmp, "one_row_pred.txt")],
         }
         times = {name: [] for name in commands}
         for _ in range(repeats):
