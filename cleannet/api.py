@@ -17,6 +17,8 @@ file needs it.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
 import os
 import tempfile
@@ -29,6 +31,7 @@ from absl import logging
 
 from cleannet import api_inputs
 from cleannet.calibration import Calibration
+from cleannet.config import TrainConfig
 from cleannet.decision import RelativeDecision, ThresholdDecision
 from cleannet.model_config import ModelConfig
 from noisylabels.errors import InputError
@@ -113,7 +116,7 @@ class CleanNet:
         data = _data_files(features, class_ids, flags, train, val, pool, references)
         run_dir = os.path.abspath(run_dir)
         _write_run_data(run_dir, data, names)
-        config = self._train_config(run_dir, settings)
+        config = self._train_config(run_dir, settings, features.shape[1])
         from cleannet.trainer import train as train_model  # TensorFlow loads here
 
         result = train_model(config)
@@ -123,25 +126,18 @@ class CleanNet:
             self.calibrate(features[val], class_ids[val], verified=flags[val])
         return self
 
-    def _train_config(self, run_dir: str, settings: api_inputs.Settings):
+    def _train_config(self, run_dir: str, settings: api_inputs.Settings, img_dim: int) -> TrainConfig:
         """train.py's TrainConfig for this run: the chosen settings, then train_overrides."""
-        import dataclasses
-
-        from cleannet.config import TrainConfig
 
         values = dict(data_dir=os.path.join(run_dir, DATA_SUBDIR),
                       checkpoint_dir=os.path.join(run_dir, CHECKPOINT_SUBDIR), log_dir=os.path.join(run_dir, LOG_SUBDIR),
-                      img_dim=int(self._img_dim_of(run_dir)), seed=self.seed, class_list=os.path.join(run_dir, CLASS_LIST),
+                      img_dim=img_dim, seed=self.seed, class_list=os.path.join(run_dir, CLASS_LIST),
                       **dataclasses.asdict(settings))
         unknown = sorted(set(self.train_overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
         if unknown:
             raise InputError("unknown TrainConfig fields %s" % ", ".join(unknown), field="train_overrides")
         values.update(self.train_overrides)
         return TrainConfig(**values)
-
-    @staticmethod
-    def _img_dim_of(run_dir: str) -> int:
-        return np.load(os.path.join(run_dir, DATA_SUBDIR, "ref.npy"), mmap_mode="r", allow_pickle=False).shape[2]
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -279,7 +275,8 @@ def find_label_issues(features: Any, labels: Any, *, verified: Any, class_names:
     """
     model = CleanNet(num_ref=num_ref, n_step=n_step, batch_size_sup=batch_size_sup, batch_size_unsup=batch_size_unsup,
                      val_batch_size=val_batch_size, embed_norm=embed_norm, seed=seed, train_overrides=train_overrides)
-    with tempfile.TemporaryDirectory(prefix="cleannet-") if work_dir is None else _nothing(work_dir) as run_dir:
+    keep = contextlib.nullcontext(work_dir)
+    with tempfile.TemporaryDirectory(prefix="cleannet-") if work_dir is None else keep as run_dir:
         model.fit(features, labels, verified=verified, run_dir=run_dir, class_names=class_names)
     if decision == "relative" and model.calibration is None:
         logging.info("A single class: no other class to compare with, the threshold decision is used.")
@@ -314,13 +311,6 @@ def result_table(scores: Any, decision: ThresholdDecision | RelativeDecision, cl
     table = table.drop(columns=["key", "url"])
     table["weight"] = table["similarity"].clip(lower=0.0)
     return table
-
-
-def _nothing(path: str):
-    """A context manager giving `path` (the caller's work_dir, kept)."""
-    import contextlib
-
-    return contextlib.nullcontext(path)
 
 
 def _best_or_latest(checkpoint_dir: str) -> str:
