@@ -99,12 +99,12 @@ def _run(script, *args):
     return result
 
 
-def _write_tsvs(directory, features, labels, verified, seed):
+def _write_tsvs(directory, features, labels, verified, seed, num_classes):
     """The command-line pipeline's inputs for the same data and split as the API's."""
-    names = [str(c) for c in range(NUM_CLASSES)]
+    names = [str(c) for c in range(num_classes)]
     train, val = api_inputs.split_verified(verified, seed)
     pool = np.setdiff1d(np.arange(len(features)), val)
-    text = lambda i: ",".join(repr(float(v)) for v in features[i])
+    text = lambda i: ",".join(repr(float(v)) for v in np.asarray(features[i], np.float32))
     files = {"classes.txt": "".join(n + "\n" for n in names),
              "train.tsv": "".join("k%d\t%s\t%d\t%s\n" % (i, labels[i], verified[i], text(i)) for i in train),
              "val.tsv": "".join("k%d\t%s\t%d\t%s\n" % (i, labels[i], verified[i], text(i)) for i in val),
@@ -117,37 +117,68 @@ def _write_tsvs(directory, features, labels, verified, seed):
     return {name: os.path.join(directory, name) for name in files}
 
 
-def test_find_label_issues_equals_the_command_line_pipeline(tmp_path):
+def _compare_with_the_command_line(tmp_path, features, labels, verified, correct, num_classes, settings, seed=0):
     """Same data and seed: the API's run directory holds the data files convert_data.py and
     find_reference.py write, and its DataFrame is inference.py's tsv output (relative
-    decision with train.py's calibration of its best model), so the detection error is the same."""
-    features, labels, verified, correct = noisy_data()
+    decision with train.py's calibration of its best model), so the detection error is
+    the same. Returns the API's detection error."""
     issues = cleannet.find_label_issues(features, labels, verified=verified, work_dir=str(tmp_path / "api"),
-                                        seed=0, **SETTINGS)
-    tsv = _write_tsvs(str(tmp_path / "tsv"), features, labels, verified, seed=0)
+                                        seed=seed, **settings)
+    tsv = _write_tsvs(str(tmp_path / "tsv"), features, labels, verified, seed, num_classes)
     data = str(tmp_path / "data")
     for split in ("train", "val", "all"):
         _run("util/convert_data.py", "--split=" + split, "--class_list=" + tsv["classes.txt"],
              "--data_path=" + tsv[split + ".tsv"], "--output_dir=" + data)
+    img_dim, n_step = features.shape[1], settings["n_step"]
     _run("util/find_reference.py", "--class_list=" + tsv["classes.txt"], "--input_npy=" + data + "/all.npy",
-         "--output_dir=" + data, "--num_ref=4", "--img_dim=8", "--seed=0", "--num_workers=1")
+         "--output_dir=" + data, "--num_ref=%d" % settings["num_ref"], "--img_dim=%d" % img_dim,
+         "--seed=%d" % seed, "--num_workers=1")
     for name in ("train.npy", "val.npy", "all.npy", "ref.npy"):
         np.testing.assert_array_equal(np.load(os.path.join(tmp_path, "api", "data", name)),
                                       np.load(os.path.join(data, name)), err_msg=name)
     ckpt = str(tmp_path / "cli" / "checkpoints")
     _run("train.py", "--data_dir=" + data, "--checkpoint_dir=" + ckpt, "--log_dir=" + str(tmp_path / "cli" / "log"),
-         "--img_dim=8", "--num_ref=4", "--n_step=30", "--val_interval=5", "--lr_update=20", "--batch_size_sup=8",
-         "--batch_size_unsup=8", "--val_batch_size=4", "--seed=0")
-    model_flags = ["--data_dir=" + data, "--class_list=" + tsv["classes.txt"], "--checkpoint_dir=" + ckpt + "/best"]
+         "--img_dim=%d" % img_dim, "--n_step=%d" % n_step, "--val_interval=%d" % max(1, n_step // 6),
+         "--lr_update=%d" % max(1, n_step * 2 // 3), "--seed=%d" % seed,
+         *["--%s=%s" % (name, settings[name]) for name in ("num_ref", "batch_size_sup", "batch_size_unsup",
+                                                            "val_batch_size", "embed_norm")])
     # train.py wrote best/calibration.json; no --img_dim, --num_ref, --embed_norm: the checkpoint's.
+    model_flags = ["--data_dir=" + data, "--class_list=" + tsv["classes.txt"], "--checkpoint_dir=" + ckpt + "/best"]
     out = str(tmp_path / "pred.tsv")
     _run("inference.py", "--image_feature_list=" + tsv["every.tsv"], "--output_file=" + out, "--output_format=tsv",
          "--decision=relative", *model_flags)
     expected = pd.read_csv(out, sep="\t", dtype={"class_name": str, "best_other_class": str, "suggested_class": str},
                            keep_default_na=False, na_values={"best_other_class": [""], "suggested_class": [""]})
     pd.testing.assert_frame_equal(issues.drop(columns=["weight"]), expected.drop(columns=["key", "url"]))
-    assert np.mean((issues["verdict"] == 1) != correct) == np.mean((expected["verdict"] == 1) != correct)
+    error = np.mean((issues["verdict"] == 1) != correct)
+    assert error == np.mean((expected["verdict"] == 1) != correct)
     np.testing.assert_array_equal(issues["weight"], np.maximum(expected["similarity"], 0.0))
+    return error
+
+
+def test_find_label_issues_equals_the_command_line_pipeline(tmp_path):
+    features, labels, verified, correct = noisy_data()
+    _compare_with_the_command_line(tmp_path, features, labels, verified, correct, NUM_CLASSES, SETTINGS)
+
+
+@pytest.mark.slow
+def test_find_label_issues_on_digits_equals_the_command_line_pipeline(tmp_path):
+    """docs/api.md's digits (30% noise, 300 checked labels of digits 0-4), the settings
+    find_label_issues chooses there (2900 steps): the same table as the tools."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(0)
+    true = digits.target
+    labels = np.where(rng.random(len(true)) < 0.3, (true + rng.integers(1, 10, len(true))) % 10, true)
+    verified = np.full(len(labels), -1)
+    checked = rng.choice(np.flatnonzero(labels < 5), 300, replace=False)
+    verified[checked] = labels[checked] == true[checked]
+    settings = dict(num_ref=32, n_step=2900, batch_size_sup=32, batch_size_unsup=32, val_batch_size=60,
+                    embed_norm="log")
+    error = _compare_with_the_command_line(tmp_path, digits.data.astype(np.float32), labels, verified,
+                                           labels == true, 10, settings)
+    assert error < 0.15
 
 
 def test_fit_load_score_and_refusing_other_data_in_the_run(tmp_path):
