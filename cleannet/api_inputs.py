@@ -22,7 +22,7 @@ MAX_NUM_REF = 32  # the paper's references per class
 VAL_FRACTION = 0.2  # share of the verified samples kept for validation and calibration
 MAX_BATCH = 32  # the paper's batch_size_sup and batch_size_unsup
 MAX_VAL_BATCH = 64  # train.py's --val_batch_size
-EPOCHS = 50  # auto n_step: passes over all samples at batch_size_sup, within [MIN_STEPS, MAX_STEPS]
+EPOCHS = 30  # auto n_step: passes over all samples at batch_size_sup, within [MIN_STEPS, MAX_STEPS]
 MIN_STEPS, MAX_STEPS = 1000, 60000
 
 
