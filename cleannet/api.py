@@ -115,8 +115,8 @@ class CleanNet:
         references = _find_references(features[pool], class_ids[pool], names, settings.num_ref, self.seed)
         data = _data_files(features, class_ids, flags, train, val, pool, references)
         run_dir = os.path.abspath(run_dir)
-        _write_run_data(run_dir, data, names)
         config = self._train_config(run_dir, settings, features.shape[1])
+        _write_run_data(run_dir, data, names)
         from cleannet.trainer import train as train_model  # TensorFlow loads here
 
         result = train_model(config)

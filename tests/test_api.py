@@ -230,3 +230,11 @@ def test_label_issue_summary_counts_per_class():
     assert summary.loc["a", ["samples", "judged_wrong", "suggested"]].tolist() == [2, 1, 1]
     assert summary.loc["b", "share_judged_wrong"] == pytest.approx(1 / 3)
     assert summary.loc["b", "mean_similarity"] == pytest.approx(0.5)
+
+
+def test_an_unknown_train_override_is_refused_before_anything_is_written(tmp_path):
+    features, labels, verified, _ = noisy_data()
+    with pytest.raises(InputError, match="train_overrides: unknown TrainConfig fields learning_rat"):
+        cleannet.find_label_issues(features, labels, verified=verified, work_dir=str(tmp_path / "run"),
+                                   train_overrides={"learning_rat": 0.1}, **SETTINGS)
+    assert _no_files(str(tmp_path / "run")) == []
