@@ -9,7 +9,8 @@ Both tools read the same synthetic all-samples TSV in child processes, start-up 
     ref.npy (parse, score every row, write one similarity per line);
   - inference with the usual interpreter exit (`app.run(cli_main(inference.main))`, the
     end of the process as before util/process_exit.py), for the before/after figure.
-The three alternate, `--repeats` times; the median wall time of each is printed with the
+  - start-up: inference.py on the first row alone (loading the checkpoint dominates).
+The four alternate, `--repeats` times; the median wall time of each is printed with the
 ratios inference / convert (the target is at most 2).
 """
 
@@ -59,7 +60,13 @@ def write_model(directory, num_classes, img_dim, num_ref):
     rng = np.random.default_rng(0)
     save_npy(os.path.join(directory, "data", "ref.npy"), rng.random((num_classes, num_ref, img_dim), dtype=np.float32))
     model = CleanNet(num_ref, img_dim).build_variables()
-    make_checkpoint(model, tf.Variable(1, dtype=tf.int64)).save(os.path.join(directory, "ckpt", "ckpt"))
+    path = make_checkpoint(model, tf.Variable(1, dtype=tf.int64)).save(os.path.join(directory, "ckpt", "ckpt"))
+    try:  # what train.py writes beside each checkpoint (absent from trees older than it)
+        from cleannet.checkpoints import write_inference_file
+        from cleannet.numpy_model import NumpyCleanNet
+    except ImportError:
+        return
+    write_inference_file(NumpyCleanNet.from_keras(model), path, 1)
 
 
 def wall_seconds(argv, env):
@@ -85,6 +92,9 @@ def run_benchmark(num_rows, img_dim, num_classes, num_ref, repeats=3, work_dir=N
         tsv_path = os.path.join(tmp, "all.tsv")
         size = common.write_tsv(tsv_path, "all", num_rows, img_dim, num_classes, seed=1)
         write_model(tmp, num_classes, img_dim, num_ref)
+        one_row = os.path.join(tmp, "one_row.tsv")
+        with open(tsv_path) as full, open(one_row, "w") as out:
+            out.write(full.readline())
         inference_flags = ["--data_dir=" + os.path.join(tmp, "data"), "--image_feature_list=" + tsv_path,
                            "--class_list=" + class_list, "--checkpoint_dir=" + os.path.join(tmp, "ckpt"),
                            "--output_file=" + os.path.join(tmp, "pred.txt"), "--mode=inference",
@@ -95,6 +105,10 @@ def run_benchmark(num_rows, img_dim, num_classes, num_ref, repeats=3, work_dir=N
                         "--output_dir=" + os.path.join(tmp, "npy")],
             "inference": [sys.executable, os.path.join(common.ROOT, "inference.py")] + inference_flags,
             "inference_usual_exit": [sys.executable, "-c", USUAL_EXIT_CODE] + inference_flags,
+            # Start-up: the model loaded and one row scored.
+            "startup": [sys.executable, os.path.join(common.ROOT, "inference.py")]
+            + [f for f in inference_flags if not f.startswith(("--image_feature_list=", "--output_file="))]
+            + ["--image_feature_list=" + one_row, "--output_file=" + os.path.join(tmp, "one_row_pred.txt")],
         }
         times = {name: [] for name in commands}
         for _ in range(repeats):
@@ -117,7 +131,8 @@ def report(results, sizes):
                         ("inference.py --mode=inference", results["inference"], "s"),
                         ("ratio inference/convert (target <= 2)", results["ratio"], "x"),
                         ("inference.py, usual interpreter exit", results["inference_usual_exit"], "s"),
-                        ("ratio with the usual exit", results["ratio_usual_exit"], "x")])
+                        ("ratio with the usual exit", results["ratio_usual_exit"], "x"),
+                        ("inference.py start-up (model load, one row)", results["startup"], "s")])
 
 
 def define_flags():

@@ -1,25 +1,41 @@
-"""CleanNet checkpoints: layout, model configuration check, restore.
+"""CleanNet checkpoints: layout, model configuration, restore, and the inference file.
 
 A checkpoint directory written by train.py (or util/import_tf1_checkpoint.py) holds
 `tf.train.CheckpointManager` files `ckpt-STEP.index` / `ckpt-STEP.data-*` and the
 `checkpoint` state file; the best model by validation accuracy is kept separately
 under `best/` with the same layout. Each checkpoint stores, besides the weights and the
-global step, the model configuration (img_dim, num_ref, embed_norm) so that a
-checkpoint used with other flags is refused with a clear message instead of giving
-meaningless similarities.
+global step, the model configuration (cleannet.model_config.ModelConfig: img_dim,
+num_ref, embed_norm) so that a checkpoint used with other settings is refused with a
+clear message instead of giving meaningless similarities, and so that the tools need not
+be told them again.
 
-TensorFlow is imported only by the functions that build or restore a Keras model:
-inference reads checkpoints with noisylabels.tensor_bundle into a NumPy CleanNet
-(`load_inference_model`), without loading TensorFlow.
+Every save of train.py (latest and best) also writes INFERENCE_FILE beside the checkpoint:
+the inference path's weights, the model configuration, the step and the checkpoint's
+name, in NumPy's `.npz` format (read with allow_pickle=False; each member is CRC-32
+checked by zipfile), written atomically. `load_inference_model` reads it without
+TensorFlow when it belongs to the directory's newest checkpoint; otherwise (a checkpoint
+imported from TF1, or written before the file existed) TensorFlow restores the
+checkpoint into the Keras model (loaded only then).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import glob
 import os
-from typing import TYPE_CHECKING, Any
+import re
+import zipfile
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from noisylabels import tensor_bundle
+import numpy as np
+from absl import logging
+
+from cleannet.model_config import FIELDS, ModelConfig, canonical_embed_norm, check_given
 from noisylabels.errors import DamagedCheckpointError, InputError
+from noisylabels.fileio import atomic_open
+
+ConfigT = TypeVar("ConfigT")
 
 if TYPE_CHECKING:
     import keras
@@ -28,18 +44,15 @@ if TYPE_CHECKING:
     from cleannet.model import CleanNet
     from cleannet.numpy_model import NumpyCleanNet
 
+__all__ = ["BEST_SUBDIR", "INFERENCE_FILE", "ModelConfig", "canonical_embed_norm", "make_checkpoint", "restore",
+           "read_config", "load_trained_model", "load_inference_model", "write_inference_file",
+           "read_model_config", "resolve_model_config"]
+
 BEST_SUBDIR = "best"
+INFERENCE_FILE = "inference_model.npz"
 GLOBAL_STEP_KEY = "global_step/.ATTRIBUTES/VARIABLE_VALUE"
-_CONFIG_KEYS = {
-    "img_dim": "model_config/img_dim/.ATTRIBUTES/VARIABLE_VALUE",
-    "num_ref": "model_config/num_ref/.ATTRIBUTES/VARIABLE_VALUE",
-    "embed_norm": "model_config/embed_norm/.ATTRIBUTES/VARIABLE_VALUE",
-}
-
-
-def canonical_embed_norm(embed_norm: str) -> str:
-    """'l2_norm' (the original help text) and 'l2norm' (its code) are the same setting."""
-    return "l2norm" if embed_norm == "l2_norm" else embed_norm
+_CONFIG_KEY = "model_config/%s/.ATTRIBUTES/VARIABLE_VALUE"
+_STEP_OF_INDEX = re.compile(r"-(\d+)\.index$")
 
 
 def model_config(model: CleanNet) -> tf.train.Checkpoint:
@@ -64,67 +77,56 @@ def make_checkpoint(model: CleanNet, global_step: tf.Variable,
     return tf.train.Checkpoint(**objects)
 
 
-def latest_checkpoint(checkpoint_dir: str | None) -> str | None:
-    """The newest checkpoint prefix in `checkpoint_dir`, or None."""
-    if not checkpoint_dir or not os.path.isdir(checkpoint_dir):
-        return None
-    return tensor_bundle.latest_checkpoint(checkpoint_dir)
+def _tf_reader(checkpoint_path: str) -> Any:
+    """TensorFlow's reader of a checkpoint; DamagedCheckpointError when it cannot be read."""
+    from noisylabels.console import load_tensorflow
+    from noisylabels.run_directory import DAMAGED_CHECKPOINT_ERRORS
 
-
-def open_reader(checkpoint_path: str) -> Any:
-    """A reader of the checkpoint's tensors (`has_tensor(name)`, `get_tensor(name)`).
-
-    noisylabels.tensor_bundle's, without TensorFlow; TensorFlow's own reader only for a
-    checkpoint layout that one does not implement. Raises DamagedCheckpointError.
-    """
+    tf = load_tensorflow()
     try:
-        return tensor_bundle.CheckpointReader(checkpoint_path)
-    except tensor_bundle.UnsupportedCheckpointError:
-        from noisylabels.console import load_tensorflow
-        from noisylabels.run_directory import DAMAGED_CHECKPOINT_ERRORS
+        return tf.train.load_checkpoint(checkpoint_path)
+    except DAMAGED_CHECKPOINT_ERRORS as err:
+        raise DamagedCheckpointError("unreadable checkpoint (%s)" % str(err).splitlines()[0],
+                                     path=checkpoint_path) from None
 
-        tf = load_tensorflow()
+
+def check_readable(checkpoint_path: str, reader: Any = None) -> None:
+    """Reads every tensor of the checkpoint once (TensorFlow checks each one's CRC-32C);
+    DamagedCheckpointError naming the checkpoint and the first unreadable tensor."""
+    from noisylabels.run_directory import DAMAGED_CHECKPOINT_ERRORS
+
+    reader = reader if reader is not None else _tf_reader(checkpoint_path)
+    for key in sorted(reader.get_variable_to_shape_map()):
         try:
-            return tf.train.load_checkpoint(checkpoint_path)
+            reader.get_tensor(key)
         except DAMAGED_CHECKPOINT_ERRORS as err:
-            raise DamagedCheckpointError("unreadable checkpoint (%s)" % str(err).splitlines()[0],
+            reason = re.sub(r"\{\{[^}]*\}\}|\[Op:[^\]]*\]", "", str(err)).strip().splitlines()[0]
+            raise DamagedCheckpointError("damaged checkpoint: tensor %s (%s)" % (key, reason),
                                          path=checkpoint_path) from None
 
 
 def read_config(checkpoint_path: str, reader: Any = None) -> dict[str, int | str | None]:
-    """Reads (img_dim, num_ref, embed_norm) stored in a checkpoint; None for absent entries.
+    """(img_dim, num_ref, embed_norm) stored in a TensorFlow checkpoint; None for absent entries.
 
-    reader: the checkpoint's `open_reader`, when the caller has it open already.
+    reader: TensorFlow's reader of the checkpoint, when the caller has it open already.
     """
-    reader = reader if reader is not None else open_reader(checkpoint_path)
+    reader = reader if reader is not None else _tf_reader(checkpoint_path)
     values = {}
-    for name, key in _CONFIG_KEYS.items():
-        if reader.has_tensor(key):
-            value = reader.get_tensor(key)
-            if hasattr(value, "item"):  # a 0-d array
-                value = value.item()
-            values[name] = value.decode() if isinstance(value, bytes) else int(value)
-        else:
-            values[name] = None
+    for name in FIELDS:
+        key = _CONFIG_KEY % name
+        value = reader.get_tensor(key) if reader.has_tensor(key) else None
+        if hasattr(value, "item"):  # a 0-d array
+            value = value.item()
+        values[name] = value.decode() if isinstance(value, bytes) else (None if value is None else int(value))
     return values
 
 
-def check_config(checkpoint_path: str, img_dim: int, num_ref: int, embed_norm: str, reader: Any = None) -> None:
-    """Raises InputError if the checkpoint was made for another img_dim, num_ref or embed_norm."""
-    stored = read_config(checkpoint_path, reader)
-    wanted = {"img_dim": img_dim, "num_ref": num_ref, "embed_norm": canonical_embed_norm(embed_norm)}
-    for name, value in wanted.items():
-        if stored[name] is not None and stored[name] != value:
-            raise InputError("the checkpoint was made with %s=%s but --%s=%s; pass --%s=%s or use "
-                             "another checkpoint" % (name, stored[name], name, value, name, stored[name]),
-                             path=checkpoint_path, field="--%s" % name)
-
-
-def restore(checkpoint: tf.train.Checkpoint, checkpoint_path: str, img_dim: int, num_ref: int,
-            embed_norm: str, partial: bool = False) -> Any:
+def restore(checkpoint: tf.train.Checkpoint, checkpoint_path: str, img_dim: int | None, num_ref: int | None,
+            embed_norm: str | None, partial: bool = False) -> Any:
     """Restores `checkpoint` (from make_checkpoint) from `checkpoint_path` after checking the config.
 
     Args:
+      img_dim, num_ref, embed_norm: the values the caller uses (None: not checked).
       partial: accept a checkpoint lacking some objects (e.g. no optimizer slots).
 
     Returns:
@@ -132,12 +134,12 @@ def restore(checkpoint: tf.train.Checkpoint, checkpoint_path: str, img_dim: int,
     """
     from noisylabels.run_directory import DAMAGED_CHECKPOINT_ERRORS
 
-    check_config(checkpoint_path, img_dim, num_ref, embed_norm)
+    check_given(read_config(checkpoint_path), dict(img_dim=img_dim, num_ref=num_ref, embed_norm=embed_norm),
+                checkpoint_path)
     try:
         status = checkpoint.restore(checkpoint_path)
-        if partial:
-            status.expect_partial()
-        else:
+        status.expect_partial()  # no warnings at exit about objects of the file left unused
+        if not partial:
             status.assert_existing_objects_matched()
     except AssertionError as err:
         raise InputError("the checkpoint does not fit this model (%s)" % str(err).splitlines()[0],
@@ -149,19 +151,28 @@ def restore(checkpoint: tf.train.Checkpoint, checkpoint_path: str, img_dim: int,
 
 
 def require_checkpoint(checkpoint_dir: str) -> str:
-    """The latest checkpoint in `checkpoint_dir`, or an InputError saying none was found."""
-    if not os.path.isdir(checkpoint_dir):
-        raise InputError("checkpoint directory not found", path=checkpoint_dir, field="--checkpoint_dir")
-    path = latest_checkpoint(checkpoint_dir)
+    """The latest checkpoint in `checkpoint_dir` (TensorFlow's state file), or an InputError."""
+    _require_dir(checkpoint_dir)
+    from noisylabels.console import load_tensorflow
+
+    path = load_tensorflow().train.latest_checkpoint(checkpoint_dir)
     if path is None:
         raise InputError("no checkpoint found (expected a 'checkpoint' state file and ckpt-N.index)",
                          path=checkpoint_dir, field="--checkpoint_dir")
     return path
 
 
-def load_trained_model(checkpoint_dir: str, img_dim: int, num_ref: int,
-                       embed_norm: str) -> tuple[CleanNet, int, str]:
+def _require_dir(checkpoint_dir: str) -> None:
+    if not os.path.isdir(checkpoint_dir):
+        raise InputError("checkpoint directory not found", path=checkpoint_dir, field="--checkpoint_dir")
+
+
+def load_trained_model(checkpoint_dir: str, img_dim: int | None = None, num_ref: int | None = None,
+                       embed_norm: str | None = None) -> tuple[CleanNet, int, str]:
     """Builds CleanNet for inference and restores the latest checkpoint in checkpoint_dir.
+
+    img_dim, num_ref, embed_norm: None takes the checkpoint's; a value that disagrees with
+    it is an InputError.
 
     Returns:
       (model, global step of the checkpoint, checkpoint path).
@@ -171,50 +182,141 @@ def load_trained_model(checkpoint_dir: str, img_dim: int, num_ref: int,
     from cleannet.model import CleanNet
 
     path = require_checkpoint(checkpoint_dir)
-    model = CleanNet(num_ref, img_dim, embed_norm, dropout_rate=0.0, weight_decay=0.0).build_variables()
+    reader = _tf_reader(path)
+    config = ModelConfig.resolve(read_config(path, reader),
+                                 dict(img_dim=img_dim, num_ref=num_ref, embed_norm=embed_norm), path)
+    check_readable(path, reader)  # before restoring: a failed restore leaves TensorFlow's warnings at exit
+    model = CleanNet(config.num_ref, config.img_dim, config.embed_norm, dropout_rate=0.0,
+                     weight_decay=0.0).build_variables()
     global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
-    restore(make_checkpoint(model, global_step), path, img_dim, num_ref, embed_norm, partial=True)
+    # Model and step only: the optimizer's slots in the file are not needed, but every weight is.
+    restore(tf.train.Checkpoint(model=model, global_step=global_step), path, None, None, None)
     return model, int(global_step.numpy()), path
 
 
-def _variable(reader: Any, keys: dict[str, str | None], checkpoint_path: str, *object_paths: str) -> Any:
-    """The value of the first of `object_paths` (e.g. "model/ref_set_encoder/context") that
-    the checkpoint holds (keys: from tensor_bundle.variable_keys); InputError naming the
-    first path when it holds none."""
-    for object_path in object_paths:
-        if keys[object_path] is not None:
-            return reader.get_tensor(keys[object_path])
-    raise InputError("the checkpoint does not fit this model (no variable %s)" % object_paths[0], path=checkpoint_path)
+def write_inference_file(model: NumpyCleanNet, checkpoint_path: str, step: int) -> str:
+    """Writes INFERENCE_FILE beside `checkpoint_path` (its directory), atomically.
+
+    Holds each dense layer's "ENCODER/LAYER/kernel" and ".../bias", "ref_set_encoder/context",
+    "global_step", "checkpoint" (the checkpoint's file name prefix) and "model_config" (JSON).
+    Returns the file's path.
+    """
+    from cleannet.numpy_model import CONTEXT
+
+    arrays = {"%s/%s/kernel" % key: kernel for key, (kernel, _) in model.dense.items()}
+    arrays.update({"%s/%s/bias" % key: bias for key, (_, bias) in model.dense.items()})
+    arrays["%s/%s" % CONTEXT] = model.context
+    arrays["global_step"] = np.int64(step)
+    arrays["checkpoint"] = np.array(os.path.basename(checkpoint_path))
+    arrays["model_config"] = np.array(model.config.to_json())
+    path = os.path.join(os.path.dirname(checkpoint_path), INFERENCE_FILE)
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)
+    return path
 
 
-def load_inference_model(checkpoint_dir: str, img_dim: int, num_ref: int,
-                         embed_norm: str) -> tuple[NumpyCleanNet, int, str]:
-    """The latest checkpoint in checkpoint_dir as a NumPy CleanNet, without TensorFlow.
+def _read_inference_file(path: str) -> tuple[NumpyCleanNet, int, str]:
+    """Reads write_inference_file's file. Returns (model, step, checkpoint name).
 
-    Same checks as `load_trained_model`: the checkpoint must exist, be readable (checksums
-    verified) and have been made with this img_dim, num_ref and embed_norm; its weights
-    must have the model's shapes and be finite.
+    Raises DamagedCheckpointError (unreadable, a CRC mismatch, a member missing) or
+    InputError (weights that do not fit the stored configuration).
+    """
+    from cleannet.numpy_model import CONTEXT, DENSE_LAYERS, NumpyCleanNet
+
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        config = ModelConfig.from_json(str(arrays["model_config"]), path)
+        weights = {key: (arrays["%s/%s/kernel" % key], arrays["%s/%s/bias" % key]) for key in DENSE_LAYERS}
+        weights[CONTEXT] = arrays["%s/%s" % CONTEXT]
+        step, name = int(arrays["global_step"]), str(arrays["checkpoint"])
+    except KeyError as err:
+        raise DamagedCheckpointError("damaged inference file (no member %s)" % err, path=path) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DamagedCheckpointError("damaged inference file (%s)" % (str(err).splitlines() or ["unreadable"])[0],
+                                     path=path) from None
+    try:
+        return NumpyCleanNet(weights, config.img_dim, config.num_ref, config.embed_norm), step, name
+    except ValueError as err:
+        raise InputError("the checkpoint does not fit this model (%s)" % err, path=path) from None
+
+
+def _newest_index_name(checkpoint_dir: str) -> str | None:
+    """The file name prefix of the highest-numbered PREFIX-STEP.index in the directory."""
+    steps = {}
+    for index in glob.glob(os.path.join(glob.escape(checkpoint_dir), "*.index")):
+        match = _STEP_OF_INDEX.search(index)
+        if match:
+            steps[int(match.group(1))] = os.path.basename(index)[:-len(".index")]
+    return steps[max(steps)] if steps else None
+
+
+def _current_inference_file(checkpoint_dir: str) -> tuple[NumpyCleanNet, int, str] | None:
+    """INFERENCE_FILE's (model, step, checkpoint path) when it belongs to the directory's
+    newest checkpoint; None when absent or older (the caller then uses TensorFlow)."""
+    path = os.path.join(checkpoint_dir, INFERENCE_FILE)
+    if not os.path.isfile(path):
+        return None
+    model, step, name = _read_inference_file(path)
+    if name != _newest_index_name(checkpoint_dir):
+        logging.warning("%s is for %s, not the newest checkpoint; reading the checkpoint with TensorFlow.", path, name)
+        return None
+    return model, step, os.path.join(checkpoint_dir, name)
+
+
+def read_model_config(checkpoint_dir: str) -> tuple[dict[str, int | str | None], str]:
+    """The model configuration stored with the latest checkpoint in checkpoint_dir, as
+    ({img_dim, num_ref, embed_norm} (None for a value an older checkpoint lacks),
+    the checkpoint's path)."""
+    _require_dir(checkpoint_dir)
+    current = _current_inference_file(checkpoint_dir)
+    if current is not None:
+        config = current[0].config
+        return {name: getattr(config, name) for name in FIELDS}, current[2]
+    path = require_checkpoint(checkpoint_dir)
+    return read_config(path), path
+
+
+def resolve_model_config(checkpoint_dir: str, given: Mapping[str, Any],
+                         fallback: Mapping[str, Any] | None = None) -> ModelConfig:
+    """The latest checkpoint's ModelConfig; `given` values (None: not given) must agree with
+    it, `fallback` fills what an older checkpoint does not record (ModelConfig.resolve)."""
+    stored, path = read_model_config(checkpoint_dir)
+    return ModelConfig.resolve(stored, given, path, fallback)
+
+
+def with_checkpoint_model_config(config: ConfigT) -> ConfigT:
+    """A tool's frozen config dataclass (fields checkpoint_dir and model_config.FIELDS) with
+    img_dim, num_ref and embed_norm settled: None takes the checkpoint's stored value (the
+    original tools' defaults for a checkpoint that records none); a value given that
+    disagrees with the checkpoint is refused with one line."""
+    from cleannet.model_config import ORIGINAL_DEFAULTS
+
+    given = {name: getattr(config, name) for name in FIELDS}
+    model_config = resolve_model_config(config.checkpoint_dir, given, ORIGINAL_DEFAULTS)
+    return dataclasses.replace(config, **{name: getattr(model_config, name) for name in FIELDS})
+
+
+def load_inference_model(checkpoint_dir: str, img_dim: int | None = None, num_ref: int | None = None,
+                         embed_norm: str | None = None) -> tuple[NumpyCleanNet, int, str]:
+    """The latest checkpoint in checkpoint_dir as a NumPy CleanNet.
+
+    Read from INFERENCE_FILE without TensorFlow when it is current, else restored with
+    TensorFlow. Same checks either way: the checkpoint must exist and be readable, its
+    weights must have the model's shapes and be finite, and img_dim, num_ref, embed_norm
+    (None: the checkpoint's) must agree with the stored configuration.
 
     Returns:
       (cleannet.numpy_model.NumpyCleanNet, global step of the checkpoint, checkpoint path).
     """
-    from cleannet.numpy_model import CONTEXT, DENSE_LAYERS, NumpyCleanNet
+    from cleannet.numpy_model import NumpyCleanNet
 
-    path = require_checkpoint(checkpoint_dir)
-    reader = open_reader(path)
-    check_config(path, img_dim, num_ref, embed_norm, reader)
-    # Keras 3 tracks a Dense layer's kernel as `_kernel`, Keras 2 as `kernel`.
-    candidates = {layer: ["model/%s/%s/%s" % (layer + (name,)) for name in ("_kernel", "kernel", "bias")]
-                  for layer in DENSE_LAYERS}
-    context_path = "model/%s/%s" % CONTEXT
-    keys = tensor_bundle.variable_keys(reader, [p for paths in candidates.values() for p in paths] + [context_path],
-                                       path)
-    weights = {layer: (_variable(reader, keys, path, kernel, old_kernel), _variable(reader, keys, path, bias))
-               for layer, (kernel, old_kernel, bias) in candidates.items()}
-    weights[CONTEXT] = _variable(reader, keys, path, context_path)
-    step = int(reader.get_tensor(GLOBAL_STEP_KEY)) if reader.has_tensor(GLOBAL_STEP_KEY) else 0
-    try:
-        model = NumpyCleanNet(weights, img_dim, num_ref, embed_norm)
-    except ValueError as err:
-        raise InputError("the checkpoint does not fit this model (%s)" % err, path=path) from None
-    return model, step, path
+    _require_dir(checkpoint_dir)
+    given = dict(img_dim=img_dim, num_ref=num_ref, embed_norm=embed_norm)
+    current = _current_inference_file(checkpoint_dir)
+    if current is not None:
+        model, step, path = current
+        check_given({name: getattr(model.config, name) for name in FIELDS}, given, path)
+        return model, step, path
+    keras_model, step, path = load_trained_model(checkpoint_dir, img_dim, num_ref, embed_norm)
+    return NumpyCleanNet.from_keras(keras_model), step, path

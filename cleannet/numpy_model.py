@@ -7,9 +7,10 @@ copy of `cleannet.model.CleanNet`'s forward pass instead. The formulas are those
 cleannet/model.py (docs/originals.md#cleannet-model); tests/test_numpy_model.py checks
 the two against each other.
 
-Weights come either from a checkpoint (`cleannet.checkpoints.load_inference_model`, read
-with noisylabels.tensor_bundle) or from a Keras CleanNet in memory (`from_keras`, used by
-train.py to calibrate each best model).
+Weights come either from a checkpoint (`cleannet.checkpoints.load_inference_model`: the
+`.npz` inference file train.py writes beside each checkpoint, read with NumPy) or from a
+Keras CleanNet in memory (`from_keras`, used by train.py to calibrate and store each saved
+model).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cleannet.choices import EMBED_NORMS
+from cleannet.model_config import ModelConfig
 
 if TYPE_CHECKING:
     from cleannet.model import CleanNet
@@ -115,6 +117,11 @@ class NumpyCleanNet:
         arrays = [a for pair in self.dense.values() for a in pair] + [self.context]
         if not all(np.isfinite(a).all() for a in arrays):
             raise ValueError("the weights hold NaN or infinite values")
+
+    @property
+    def config(self) -> ModelConfig:
+        """The model configuration (img_dim, num_ref, embed_norm)."""
+        return ModelConfig(self.img_dim, self.num_ref, self.embed_norm)
 
     @classmethod
     def from_keras(cls, model: CleanNet) -> NumpyCleanNet:

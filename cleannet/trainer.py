@@ -322,6 +322,7 @@ class Trainer(TrainingTask):
         """Logs the new best model and stores its calibrated relative decision beside it
         (best/calibration.json, what `inference.py --decision=relative` reads)."""
         logging.info("best model (val/acc %.6f) saved in %s", value, os.path.dirname(path))
+        self.on_saved(step, path)
         if not self.is_chief or self.tables.reference.shape[0] < 2:
             return
         tb = self.tables
@@ -344,7 +345,9 @@ class Trainer(TrainingTask):
             logging.warning("No calibration written for %s: %s", path, err)
 
     def on_saved(self, step: int, path: str) -> None:
-        del step, path  # train.py logs its checkpoints through the run directory
+        """Writes the inference file (weights + model configuration, .npz) beside the checkpoint."""
+        if self.is_chief:
+            checkpoints.write_inference_file(NumpyCleanNet.from_keras(self.model), path, step)
 
     def on_terminated(self, step: int, path: str) -> None:
         logging.info("SIGTERM: checkpoint saved in %s; stopping.", path)

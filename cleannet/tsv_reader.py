@@ -24,7 +24,7 @@ before it is read whole, so memory stays bounded by the chunk and --img_dim.
 
 Each line is split once, at its LAST tab, into metadata and the feature string, so keys
 and URLs may contain commas. The feature strings of a chunk of rows are parsed in place,
-in one call per core (cleannet/feature_text.py: NumPy's C reader, in forked processes).
+in one call (cleannet/feature_text.py: pandas' C reader, in this process).
 Only when that fails (a ragged row, a non-number, nan/inf) is the chunk re-parsed line by
 line to report the first bad line:
 

@@ -140,11 +140,12 @@ def refuse_output_equal_to_inputs(output_paths: Mapping[str, str | None],
 
 def tf_checkpoint_files(directory: str | None) -> list[tuple[str, str]]:
     """(description, path) of the TensorFlow checkpoint files in `directory`: its state file
-    `checkpoint`, every `*.index` and `*.data-*` (for `refuse_output_equal_to_inputs`)."""
+    `checkpoint`, every `*.index` and `*.data-*`, and `.npz` files such as CleanNet's
+    inference file (for `refuse_output_equal_to_inputs`)."""
     if not directory or not os.path.isdir(directory):
         return []
     names = sorted(n for n in os.listdir(directory)
-                   if n == "checkpoint" or n.endswith(".index") or ".data-" in n)
+                   if n == "checkpoint" or n.endswith((".index", ".npz")) or ".data-" in n)
     return [("a checkpoint file of %s" % directory, os.path.join(directory, n)) for n in names]
 
 

@@ -382,17 +382,25 @@ def test_inference_refuses_mismatched_or_missing_checkpoint(tmp_path, checkpoint
 
 
 def _flip_a_kernel_byte(directory):
-    """Flips one byte inside the query encoder's first kernel in ckpt-3's data file."""
-    from noisylabels.tensor_bundle import CheckpointReader, variable_key
-
-    prefix = os.path.join(directory, "ckpt-3")
-    reader = CheckpointReader(prefix)
-    entry = reader.entry(variable_key(reader, "model/query_encoder/hidden/_kernel"))
-    with open(prefix + ".data-00000-of-00001", "r+b") as f:
-        f.seek(entry.offset + entry.size // 2)
+    """Flips one byte in the middle of ckpt-3's data file (inside the largest kernel)."""
+    path = os.path.join(directory, "ckpt-3.data-00000-of-00001")
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
         byte = f.read(1)
-        f.seek(entry.offset + entry.size // 2)
+        f.seek(os.path.getsize(path) // 2)
         f.write(bytes([byte[0] ^ 0x10]))
+
+
+def _damaged_inference_file(directory):
+    """The inference file train.py writes beside the checkpoint, with a flipped byte."""
+    from cleannet.checkpoints import load_trained_model, write_inference_file
+    from cleannet.numpy_model import NumpyCleanNet
+
+    model, step, path = load_trained_model(directory)
+    written = write_inference_file(NumpyCleanNet.from_keras(model), path, step)
+    data = bytearray(open(written, "rb").read())
+    data[len(data) // 3] ^= 0x10
+    open(written, "wb").write(bytes(data))
 
 
 def _truncate_the_data_file(directory):
@@ -408,14 +416,15 @@ def _overwrite_the_index_end(directory):
         f.write(b"\0" * 8)
 
 
-@pytest.mark.parametrize("damage, file_suffix, expected", [
-    (_flip_a_kernel_byte, ".data-00000-of-00001", "checksum mismatch (corrupt data)"),
-    (_truncate_the_data_file, ".data-00000-of-00001", "truncated: tensor"),
-    (_overwrite_the_index_end, ".index", "bad magic number: not a checkpoint index"),
-], ids=["flipped_byte", "truncated_data", "bad_index"])
-def test_inference_refuses_a_damaged_checkpoint(tmp_path, checkpoint_img_dim4, damage, file_suffix, expected):
-    """inference.py reads checkpoints without TensorFlow; damage is still one line naming
-    the damaged file, and nothing is written."""
+@pytest.mark.parametrize("damage, file_name, expected", [
+    (_flip_a_kernel_byte, "ckpt-3", "damaged checkpoint: tensor model/"),
+    (_truncate_the_data_file, "ckpt-3", "damaged checkpoint"),
+    (_overwrite_the_index_end, "ckpt-3", "unreadable checkpoint"),
+    (_damaged_inference_file, "inference_model.npz", "damaged inference file"),
+], ids=["flipped_byte", "truncated_data", "bad_index", "inference_file"])
+def test_inference_refuses_a_damaged_checkpoint(tmp_path, checkpoint_img_dim4, damage, file_name, expected):
+    """A damaged checkpoint (read with TensorFlow) or inference file (read with NumPy) is
+    one line naming it, and nothing is written."""
     ckpt = str(tmp_path / "ckpt")
     shutil.copytree(checkpoint_img_dim4, ckpt)
     damage(ckpt)
@@ -423,7 +432,7 @@ def test_inference_refuses_a_damaged_checkpoint(tmp_path, checkpoint_img_dim4, d
     out = tmp_path / "out"
     out.mkdir()
     proc = run_tool("inference.py", setup["flags"] + ["--output_file=%s" % (out / "pred.txt")])
-    assert_one_line_error(proc, os.path.join(ckpt, "ckpt-3" + file_suffix), expected)
+    assert_one_line_error(proc, os.path.join(ckpt, file_name), expected)
     assert os.listdir(out) == []
 
 

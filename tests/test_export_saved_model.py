@@ -210,6 +210,22 @@ def test_wrong_config_is_one_line_error(trained, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_model_settings_left_out_come_from_the_checkpoint(trained, tmp_path):
+    """img_dim, num_ref, embed_norm left out: the checkpoint's; one given that disagrees is
+    refused before anything is written."""
+    from cleannet.tools.export_saved_model import export_saved_model
+    from noisylabels.errors import InputError
+
+    root = trained["root"]
+    inputs = (str(root / "ckpt"), str(root / "data"), str(root / "classes.txt"))
+    with pytest.raises(InputError, match="the checkpoint was made with num_ref=%d but --num_ref=%d"
+                       % (NUM_REF, NUM_REF + 1)):
+        export_saved_model(*inputs, str(tmp_path / "y"), num_ref=NUM_REF + 1)
+    assert not (tmp_path / "y").exists()
+    path, step = export_saved_model(*inputs, str(tmp_path / "x"))
+    assert step == 7 and os.path.isfile(os.path.join(path, "saved_model.pb"))
+
+
 CLI_FLAG_ERRORS = [
     # id, flags ("{tmp}": tmp_path; a bare name leaves that flag out), parts of the one error line
     ("no_export_dir", ["--export_dir"], ["flag --export_dir=None:", "must have a value other than None"]),

@@ -1,5 +1,6 @@
 """cleannet.numpy_model: the NumPy inference path against the Keras CleanNet it copies, and
-cleannet.checkpoints.load_inference_model (a checkpoint read without TensorFlow)."""
+cleannet.checkpoints.load_inference_model (the inference file read without TensorFlow; a
+checkpoint without it restored with TensorFlow)."""
 
 import os
 import subprocess
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cleannet.checkpoints import load_inference_model, load_trained_model, make_checkpoint
+from cleannet.checkpoints import (INFERENCE_FILE, load_inference_model, load_trained_model, make_checkpoint,
+                                  read_model_config, write_inference_file)
 from cleannet.model import CleanNet
 from cleannet.numpy_model import CONTEXT, DENSE_LAYERS, NumpyCleanNet, cosine_similarity
 from noisylabels.errors import DamagedCheckpointError, InputError
@@ -96,13 +98,11 @@ def test_weights_stored_under_the_optimizers_keys_are_found(tmp_path):
     weight once, under the optimizer's key; the object graph leads to it."""
     import keras
 
-    from noisylabels.tensor_bundle import CheckpointReader
-
     model = random_model("log")
     optimizer = keras.optimizers.SGD(momentum=0.9)
     optimizer.build(model.trainable_variables)
     path = make_checkpoint(model, tf.Variable(5, dtype=tf.int64), optimizer).save(os.path.join(str(tmp_path), "ckpt"))
-    assert "model/query_encoder/hidden/_kernel/.ATTRIBUTES/VARIABLE_VALUE" not in CheckpointReader(path).names()
+    assert "model/query_encoder/hidden/_kernel/.ATTRIBUTES/VARIABLE_VALUE" not in dict(tf.train.list_variables(path))
     numpy_model, step, _ = load_inference_model(str(tmp_path), IMG_DIM, NUM_REF, "log")
     expected = NumpyCleanNet.from_keras(model)
     assert step == 5
@@ -128,13 +128,13 @@ def test_load_inference_model_refuses_other_settings_and_damage(tmp_path):
 def test_load_inference_model_refuses_a_checkpoint_of_another_model(tmp_path):
     checkpoint = tf.train.Checkpoint(global_step=tf.Variable(3, dtype=tf.int64), other=tf.Variable([1.0]))
     checkpoint.save(os.path.join(str(tmp_path), "ckpt"))
-    with pytest.raises(InputError, match="does not fit this model .no variable model/query_encoder/hidden/_kernel"):
+    with pytest.raises(InputError, match="does not fit this model"):
         load_inference_model(str(tmp_path), IMG_DIM, NUM_REF, "log")
 
 
 def test_loading_and_scoring_do_not_import_tensorflow(tmp_path):
     model = CleanNet(NUM_REF, IMG_DIM).build_variables()
-    _save(model, str(tmp_path))
+    write_inference_file(NumpyCleanNet.from_keras(model), _save(model, str(tmp_path)), 7)
     _, class_ids, reference = random_data(4)
     np.save(tmp_path / "ref.npy", reference)
     code = ("import sys, numpy as np\n"
@@ -150,16 +150,58 @@ def test_loading_and_scoring_do_not_import_tensorflow(tmp_path):
     assert result.stdout.split() == ["7", "4", "False", "False"]
 
 
-def test_a_layout_the_reader_does_not_implement_falls_back_to_tensorflows_reader(tmp_path, monkeypatch):
-    from noisylabels import tensor_bundle
+def _assert_same_weights(got, expected):
+    for key in DENSE_LAYERS:
+        for got_array, want in zip(got.dense[key], expected.dense[key]):
+            np.testing.assert_array_equal(got_array, want)
+    np.testing.assert_array_equal(got.context, expected.context)
 
+
+def test_the_inference_file_gives_the_checkpoints_weights_and_configuration(tmp_path):
+    """Written beside the checkpoint, read back without being told img_dim, num_ref or
+    embed_norm: the same weights and step as TensorFlow's restore; a value given that
+    disagrees with it is refused."""
+    model = random_model("l2_norm")
+    path = _save(model, str(tmp_path), step=9)
+    written = write_inference_file(NumpyCleanNet.from_keras(model), path, 9)
+    assert written == os.path.join(str(tmp_path), INFERENCE_FILE)
+    with np.load(written, allow_pickle=False) as npz:  # plain arrays, no pickle
+        assert str(npz["checkpoint"]) == "ckpt-1" and int(npz["global_step"]) == 9
+    numpy_model, step, got_path = load_inference_model(str(tmp_path))
+    assert (step, got_path, numpy_model.img_dim, numpy_model.num_ref, numpy_model.embed_norm) == (
+        9, path, IMG_DIM, NUM_REF, "l2norm")
+    keras_model, _, _ = load_trained_model(str(tmp_path))
+    _assert_same_weights(numpy_model, NumpyCleanNet.from_keras(keras_model))
+    assert read_model_config(str(tmp_path)) == ({"img_dim": IMG_DIM, "num_ref": NUM_REF, "embed_norm": "l2norm"}, path)
+    with pytest.raises(InputError, match="made with num_ref=%d but --num_ref=%d" % (NUM_REF, NUM_REF + 1)):
+        load_inference_model(str(tmp_path), IMG_DIM, NUM_REF + 1, None)
+
+
+@pytest.mark.parametrize("damage", ["flipped_byte", "truncated", "not_a_zip"])
+def test_a_damaged_inference_file_is_refused_naming_it(tmp_path, damage):
     model = random_model("log")
-    _save(model, str(tmp_path))
+    written = write_inference_file(NumpyCleanNet.from_keras(model), _save(model, str(tmp_path)), 7)
+    data = bytearray(open(written, "rb").read())
+    if damage == "flipped_byte":  # inside the first member's data (a stored, uncompressed .npy)
+        data[200] ^= 0x10
+    elif damage == "truncated":
+        data = data[:len(data) // 2]
+    else:
+        data = bytearray(b"not a zip file at all")
+    open(written, "wb").write(bytes(data))
+    with pytest.raises(DamagedCheckpointError) as err:
+        load_inference_model(str(tmp_path))
+    assert str(err.value).startswith(written + ": damaged inference file"), str(err.value)
+    assert "\n" not in str(err.value)
 
-    def unsupported(prefix):
-        raise tensor_bundle.UnsupportedCheckpointError("compressed index blocks", path=prefix)
 
-    monkeypatch.setattr(tensor_bundle, "CheckpointReader", unsupported)
-    numpy_model, step, _ = load_inference_model(str(tmp_path), IMG_DIM, NUM_REF, "log")
-    assert step == 7
-    np.testing.assert_array_equal(numpy_model.context, model.ref_set_encoder.context.numpy())
+def test_an_inference_file_of_an_older_checkpoint_is_not_used(tmp_path):
+    """A newer checkpoint without its inference file (a save of older code) is restored with
+    TensorFlow: the weights are the newer checkpoint's."""
+    old, new = random_model("log", seed=0), random_model("log", seed=1)
+    write_inference_file(NumpyCleanNet.from_keras(old), _save(old, str(tmp_path), step=1), 1)
+    manager = tf.train.CheckpointManager(make_checkpoint(new, tf.Variable(2, dtype=tf.int64)), str(tmp_path), 3)
+    manager.save(checkpoint_number=2)
+    numpy_model, step, path = load_inference_model(str(tmp_path))
+    assert (step, os.path.basename(path)) == (2, "ckpt-2")
+    _assert_same_weights(numpy_model, NumpyCleanNet.from_keras(new))

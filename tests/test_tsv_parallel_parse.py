@@ -1,5 +1,6 @@
-"""util/tsv_reader.py parses a chunk's features in parallel parts: the same values as a
-plain Python parse, and bad rows still reported at their own line."""
+"""cleannet/tsv_reader.py parses a chunk's features in one call (cleannet/feature_text.py,
+pandas' C reader, no child process): the same values as a plain Python parse, and bad
+rows still reported at their own line."""
 
 import os
 
@@ -12,13 +13,6 @@ from noisylabels.errors import InputError
 CLASS_TO_ID = {"cat": 0, "dog": 1}
 
 
-@pytest.fixture
-def small_parts(monkeypatch):
-    """Parts of one row, so that a small file is parsed in PARSE_PROCESSES = 2 parts."""
-    monkeypatch.setattr(feature_text, "PARSE_PROCESSES", 2)
-    monkeypatch.setattr(feature_text, "MIN_ROWS_PER_PROCESS", 1)
-
-
 def _write(tmp_path, rows):
     path = tmp_path / "all.tsv"
     path.write_text("".join("k%d\t%s\t%s\n" % (i, "cat" if i % 2 else "dog", feature)
@@ -26,7 +20,7 @@ def _write(tmp_path, rows):
     return path
 
 
-def test_parallel_parts_give_the_plain_parse(tmp_path, small_parts):
+def test_parallel_parts_give_the_plain_parse(tmp_path):
     rng = np.random.default_rng(0)
     values = rng.normal(size=(7, 5)) * 10.0 ** rng.integers(-8, 8, size=(7, 5))
     rows = [",".join(repr(float(v)) for v in row) for row in values]
@@ -42,7 +36,7 @@ def test_parallel_parts_give_the_plain_parse(tmp_path, small_parts):
     (1, 2, "value 2 ('x') is not a number"),  # in the first part
     (4, 5, "value 2 ('x') is not a number"),  # in the second part
 ])
-def test_a_bad_value_in_either_part_names_its_line(tmp_path, small_parts, bad_row, line, message):
+def test_a_bad_value_in_either_part_names_its_line(tmp_path, bad_row, line, message):
     rows = ["0.5,1.5,2.5"] * 6
     rows[bad_row] = "0.5,x,2.5"
     with pytest.raises(InputError) as err:
@@ -50,7 +44,7 @@ def test_a_bad_value_in_either_part_names_its_line(tmp_path, small_parts, bad_ro
     assert ":%d: feature: %s" % (line, message) in str(err.value)
 
 
-def test_parts_of_different_widths_are_refused_at_the_first_short_line(tmp_path, small_parts):
+def test_parts_of_different_widths_are_refused_at_the_first_short_line(tmp_path):
     rows = ["0.5,1.5,2.5"] * 3 + ["0.5,1.5"] * 3  # each part alone is rectangular
     with pytest.raises(InputError) as err:
         list(tsv_reader.iter_tsv_chunks(_write(tmp_path, rows), "all", CLASS_TO_ID))
@@ -64,7 +58,7 @@ def _refuse_slow_parse(monkeypatch):
     monkeypatch.setattr(tsv_reader._ChunkParser, "_parse_features_slow", fail)
 
 
-def test_fast_path_reads_crlf_bom_commas_and_tabs_in_the_metadata(tmp_path, small_parts, monkeypatch):
+def test_fast_path_reads_crlf_bom_commas_and_tabs_in_the_metadata(tmp_path, monkeypatch):
     """Keys and URLs with commas, spaces and quotes, CRLF line ends, a byte-order mark and
     trailing empty lines: all parsed by the fast path, to the values float() gives."""
     _refuse_slow_parse(monkeypatch)
@@ -93,18 +87,10 @@ def test_lines_longer_than_a_read_give_the_same_rows(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("bad", ["nan", "inf", "True", "", "1,2", "0x1"])
-def test_parse_feature_rows_refuses_what_is_not_a_finite_number(small_parts, bad, monkeypatch):
-    """None (the caller then parses line by line) for each bad value, in either part; every
-    forked child has been waited for (none is left behind)."""
-    forked = []
-
-    def recording_fork(fork=os.fork):
-        pid = fork()
-        if pid:
-            forked.append(pid)
-        return pid
-
-    monkeypatch.setattr(os, "fork", recording_fork)
+def test_parse_feature_rows_refuses_what_is_not_a_finite_number(bad, monkeypatch):
+    """None (the caller then parses line by line) for each bad value, in any row; no child
+    process is started."""
+    monkeypatch.setattr(os, "fork", lambda: pytest.fail("feature_text forked a process"))
     for bad_row in (0, 3):
         rows = ["k\t1,2"] * 4
         rows[bad_row] = "k\t1,%s" % bad
@@ -113,7 +99,19 @@ def test_parse_feature_rows_refuses_what_is_not_a_finite_number(small_parts, bad
         result = feature_text.parse_feature_rows(text, starts, [s + 2 for s in starts],
                                                  [s + len(r) for s, r in zip(starts, rows)], 2)
         assert result is None, (bad, bad_row)
-    assert len(forked) == 2  # one child per call: the parse really ran in two processes
-    for pid in forked:
-        with pytest.raises(ChildProcessError):  # already reaped
-            os.waitpid(pid, os.WNOHANG)
+
+
+def test_parse_feature_rows_reads_each_decimal_as_float_then_float32():
+    """Values across the float32 range, written with 3 to 17 digits, come out as
+    np.float32(float(text)): the rounding a plain Python parser gives."""
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(300, 8)) * 10.0 ** rng.integers(-40, 38, size=(300, 8))
+    rows = ["key %d\t%s" % (i, ",".join(("%%.%dg" % (3 + (i + j) % 15)) % v for j, v in enumerate(row)))
+            for i, row in enumerate(values)]
+    text = bytearray("\n".join(rows).encode())
+    starts = [sum(len(r) + 1 for r in rows[:i]) for i in range(len(rows))]
+    feature_starts = [s + r.index("\t") + 1 for s, r in zip(starts, rows)]
+    result = feature_text.parse_feature_rows(text, starts, feature_starts,
+                                             [s + len(r) for s, r in zip(starts, rows)], 8)
+    expected = np.array([[np.float32(float(v)) for v in r.split("\t")[1].split(",")] for r in rows])
+    np.testing.assert_array_equal(result, expected)

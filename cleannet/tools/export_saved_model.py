@@ -70,9 +70,9 @@ class ExportConfig:
     data_dir: str
     class_list: str
     export_dir: str
-    img_dim: int
-    num_ref: int
-    embed_norm: str = "log"
+    img_dim: int | None = None  # None: the checkpoint's (img_dim, num_ref, embed_norm)
+    num_ref: int | None = None
+    embed_norm: str | None = None
     overwrite: bool = False
 
 
@@ -137,8 +137,9 @@ def load_model(checkpoint_dir: str, img_dim: int, num_ref: int, embed_norm: str)
     return model, step
 
 
-def export_saved_model(checkpoint_dir: str, data_dir: str, class_list: str, export_dir: str, img_dim: int,
-                       num_ref: int, embed_norm: str = "log", overwrite: bool = False) -> tuple[str, int]:
+def export_saved_model(checkpoint_dir: str, data_dir: str, class_list: str, export_dir: str, img_dim: int | None = None,
+                       num_ref: int | None = None, embed_norm: str | None = None,
+                       overwrite: bool = False) -> tuple[str, int]:
     """`export_with(ExportConfig(...))` with the same arguments."""
     return export_with(ExportConfig(checkpoint_dir, data_dir, class_list, export_dir, img_dim, num_ref, embed_norm,
                                     overwrite))
@@ -169,15 +170,18 @@ def export_with(config: ExportConfig) -> tuple[str, int]:
       config: checkpoint_dir: a train.py checkpoint directory (or its best/ subdirectory);
         data_dir: holds ref.npy [C, num_ref, img_dim]; class_list: the class list (C
         names); export_dir: the SavedModel directory (module docstring for what an
-        existing one needs); img_dim, num_ref, embed_norm: the model configuration
-        (checked against the checkpoint); overwrite: the user's explicit permission to
+        existing one needs); img_dim, num_ref, embed_norm: the model configuration, None:
+        the checkpoint's (a value given must agree with it; the original defaults for a
+        checkpoint that records none); overwrite: the user's explicit permission to
         replace an earlier export in export_dir.
 
     Returns:
       (export_dir, global step of the restored checkpoint).
     """
     from cleannet import datafiles, tsv_reader
+    from cleannet.checkpoints import with_checkpoint_model_config
 
+    config = with_checkpoint_model_config(config)
     export_dir = os.path.abspath(config.export_dir)
     proof = check_export_dir(config)
     class_names = tsv_reader.read_class_list(config.class_list)
@@ -233,8 +237,10 @@ def define_flags() -> None:
 def config_from_flags() -> ExportConfig:
     """The ExportConfig of the parsed command-line flags."""
     FLAGS = flags.FLAGS
-    return ExportConfig(FLAGS.checkpoint_dir, FLAGS.data_dir, FLAGS.class_list, FLAGS.export_dir, FLAGS.img_dim,
-                        FLAGS.num_ref, FLAGS.embed_norm, overwrite=FLAGS.overwrite)
+    from cleannet.model_config import given_flags
+
+    return ExportConfig(FLAGS.checkpoint_dir, FLAGS.data_dir, FLAGS.class_list, FLAGS.export_dir,
+                        **given_flags(FLAGS), overwrite=FLAGS.overwrite)
 
 
 def check_inputs_exist(config: ExportConfig) -> None:

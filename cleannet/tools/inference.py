@@ -26,7 +26,7 @@ directory (latest model) or its best/ subdirectory (best model by validation acc
 From Python: infer(InferenceConfig(...)) does what the command does (the flags are the
 config's fields).
 
-The tool does not load TensorFlow: it reads the checkpoint with noisylabels.tensor_bundle
+The tool does not load TensorFlow: it reads the checkpoint's inference file (.npz, NumPy)
 and scores with the NumPy copy of the model's inference path (cleannet.numpy_model), so its
 start-up costs a fraction of a second and the run is bound by reading the TSV.
 """
@@ -43,6 +43,7 @@ from noisylabels.errors import InputError
 from noisylabels.flagutil import (define_embed_norm, define_finite_float, define_img_dim, define_num_ref,
                                   run_tool)
 
+from cleannet.model_config import ORIGINAL_DEFAULTS
 from cleannet.choices import CLASS_SCORES, DECISIONS, DEFAULT_CLASS_SCORE, INFERENCE_MODES, OUTPUT_FORMATS
 
 if TYPE_CHECKING:  # imported for the type hints only: numpy, then the tool's modules, load after the flag checks
@@ -62,11 +63,11 @@ class InferenceConfig:
     class_list: str = "./data/classes.txt"
     checkpoint_dir: str = "./runs/"
     output_file: str = "./runs/pred.txt"
-    img_dim: int = 2048
-    num_ref: int = 32
+    img_dim: int | None = None  # None: the checkpoint's (checkpoints.with_checkpoint_model_config)
+    num_ref: int | None = None
     batch_size: int = 64
     val_sim_thres: float = 0.1
-    embed_norm: str = "log"
+    embed_norm: str | None = None
     mode: str = "inference"
     num_samples: int = -1
     output_format: str = "plain"
@@ -92,12 +93,12 @@ def define_flags() -> None:
     flags.DEFINE_string("class_list", D.class_list, "List of class name.")
     flags.DEFINE_string("checkpoint_dir", D.checkpoint_dir, "Directory to keep checkpoints and logs.")
     flags.DEFINE_string("output_file", D.output_file, "File path to output prediction.")
-    define_img_dim(D.img_dim)
-    define_num_ref(D.num_ref)
+    define_img_dim(ORIGINAL_DEFAULTS["img_dim"])
+    define_num_ref(ORIGINAL_DEFAULTS["num_ref"])
     flags.DEFINE_integer("batch_size", D.batch_size, "Batch size.", lower_bound=1)
     define_finite_float("val_sim_thres", D.val_sim_thres, "Similarity threshold for validation (a cosine, in [-1, 1]).",
                         lower_bound=-1.0, upper_bound=1.0)
-    define_embed_norm(D.embed_norm)
+    define_embed_norm(ORIGINAL_DEFAULTS["embed_norm"])
     flags.DEFINE_enum("mode", D.mode, list(INFERENCE_MODES),
                       "inference|val|calibrate (calibrate: choose the relative decision's margin on val.npy and "
                       "write calibration.json into --checkpoint_dir).")
@@ -137,9 +138,13 @@ FLAGS = flags.FLAGS
 
 
 def inference_config_from_flags(flag_values: flags.FlagValues = FLAGS) -> InferenceConfig:
-    """The config of parsed absl flags."""
-    return InferenceConfig(**{field.name: flag_values[field.name].value
-                              for field in dataclasses.fields(InferenceConfig)})
+    """The config of parsed absl flags; --img_dim, --num_ref, --embed_norm left out are None
+    (the checkpoint's values)."""
+    from cleannet.model_config import given_flags
+
+    values = {field.name: flag_values[field.name].value for field in dataclasses.fields(InferenceConfig)}
+    values.update(given_flags(flag_values))
+    return InferenceConfig(**values)
 
 
 def load_model(checkpoint_dir: str, img_dim: int, num_ref: int, embed_norm: str) -> tuple[NumpyCleanNet, int, str]:
@@ -342,6 +347,9 @@ def infer(config: InferenceConfig) -> None:
     refuse_outputs_over_inputs(config)
     check_inputs_exist(config)
     from cleannet import datafiles
+    from cleannet.checkpoints import with_checkpoint_model_config
+
+    config = with_checkpoint_model_config(config)
 
     ref_path = os.path.join(config.data_dir, "ref.npy")
     reference = datafiles.load_ref(ref_path, config.img_dim, config.num_ref)

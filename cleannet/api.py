@@ -1,0 +1,365 @@
+"""CleanNet from Python: `find_label_issues` in one call, and the `CleanNet` model object.
+
+    import cleannet
+    issues = cleannet.find_label_issues(features, labels, verified=verified)   # a DataFrame
+
+Both run the method of the command-line tools on arrays, through the same code:
+references by k-means per class (cleannet.tools.find_reference), training
+(cleannet.trainer.train, writing the run directory train.py writes: checkpoints, best/,
+TensorBoard logs, lock and run record), calibration of the relative decision
+(cleannet.calibration) and scoring of every sample against every class
+(cleannet.scoring, cleannet.decision), the results in the columns of inference.py's tsv
+output (cleannet.outputs). docs/api.md describes the run directory and the settings.
+
+Nothing here imports TensorFlow until training or a checkpoint without an inference
+file needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from absl import logging
+
+from cleannet import api_inputs
+from cleannet.calibration import Calibration
+from cleannet.config import TrainConfig
+from cleannet.decision import RelativeDecision, ThresholdDecision
+from cleannet.model_config import ModelConfig
+from noisylabels.errors import InputError
+
+__all__ = ["CleanNet", "find_label_issues", "label_issue_summary"]
+
+DATA_SUBDIR, CHECKPOINT_SUBDIR, LOG_SUBDIR = "data", "checkpoints", "log"
+CLASS_LIST = "classes.txt"
+CLASS_SCORE = "references"  # how a sample is compared with the other classes (inference.py's default)
+THRESHOLD = 0.1  # the paper's similarity threshold (train.py / inference.py --val_sim_thres)
+# Rows per matrix product when scoring: inference.py's default --batch_size, so that the
+# scores round exactly as the tool's.
+SCORE_BATCH = 64
+
+
+class CleanNet:
+    """A CleanNet label-noise detector on feature arrays (scikit-learn style).
+
+    Args (all optional; None: chosen from the data size by `fit`, logged):
+      num_ref, n_step, batch_size_sup, batch_size_unsup, val_batch_size, embed_norm: as
+        train.py's flags of the same names.
+      seed: seeds the validation split, k-means and training.
+      train_overrides: further cleannet.config.TrainConfig fields (e.g. learning_rate,
+        dropout_rate), passed to training as they are.
+
+    After `fit` or `load`: `config` (ModelConfig), `references` (float32 [C, R, D]),
+    `class_names`, `calibration` (the relative decision's, or None) and `checkpoint`.
+    """
+
+    def __init__(self, *, num_ref: int | None = None, n_step: int | None = None,
+                 batch_size_sup: int | None = None, batch_size_unsup: int | None = None,
+                 val_batch_size: int | None = None, embed_norm: str | None = None, seed: int = 0,
+                 train_overrides: Mapping[str, Any] | None = None) -> None:
+        self.settings = dict(num_ref=num_ref, n_step=n_step, batch_size_sup=batch_size_sup,
+                             batch_size_unsup=batch_size_unsup, val_batch_size=val_batch_size, embed_norm=embed_norm)
+        self.seed = int(seed)
+        self.train_overrides = dict(train_overrides or {})
+        self.model = None  # cleannet.numpy_model.NumpyCleanNet
+        self.references: np.ndarray | None = None
+        self.class_names: list[str] | None = None
+        self.calibration: Calibration | None = None
+        self.checkpoint: str | None = None
+
+    @property
+    def config(self) -> ModelConfig:
+        """The model configuration (img_dim, num_ref, embed_norm) of the fitted or loaded model."""
+        self._require_model()
+        return self.model.config
+
+    def _require_model(self) -> None:
+        if self.model is None:
+            raise ValueError("no model yet: call fit(...) or CleanNet.load(...) first")
+
+    # -- training --------------------------------------------------------------------------
+
+    def fit(self, features: Any, labels: Any, *, verified: Any, run_dir: str,
+            class_names: Sequence[str] | None = None) -> CleanNet:
+        """Trains on the arrays; writes the run into `run_dir` (train.py's layout, see docs/api.md).
+
+        Args:
+          features: [N, D] numbers (NumPy array or DataFrame).
+          labels: [N] class indices, or class names (see class_names).
+          verified: [N] 1 = label verified correct, 0 = verified wrong, -1 = not verified.
+          run_dir: the run directory (created; an existing run there is resumed only with the
+            same data and settings, else refused).
+          class_names: the C class names by index (default: from the labels).
+
+        Raises:
+          InputError (one line) for bad input, before any training.
+        """
+        features = api_inputs.check_features(features)
+        class_ids, names = api_inputs.check_labels(labels, len(features), class_names)
+        flags = api_inputs.check_verified(verified, len(features))
+        train, val = api_inputs.split_verified(flags, self.seed)
+        pool = np.setdiff1d(np.arange(len(features)), val)  # unverified batches and references
+        settings = api_inputs.choose_settings(features, class_ids, len(names), len(train), len(val), pool,
+                                              self.settings)
+        from cleannet import datafiles
+
+        datafiles.refuse_negative_for_log(features, None, settings.embed_norm)
+        references = _find_references(features[pool], class_ids[pool], names, settings.num_ref, self.seed)
+        data = _data_files(features, class_ids, flags, train, val, pool, references)
+        run_dir = os.path.abspath(run_dir)
+        config = self._train_config(run_dir, settings, features.shape[1])
+        _write_run_data(run_dir, data, names)
+        from cleannet.trainer import train as train_model  # TensorFlow loads here
+
+        result = train_model(config)
+        logging.info("CleanNet trained to step %d, best val/acc %.4f.", result["step"], result["best_val_acc"])
+        self._load_run(run_dir, references, names)  # with train.py's calibration of the best model on val
+        if self.calibration is None and len(names) >= 2:
+            self.calibrate(features[val], class_ids[val], verified=flags[val])
+        return self
+
+    def _train_config(self, run_dir: str, settings: api_inputs.Settings, img_dim: int) -> TrainConfig:
+        """train.py's TrainConfig for this run: the chosen settings, then train_overrides."""
+
+        values = dict(data_dir=os.path.join(run_dir, DATA_SUBDIR),
+                      checkpoint_dir=os.path.join(run_dir, CHECKPOINT_SUBDIR), log_dir=os.path.join(run_dir, LOG_SUBDIR),
+                      img_dim=img_dim, seed=self.seed, class_list=os.path.join(run_dir, CLASS_LIST),
+                      **dataclasses.asdict(settings))
+        unknown = sorted(set(self.train_overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
+        if unknown:
+            raise InputError("unknown TrainConfig fields %s" % ", ".join(unknown), field="train_overrides")
+        values.update(self.train_overrides)
+        return TrainConfig(**values)
+
+    # -- loading ---------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, checkpoint_dir: str, *, references: Any = None,
+             class_names: Sequence[str] | None = None) -> CleanNet:
+        """A trained model: a run directory written by `fit` (its best model, references and
+        class names), or a train.py checkpoint directory with `references` (float32
+        [C, R, D] or the path of ref.npy) and optionally `class_names`.
+
+        The relative decision's calibration is read from the checkpoint directory's
+        calibration.json when it was made for this checkpoint.
+        """
+        from cleannet import datafiles, tsv_reader
+
+        run_data = os.path.join(checkpoint_dir, DATA_SUBDIR, "ref.npy")
+        if references is None and os.path.isfile(run_data):  # a run directory of `fit`
+            references = run_data
+            class_names = class_names or tsv_reader.read_class_list(os.path.join(checkpoint_dir, CLASS_LIST))
+            checkpoint_dir = _best_or_latest(os.path.join(checkpoint_dir, CHECKPOINT_SUBDIR))
+        if references is None:
+            raise InputError("is not a run directory of CleanNet.fit; pass references= (ref.npy or its array)",
+                             path=checkpoint_dir, field="references")
+        if isinstance(references, (str, os.PathLike)):
+            references = datafiles.load_ref(os.fspath(references), None, None)
+        instance = cls()
+        instance._load_model(checkpoint_dir, np.asarray(references, np.float32), class_names)
+        return instance
+
+    def _load_run(self, run_dir: str, references: np.ndarray, names: list[str]) -> None:
+        self._load_model(_best_or_latest(os.path.join(run_dir, CHECKPOINT_SUBDIR)), references, names)
+
+    def _load_model(self, checkpoint_dir: str, references: np.ndarray, names: Sequence[str] | None) -> None:
+        from cleannet.calibration import read_calibration
+        from cleannet.checkpoints import load_inference_model
+
+        model, step, path = load_inference_model(checkpoint_dir)
+        if references.ndim != 3 or references.shape[1:] != (model.num_ref, model.img_dim):
+            raise InputError("have shape %s, expected [C, %d, %d] (num_ref, img_dim of the checkpoint)"
+                             % (references.shape, model.num_ref, model.img_dim), field="references")
+        names = [str(n) for n in names] if names is not None else [str(c) for c in range(len(references))]
+        if len(names) != len(references):
+            raise InputError("has %d names but the references have %d classes" % (len(names), len(references)),
+                             field="class_names")
+        self.model, self.references, self.class_names, self.checkpoint = model, references, names, path
+        try:
+            self.calibration = read_calibration(checkpoint_dir, path, CLASS_SCORE, "CleanNet.calibrate(...)")
+        except InputError:
+            self.calibration = None
+        logging.info("CleanNet model of step %d loaded from %s.", step, path)
+
+    # -- calibration and scoring ---------------------------------------------------------------
+
+    def calibrate(self, features: Any, labels: Any, *, verified: Any) -> Calibration:
+        """Chooses the relative decision's margin on verified samples (flags 1 / 0; -1 rows are
+        skipped). Kept in `calibration` (not written to disk). Returns it."""
+        from cleannet.calibration import calibrate_model
+
+        self._require_model()
+        features = api_inputs.check_features(features)
+        class_ids, _ = api_inputs.check_labels(labels, len(features), self.class_names)
+        flags = api_inputs.check_verified(verified, len(features))
+        keep = flags >= 0
+        self.calibration = calibrate_model(self.model, self.references, features[keep], class_ids[keep],
+                                           flags[keep].astype(np.float32), self.checkpoint or "", CLASS_SCORE)
+        logging.info("Relative decision calibrated: label wrong when margin < %.6g (val error %.4f, %d samples).",
+                     self.calibration.min_margin, self.calibration.val_error, self.calibration.val_samples)
+        return self.calibration
+
+    def score(self, features: Any, labels: Any, *, decision: str | ThresholdDecision | RelativeDecision = "relative",
+              batch_size: int = SCORE_BATCH) -> pd.DataFrame:
+        """Scores every sample against every class.
+
+        Args:
+          features: [N, D]; labels: [N] class indices or names (of `class_names`).
+          decision: "relative" (the calibrated margin; needs `calibration`), "threshold"
+            (similarity >= 0.1, the paper's) or a cleannet.decision object.
+
+        Returns:
+          DataFrame, one row per sample in input order (index: that of a pandas input, else
+          0..N-1), with the columns of inference.py's tsv output after key and url
+          (class_name, similarity, verdict, best_other_class, best_other_similarity, margin,
+          suggested_class) and `weight` = max(0, similarity), the paper's soft sample weight.
+        """
+        from cleannet.scoring import ClassEmbeddingScorer
+
+        self._require_model()
+        array = api_inputs.check_features(features)
+        if array.shape[1] != self.model.img_dim:
+            raise InputError("has %d columns, expected img_dim=%d (the model's)" % (array.shape[1], self.model.img_dim),
+                             field="features")
+        class_ids, _ = api_inputs.check_labels(labels, len(array), self.class_names)
+        scorer = ClassEmbeddingScorer(self.model, self.references)
+        scores = scorer.score_against_all(array, class_ids, CLASS_SCORE, batch_size=batch_size)
+        table = result_table(scores, self._decision(decision), self.class_names, class_ids)
+        index = getattr(features, "index", None)
+        if index is not None and len(index) == len(table):
+            table.index = index
+        return table
+
+    def _decision(self, decision: str | ThresholdDecision | RelativeDecision) -> ThresholdDecision | RelativeDecision:
+        if decision == "threshold":
+            return ThresholdDecision(THRESHOLD)
+        if decision == "relative":
+            if self.calibration is None:
+                raise InputError("the relative decision needs a calibration: call calibrate(...) first, or "
+                                 "use decision='threshold'", field="decision")
+            return self.calibration.decision()
+        if isinstance(decision, (ThresholdDecision, RelativeDecision)):
+            return decision
+        raise InputError("must be 'relative', 'threshold' or a cleannet.decision object, got %r" % (decision,),
+                         field="decision")
+
+
+def find_label_issues(features: Any, labels: Any, *, verified: Any, class_names: Sequence[str] | None = None,
+                      work_dir: str | None = None, seed: int = 0, decision: str = "relative",
+                      num_ref: int | None = None, n_step: int | None = None, batch_size_sup: int | None = None,
+                      batch_size_unsup: int | None = None, val_batch_size: int | None = None,
+                      embed_norm: str | None = None, train_overrides: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """CleanNet in one call: references, training, calibration, and every sample scored.
+
+    Args:
+      features: [N, D] numbers; labels: [N] class indices (or names, see class_names);
+      verified: [N] 1 = label verified correct, 0 = verified wrong, -1 = not verified.
+      class_names: the class names by index (default: from the labels).
+      work_dir: the run directory to keep (train.py's layout); None: a temporary one, removed.
+      seed: seeds the split of the verified samples, k-means and training.
+      decision: "relative" (recommended; "threshold" with a single class) or "threshold".
+      num_ref ... embed_norm: train.py's settings; None: chosen from the data size (logged).
+      train_overrides: further TrainConfig fields, as they are.
+
+    Returns:
+      CleanNet.score's DataFrame: one row per sample, in input order; verdict 0 marks a
+      label judged wrong, suggested_class the class it more likely belongs to.
+    """
+    model = CleanNet(num_ref=num_ref, n_step=n_step, batch_size_sup=batch_size_sup, batch_size_unsup=batch_size_unsup,
+                     val_batch_size=val_batch_size, embed_norm=embed_norm, seed=seed, train_overrides=train_overrides)
+    keep = contextlib.nullcontext(work_dir)
+    with tempfile.TemporaryDirectory(prefix="cleannet-") if work_dir is None else keep as run_dir:
+        model.fit(features, labels, verified=verified, run_dir=run_dir, class_names=class_names)
+    if decision == "relative" and model.calibration is None:
+        logging.info("A single class: no other class to compare with, the threshold decision is used.")
+        decision = "threshold"
+    return model.score(features, labels, decision=decision)
+
+
+def label_issue_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per class (of `class_name`): samples, labels judged wrong, their share, mean similarity,
+    and how many got a suggested class. One row per class, sorted by share judged wrong."""
+    groups = table.assign(judged_wrong=table["verdict"] == 0,
+                          suggested=table["suggested_class"].notna()).groupby("class_name", sort=True)
+    summary = groups.agg(samples=("verdict", "size"), judged_wrong=("judged_wrong", "sum"),
+                         mean_similarity=("similarity", "mean"), suggested=("suggested", "sum"))
+    summary.insert(2, "share_judged_wrong", summary["judged_wrong"] / summary["samples"])
+    return summary.sort_values("share_judged_wrong", ascending=False, kind="stable")
+
+
+def result_table(scores: Any, decision: ThresholdDecision | RelativeDecision, class_names: Sequence[str],
+                 class_ids: np.ndarray) -> pd.DataFrame:
+    """inference.py's tsv output (cleannet.outputs.ResultWriter) as a DataFrame, without key
+    and url, plus `weight`. Written and read back as text, so that the columns and values
+    are those of the tool, whatever columns it has."""
+    from cleannet.outputs import ResultWriter
+
+    text = io.StringIO()
+    ResultWriter(text, "tsv", decision, list(class_names)).write(scores, class_names=[class_names[c] for c in class_ids])
+    text.seek(0)
+    table = pd.read_csv(text, sep="\t", dtype={"class_name": str, "best_other_class": str, "suggested_class": str},
+                        keep_default_na=False, na_values={"best_other_class": [""], "suggested_class": [""],
+                                                          "best_other_similarity": [""], "margin": [""]})
+    table = table.drop(columns=["key", "url"])
+    table["weight"] = table["similarity"].clip(lower=0.0)
+    return table
+
+
+def _best_or_latest(checkpoint_dir: str) -> str:
+    """CHECKPOINT_DIR/best when train.py kept a best model there, else CHECKPOINT_DIR."""
+    best = os.path.join(checkpoint_dir, "best")
+    return best if os.path.isfile(os.path.join(best, "checkpoint")) else checkpoint_dir
+
+
+def _find_references(features: np.ndarray, class_ids: np.ndarray, names: list[str], num_ref: int,
+                     seed: int) -> np.ndarray:
+    """find_reference.py's k-means per class on the pool, rows grouped by class (all.npy's order)."""
+    from cleannet.tools.find_reference import find_references
+
+    order = np.argsort(class_ids, kind="stable")
+    return find_references(features[order], class_ids[order], len(names), num_ref, seed=seed, class_names=names)
+
+
+def _data_files(features: np.ndarray, class_ids: np.ndarray, flags: np.ndarray, train: np.ndarray, val: np.ndarray,
+                pool: np.ndarray, references: np.ndarray) -> dict[str, np.ndarray]:
+    """train.npy, val.npy ([n, D+2]: features, class id, vlabel), all.npy ([n, D+1], grouped
+    by class in input order) and ref.npy, as util/convert_data.py and find_reference.py write them."""
+    def verified_rows(index):
+        return np.column_stack([features[index], class_ids[index], flags[index]]).astype(np.float32)
+
+    grouped = pool[np.argsort(class_ids[pool], kind="stable")]
+    return {"train.npy": verified_rows(train), "val.npy": verified_rows(val),
+            "all.npy": np.column_stack([features[grouped], class_ids[grouped]]).astype(np.float32),
+            "ref.npy": references}
+
+
+def _write_run_data(run_dir: str, data: Mapping[str, np.ndarray], names: list[str]) -> None:
+    """Writes the run's data files and class list into run_dir; when they exist already (a
+    run to resume), they must hold the same values, else InputError (nothing overwritten)."""
+    from noisylabels.fileio import atomic_open, save_npy
+
+    data_dir = os.path.join(run_dir, DATA_SUBDIR)
+    class_list = os.path.join(run_dir, CLASS_LIST)
+    wanted = "".join(name + "\n" for name in names)
+    existing = [name for name in data if os.path.exists(os.path.join(data_dir, name))]
+    if existing or os.path.exists(class_list):
+        same = len(existing) == len(data) and all(
+            np.array_equal(np.load(os.path.join(data_dir, name), allow_pickle=False), array)
+            for name, array in data.items())
+        if not same or not os.path.exists(class_list) or open(class_list, encoding="utf-8").read() != wanted:
+            raise InputError("holds a run on other data or settings; use another run directory (nothing was "
+                             "overwritten)", path=run_dir)
+        return
+    os.makedirs(data_dir, exist_ok=True)
+    for name, array in data.items():
+        save_npy(os.path.join(data_dir, name), array)
+    with atomic_open(class_list, "w", encoding="utf-8") as f:
+        f.write(wanted)
