@@ -14,7 +14,7 @@ from typing import Any
 _LAZY = {"find_label_issues": "cleannet.api", "CleanNet": "cleannet.api", "label_issue_summary": "cleannet.api",
          "ModelConfig": "cleannet.model_config"}
 
-__all__ = sorted(_LAZY)
+__all__ = ["CleanNet", "ModelConfig", "find_label_issues", "label_issue_summary"]  # = the keys of _LAZY
 
 
 def __getattr__(name: str) -> Any:

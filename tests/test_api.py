@@ -238,3 +238,12 @@ def test_an_unknown_train_override_is_refused_before_anything_is_written(tmp_pat
         cleannet.find_label_issues(features, labels, verified=verified, work_dir=str(tmp_path / "run"),
                                    train_overrides={"learning_rat": 0.1}, **SETTINGS)
     assert _no_files(str(tmp_path / "run")) == []
+
+
+def test_the_lazy_api_names_are_the_declared_ones():
+    """cleannet.__all__ (what the docs may name) and the lazily imported names are the same."""
+    import cleannet
+
+    assert sorted(cleannet.__all__) == sorted(cleannet._LAZY)
+    for name in cleannet.__all__:
+        assert getattr(cleannet, name).__name__ == name

@@ -87,6 +87,9 @@ def defined_names(body):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
                 names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+            if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets) and isinstance(
+                    node.value, (ast.List, ast.Tuple)):  # a package's declared API (e.g. lazily imported)
+                names.update(e.value for e in node.value.elts if isinstance(e, ast.Constant))
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
         elif isinstance(node, (ast.If, ast.Try)):
@@ -146,5 +149,7 @@ def test_the_checks_catch_moved_names():
     assert module_name_problem("cleannet.scoring.ClassEmbeddingScorer.no_method") is not None
     assert module_name_problem("cleannet.scoring.NoSuchThing") is not None
     assert module_name_problem("cleannet.tools.inference") is None
+    assert module_name_problem("cleannet.find_label_issues") is None  # declared in cleannet's __all__ (lazy)
+    assert module_name_problem("cleannet.find_label_issue") is not None
     assert module_name_problem("util.errors.InputError") is not None  # moved to noisylabels
     assert placeholder("bench/bench_X.py") and placeholder("noise_model/TOOL.py") and not placeholder("util/x.py")

@@ -83,7 +83,8 @@ INSTALLED_PACKAGES = ("cleannet", "noise_model", "noisylabels")
 def documented_modules():
     """Every `python -m MODULE` that README.md and docs/*.md name, of the installed packages."""
     paths = [os.path.join(ROOT, "README.md")] + [os.path.join(ROOT, "docs", name)
-                                                 for name in sorted(os.listdir(os.path.join(ROOT, "docs")))]
+                                                 for name in sorted(os.listdir(os.path.join(ROOT, "docs")))
+                                                 if name.endswith(".md")]
     found = set()
     for path in paths:
         text = open(path, encoding="utf-8").read()
