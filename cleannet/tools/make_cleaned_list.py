@@ -169,9 +169,16 @@ def make_cleaned_list(image_list_path: str, predictions_path: str, output_file: 
                 out.write("\t".join(row.fields + [format_float32(weight)]) + "\n")
             elif kept:
                 out.write("\t".join(row.fields) + "\n")
-        summary.write("class_name\tkept\tdropped\n")
-        summary.write("".join("%s\t%d\t%d\n" % (name, *counts[name]) for name in sorted(counts)))
+        summary.write(summary_table(counts).to_csv(sep="\t", index=False, lineterminator="\n"))
     return {name: tuple(counts[name]) for name in sorted(counts)}
+
+
+def summary_table(counts: Mapping[str, Sequence[int]]) -> "pandas.DataFrame":
+    """The per-class summary: columns class_name, kept, dropped; one row per class, by name."""
+    import pandas as pd
+
+    rows = [(name, *counts[name]) for name in sorted(counts)]
+    return pd.DataFrame(rows, columns=["class_name", "kept", "dropped"])
 
 
 def _check_output_paths(inputs, outputs, overwrite):
