@@ -185,7 +185,8 @@ def test_find_label_issues_with_the_papers_method_equals_the_command_line_pipeli
 @pytest.mark.slow
 def test_find_label_issues_on_digits_equals_the_command_line_pipeline(tmp_path):
     """docs/api.md's digits (30% noise, 300 checked labels of digits 0-4), the settings
-    find_label_issues chooses there (1700 steps): the same table as the tools."""
+    find_label_issues chooses there (1700 steps, the robust recipe's l2norm): the same
+    table as the tools (train.py --recipe=robust, inference.py --decision=relative)."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -195,8 +196,7 @@ def test_find_label_issues_on_digits_equals_the_command_line_pipeline(tmp_path):
     verified = np.full(len(labels), -1)
     checked = rng.choice(np.flatnonzero(labels < 5), 300, replace=False)
     verified[checked] = labels[checked] == true[checked]
-    settings = dict(num_ref=32, n_step=1700, batch_size_sup=32, batch_size_unsup=32, val_batch_size=60,
-                    embed_norm="log")
+    settings = dict(num_ref=32, n_step=1700, batch_size_sup=32, batch_size_unsup=32, val_batch_size=60)
     error = _compare_with_the_command_line(tmp_path, digits.data.astype(np.float32), labels, verified,
                                            labels == true, 10, settings)
     assert error < 0.15
@@ -290,6 +290,14 @@ def test_new_samples_are_scored_against_the_training_samples_bank(tmp_path):
     others = np.argsort(-cosines[0])[1:21]
     expected = np.mean(all_npy[others, -1] == all_npy[0, -1])
     assert model.score(bank_row, all_npy[:1, -1].astype(int))["class_score"][0] == pytest.approx(expected, abs=1e-6)
+    # A train.py checkpoint directory with the references as an array: no bank unless given.
+    best, ref = os.path.join(run, "checkpoints", "best"), np.load(os.path.join(run, "data", "ref.npy"))
+    bare = cleannet.CleanNet.load(best, references=ref)
+    assert bare.class_score == "neighbours" and bare.bank is None
+    with pytest.raises(InputError, match="class_score: the neighbours class score needs the training samples' bank"):
+        bare.score(new, labels[:10])
+    with_bank = cleannet.CleanNet.load(best, references=ref, bank=os.path.join(run, "data", "all.npy"))
+    pd.testing.assert_frame_equal(with_bank.score(new, labels[:10]), table)
 
 
 def test_settings_take_the_recipes_embed_norm():
