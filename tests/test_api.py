@@ -319,11 +319,16 @@ def test_settings_take_the_recipes_embed_norm():
     (dict(one_class=True), "recipe: 'robust' pairs samples with other classes, but the labels hold 1 class; "
                            "pass recipe='paper'"),
     (dict(seed=2), "has no sample with vlabel 0 (no verified wrong label)"),
-], ids=["unknown_recipe", "robust_one_class", "calibration_split_one_verdict"])
+    (dict(lone_sample=True), "labels (outside validation): class id: class id 2 has 1 sample(s); the neighbours "
+                             "class score"),
+], ids=["unknown_recipe", "robust_one_class", "calibration_split_one_verdict", "neighbours_lone_sample"])
 def test_recipe_and_calibration_problems_are_refused_before_anything_is_written(tmp_path, change, message):
     features, labels, verified, _ = noisy_data(seed=1)  # seed 2 keeps only correct labels for calibration
     if change.pop("one_class", False):
         labels = np.zeros_like(labels)
+    if change.pop("lone_sample", False):  # class 2 (never verified) keeps one sample: no neighbour of its label
+        labels = np.where((labels == 2) & (np.arange(len(labels)) != np.flatnonzero(labels == 2)[0]), 0, labels)
+        verified = np.where(labels == 2, -1, verified)
     work_dir = str(tmp_path / "run")
     with pytest.raises(InputError) as err:
         cleannet.find_label_issues(features, labels, verified=verified, work_dir=work_dir,
