@@ -173,9 +173,10 @@ class CleanNet:
         class names and bank), or a train.py checkpoint directory with `references` (float32
         [C, R, D] or the path of ref.npy) and optionally `class_names` and `bank`.
 
-        bank: the labelled samples of the "neighbours" class score: the path of an all.npy,
-          or (features [N, D], class ids [N]); None: the run's data/all.npy, or the all.npy
-          beside `references` when that is a path and the file exists.
+        bank: the labelled samples of the "neighbours" class score: the path of an all.npy
+          (read only when that class score is in use), or (features [N, D], class ids
+          [N]); None: the run's data/all.npy, or the all.npy beside `references` when that
+          is a path and the file exists.
 
         The relative decision's calibration (and with it the class score) is read from the
         checkpoint directory's calibration.json when it was made for this checkpoint;
@@ -198,9 +199,6 @@ class CleanNet:
             beside = os.path.join(os.path.dirname(os.fspath(references)), "all.npy")
             bank = beside if bank is None and os.path.isfile(beside) else bank
             references = datafiles.load_ref(os.fspath(references), None, None)
-        if isinstance(bank, (str, os.PathLike)):
-            features, class_ids = datafiles.load_all(os.fspath(bank), None)
-            bank = (np.array(features, np.float32), np.asarray(class_ids, np.int32))
         instance = cls()
         instance._load_model(checkpoint_dir, np.asarray(references, np.float32), class_names, bank, None, class_score)
         return instance
@@ -222,12 +220,14 @@ class CleanNet:
             raise InputError("has %d names but the references have %d classes" % (len(names), len(references)),
                              field="class_names")
         self.model, self.references, self.class_names, self.checkpoint = model, references, names, path
-        self.bank = None if bank is None else api_inputs.check_bank(bank, model.img_dim, len(names))
         try:
             self.calibration = read_calibration(checkpoint_dir, path, calibrated_with, "CleanNet.calibrate(...)")
         except InputError:
             self.calibration = None
         self.class_score = self.calibration.class_score if self.calibration else class_score
+        if isinstance(bank, (str, os.PathLike)):  # an all.npy, read only when its class score is in use
+            bank = _read_bank(os.fspath(bank)) if self.class_score == "neighbours" else None
+        self.bank = None if bank is None else api_inputs.check_bank(bank, model.img_dim, len(names))
         logging.info("CleanNet model of step %d loaded from %s (class score %s).", step, path, self.class_score)
 
     # -- calibration and scoring ---------------------------------------------------------------
@@ -387,6 +387,14 @@ def _best_or_latest(checkpoint_dir: str) -> str:
     """CHECKPOINT_DIR/best when train.py kept a best model there, else CHECKPOINT_DIR."""
     best = os.path.join(checkpoint_dir, "best")
     return best if os.path.isfile(os.path.join(best, "checkpoint")) else checkpoint_dir
+
+
+def _read_bank(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """all.npy as the neighbours class score's bank: (features float32 [N, D], class ids int32 [N])."""
+    from cleannet import datafiles
+
+    features, class_ids = datafiles.load_all(path, None)
+    return np.array(features, np.float32), np.asarray(class_ids, np.int32)
 
 
 def _recipe_class_score(checkpoint_dir: str) -> str:

@@ -180,6 +180,9 @@ def test_find_label_issues_with_the_papers_method_equals_the_command_line_pipeli
     features, labels, verified, correct = noisy_data()
     _compare_with_the_command_line(tmp_path, features, labels, verified, correct, NUM_CLASSES, SETTINGS,
                                    recipe="paper", decision="threshold")
+    loaded = cleannet.CleanNet.load(str(tmp_path / "api"))  # train.py --recipe=paper calibrated with references
+    assert loaded.class_score == loaded.calibration.class_score == "references"
+    assert loaded.bank is None  # all.npy is read only for the neighbours class score
 
 
 @pytest.mark.slow
