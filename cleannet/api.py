@@ -11,6 +11,12 @@ TensorBoard logs, lock and run record), calibration of the relative decision
 (cleannet.scoring, cleannet.decision), the results in the columns of inference.py's tsv
 output (cleannet.outputs). docs/api.md describes the run directory and the settings.
 
+By default both use the recommended pair: train.py's --recipe=robust (cross-class
+negatives, L2-normalised features) and the relative decision, calibrated and scored with
+the recipe's class score (cleannet.config.RECIPES; "neighbours" for robust, a k-NN vote
+among the run's all-samples bank, all.npy). recipe="paper" with decision="threshold" is
+the paper's method.
+
 Nothing here imports TensorFlow until training or a checkpoint without an inference
 file needs it.
 """
@@ -31,7 +37,8 @@ from absl import logging
 
 from cleannet import api_inputs
 from cleannet.calibration import Calibration
-from cleannet.config import TrainConfig
+from cleannet.choices import DEFAULT_CLASS_SCORE
+from cleannet.config import RECIPES, TrainConfig
 from cleannet.decision import RelativeDecision, ThresholdDecision
 from cleannet.model_config import ModelConfig
 from noisylabels.errors import InputError
@@ -40,7 +47,7 @@ __all__ = ["CleanNet", "find_label_issues", "label_issue_summary"]
 
 DATA_SUBDIR, CHECKPOINT_SUBDIR, LOG_SUBDIR = "data", "checkpoints", "log"
 CLASS_LIST = "classes.txt"
-CLASS_SCORE = "references"  # how a sample is compared with the other classes (inference.py's default)
+RECOMMENDED_RECIPE = "robust"  # with the relative decision: the recommended pair (train.py --recipe)
 THRESHOLD = 0.1  # the paper's similarity threshold (train.py / inference.py --val_sim_thres)
 # Rows per matrix product when scoring: inference.py's default --batch_size, so that the
 # scores round exactly as the tool's.
@@ -52,21 +59,31 @@ class CleanNet:
 
     Args (all optional; None: chosen from the data size by `fit`, logged):
       num_ref, n_step, batch_size_sup, batch_size_unsup, val_batch_size, embed_norm: as
-        train.py's flags of the same names.
+        train.py's flags of the same names (embed_norm None: the recipe's, else chosen).
+      recipe: train.py's --recipe, "robust" (recommended, the default) or "paper".
       seed: seeds the validation split, k-means and training.
       train_overrides: further cleannet.config.TrainConfig fields (e.g. learning_rate,
         dropout_rate), passed to training as they are.
 
     After `fit` or `load`: `config` (ModelConfig), `references` (float32 [C, R, D]),
-    `class_names`, `calibration` (the relative decision's, or None) and `checkpoint`.
+    `class_names`, `calibration` (the relative decision's, or None), `class_score` (the
+    one it is calibrated and scored with), `bank` ((features float32 [N, D], class ids
+    int32 [N]): the training samples of the "neighbours" class score, or None) and
+    `checkpoint`.
     """
 
     def __init__(self, *, num_ref: int | None = None, n_step: int | None = None,
                  batch_size_sup: int | None = None, batch_size_unsup: int | None = None,
-                 val_batch_size: int | None = None, embed_norm: str | None = None, seed: int = 0,
+                 val_batch_size: int | None = None, embed_norm: str | None = None,
+                 recipe: str = RECOMMENDED_RECIPE, seed: int = 0,
                  train_overrides: Mapping[str, Any] | None = None) -> None:
+        if recipe not in RECIPES:
+            raise InputError("must be one of %s, got %r" % ("|".join(RECIPES), recipe), field="recipe")
         self.settings = dict(num_ref=num_ref, n_step=n_step, batch_size_sup=batch_size_sup,
                              batch_size_unsup=batch_size_unsup, val_batch_size=val_batch_size, embed_norm=embed_norm)
+        self.recipe = recipe
+        self.class_score = RECIPES[recipe].class_score
+        self.bank: tuple[np.ndarray, np.ndarray] | None = None
         self.seed = int(seed)
         self.train_overrides = dict(train_overrides or {})
         self.model = None  # cleannet.numpy_model.NumpyCleanNet
@@ -107,11 +124,13 @@ class CleanNet:
         flags = api_inputs.check_verified(verified, len(features))
         train, val = api_inputs.split_verified(flags, self.seed)
         pool = np.setdiff1d(np.arange(len(features)), val)  # unverified batches and references
+        recipe = RECIPES[self.recipe]
         settings = api_inputs.choose_settings(features, class_ids, len(names), len(train), len(val), pool,
-                                              self.settings)
+                                              self.settings, recipe.embed_norm)
         from cleannet import datafiles
 
         datafiles.refuse_negative_for_log(features, None, settings.embed_norm)
+        api_inputs.check_recipe(self.recipe, len(names), class_ids[pool])
         references = _find_references(features[pool], class_ids[pool], names, settings.num_ref, self.seed)
         data = _data_files(features, class_ids, flags, train, val, pool, references)
         run_dir = os.path.abspath(run_dir)
@@ -121,9 +140,15 @@ class CleanNet:
 
         result = train_model(config)
         logging.info("CleanNet trained to step %d, best val/acc %.4f.", result["step"], result["best_val_acc"])
-        self._load_run(run_dir, references, names)  # with train.py's calibration of the best model on val
+        bank = (data["all.npy"][:, :-1], data["all.npy"][:, -1].astype(np.int32))
+        # With train.py's calibration of the best model on val (made with the recipe's class score).
+        self._load_model(_best_or_latest(os.path.join(run_dir, CHECKPOINT_SUBDIR)), references, names, bank,
+                         recipe.class_score, recipe.class_score)
         if self.calibration is None and len(names) >= 2:
-            self.calibrate(features[val], class_ids[val], verified=flags[val])
+            try:
+                self.calibrate(features[val], class_ids[val], verified=flags[val])
+            except InputError as err:  # as train.py: the model is kept, without a calibration
+                logging.warning("No calibration of the relative decision: %s", err)
         return self
 
     def _train_config(self, run_dir: str, settings: api_inputs.Settings, img_dim: int) -> TrainConfig:
@@ -132,7 +157,7 @@ class CleanNet:
         values = dict(data_dir=os.path.join(run_dir, DATA_SUBDIR),
                       checkpoint_dir=os.path.join(run_dir, CHECKPOINT_SUBDIR), log_dir=os.path.join(run_dir, LOG_SUBDIR),
                       img_dim=img_dim, seed=self.seed, class_list=os.path.join(run_dir, CLASS_LIST),
-                      **dataclasses.asdict(settings))
+                      recipe=self.recipe, **dataclasses.asdict(settings))
         unknown = sorted(set(self.train_overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
         if unknown:
             raise InputError("unknown TrainConfig fields %s" % ", ".join(unknown), field="train_overrides")
@@ -142,35 +167,47 @@ class CleanNet:
     # -- loading ---------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, checkpoint_dir: str, *, references: Any = None,
-             class_names: Sequence[str] | None = None) -> CleanNet:
-        """A trained model: a run directory written by `fit` (its best model, references and
-        class names), or a train.py checkpoint directory with `references` (float32
-        [C, R, D] or the path of ref.npy) and optionally `class_names`.
+    def load(cls, checkpoint_dir: str, *, references: Any = None, class_names: Sequence[str] | None = None,
+             bank: Any = None) -> CleanNet:
+        """A trained model: a run directory written by `fit` (its best model, references,
+        class names and bank), or a train.py checkpoint directory with `references` (float32
+        [C, R, D] or the path of ref.npy) and optionally `class_names` and `bank`.
 
-        The relative decision's calibration is read from the checkpoint directory's
-        calibration.json when it was made for this checkpoint.
+        bank: the labelled samples of the "neighbours" class score: the path of an all.npy
+          (read only when that class score is in use), or (features [N, D], class ids
+          [N]); None: the run's data/all.npy, or the all.npy beside `references` when that
+          is a path and the file exists.
+
+        The relative decision's calibration (and with it the class score) is read from the
+        checkpoint directory's calibration.json when it was made for this checkpoint;
+        without one the class score is that of the run's recipe (run.json), else
+        "references".
         """
         from cleannet import datafiles, tsv_reader
 
-        run_data = os.path.join(checkpoint_dir, DATA_SUBDIR, "ref.npy")
-        if references is None and os.path.isfile(run_data):  # a run directory of `fit`
-            references = run_data
+        class_score = DEFAULT_CLASS_SCORE
+        run_data = os.path.join(checkpoint_dir, DATA_SUBDIR)
+        if references is None and os.path.isfile(os.path.join(run_data, "ref.npy")):  # a run directory of `fit`
+            references = os.path.join(run_data, "ref.npy")
             class_names = class_names or tsv_reader.read_class_list(os.path.join(checkpoint_dir, CLASS_LIST))
+            class_score = _recipe_class_score(os.path.join(checkpoint_dir, CHECKPOINT_SUBDIR))
             checkpoint_dir = _best_or_latest(os.path.join(checkpoint_dir, CHECKPOINT_SUBDIR))
         if references is None:
             raise InputError("is not a run directory of CleanNet.fit; pass references= (ref.npy or its array)",
                              path=checkpoint_dir, field="references")
         if isinstance(references, (str, os.PathLike)):
+            beside = os.path.join(os.path.dirname(os.fspath(references)), "all.npy")
+            bank = beside if bank is None and os.path.isfile(beside) else bank
             references = datafiles.load_ref(os.fspath(references), None, None)
         instance = cls()
-        instance._load_model(checkpoint_dir, np.asarray(references, np.float32), class_names)
+        instance._load_model(checkpoint_dir, np.asarray(references, np.float32), class_names, bank, None, class_score)
         return instance
 
-    def _load_run(self, run_dir: str, references: np.ndarray, names: list[str]) -> None:
-        self._load_model(_best_or_latest(os.path.join(run_dir, CHECKPOINT_SUBDIR)), references, names)
-
-    def _load_model(self, checkpoint_dir: str, references: np.ndarray, names: Sequence[str] | None) -> None:
+    def _load_model(self, checkpoint_dir: str, references: np.ndarray, names: Sequence[str] | None, bank: Any,
+                    calibrated_with: str | None, class_score: str) -> None:
+        """Loads the checkpoint, its references, names and bank, and the calibration made for it
+        with the class score `calibrated_with` (None: whichever); class_score: the one used
+        when there is no calibration."""
         from cleannet.calibration import read_calibration
         from cleannet.checkpoints import load_inference_model
 
@@ -184,37 +221,51 @@ class CleanNet:
                              field="class_names")
         self.model, self.references, self.class_names, self.checkpoint = model, references, names, path
         try:
-            self.calibration = read_calibration(checkpoint_dir, path, CLASS_SCORE, "CleanNet.calibrate(...)")
+            self.calibration = read_calibration(checkpoint_dir, path, calibrated_with, "CleanNet.calibrate(...)")
         except InputError:
             self.calibration = None
-        logging.info("CleanNet model of step %d loaded from %s.", step, path)
+        self.class_score = self.calibration.class_score if self.calibration else class_score
+        if isinstance(bank, (str, os.PathLike)):  # an all.npy, read only when its class score is in use
+            bank = _read_bank(os.fspath(bank)) if self.class_score == "neighbours" else None
+        self.bank = None if bank is None else api_inputs.check_bank(bank, model.img_dim, len(names))
+        logging.info("CleanNet model of step %d loaded from %s (class score %s).", step, path, self.class_score)
 
     # -- calibration and scoring ---------------------------------------------------------------
 
-    def calibrate(self, features: Any, labels: Any, *, verified: Any) -> Calibration:
+    def calibrate(self, features: Any, labels: Any, *, verified: Any, class_score: str | None = None) -> Calibration:
         """Chooses the relative decision's margin on verified samples (flags 1 / 0; -1 rows are
-        skipped). Kept in `calibration` (not written to disk). Returns it."""
+        skipped), with `class_score` (None: the model's `class_score`, the recipe's:
+        "neighbours" for robust, against `bank`). Kept in `calibration` (not written to
+        disk), and its class score becomes the model's. Returns it."""
         from cleannet.calibration import calibrate_model
 
         self._require_model()
+        class_score = class_score or self.class_score
         features = api_inputs.check_features(features)
         class_ids, _ = api_inputs.check_labels(labels, len(features), self.class_names)
         flags = api_inputs.check_verified(verified, len(features))
         keep = flags >= 0
         self.calibration = calibrate_model(self.model, self.references, features[keep], class_ids[keep],
-                                           flags[keep].astype(np.float32), self.checkpoint or "", CLASS_SCORE)
-        logging.info("Relative decision calibrated: label wrong when margin < %.6g (val error %.4f, %d samples).",
-                     self.calibration.min_margin, self.calibration.val_error, self.calibration.val_samples)
+                                           flags[keep].astype(np.float32), self.checkpoint or "", class_score,
+                                           bank=self._bank_for(class_score))
+        self.class_score = class_score
+        logging.info("Relative decision calibrated (class score %s): label wrong when margin < %.6g (val error "
+                     "%.4f, %d samples).", class_score, self.calibration.min_margin, self.calibration.val_error,
+                     self.calibration.val_samples)
         return self.calibration
 
     def score(self, features: Any, labels: Any, *, decision: str | ThresholdDecision | RelativeDecision = "relative",
-              batch_size: int = SCORE_BATCH) -> pd.DataFrame:
+              class_score: str | None = None, batch_size: int = SCORE_BATCH) -> pd.DataFrame:
         """Scores every sample against every class.
 
         Args:
           features: [N, D]; labels: [N] class indices or names (of `class_names`).
           decision: "relative" (the calibrated margin; needs `calibration`), "threshold"
             (similarity >= 0.1, the paper's) or a cleannet.decision object.
+          class_score: how the other classes are scored (cleannet.scoring.CLASS_SCORES);
+            None: as inference.py without --class_score: the calibration's for the relative
+            decision, "references" for the threshold decision. "neighbours" votes among the
+            training samples' bank (`bank`: the run's all.npy), not among these features.
 
         Returns:
           DataFrame, one row per sample in input order (index: that of a pandas input, else
@@ -230,15 +281,29 @@ class CleanNet:
             raise InputError("has %d columns, expected img_dim=%d (the model's)" % (array.shape[1], self.model.img_dim),
                              field="features")
         class_ids, _ = api_inputs.check_labels(labels, len(array), self.class_names)
-        scorer = ClassEmbeddingScorer(self.model, self.references)
-        scores = scorer.score_against_all(array, class_ids, CLASS_SCORE, batch_size=batch_size)
-        table = result_table(scores, self._decision(decision), self.class_names, class_ids)
+        chosen = self._decision(decision)
+        if class_score is None:
+            class_score = self.class_score if isinstance(chosen, RelativeDecision) else DEFAULT_CLASS_SCORE
+        scorer = ClassEmbeddingScorer(self.model, self.references, bank=self._bank_for(class_score))
+        scores = scorer.score_against_all(array, class_ids, class_score, batch_size=batch_size)
+        table = result_table(scores, chosen, self.class_names, class_ids)
         index = getattr(features, "index", None)
         if index is not None and len(index) == len(table):
             table.index = index
         return table
 
+    def _bank_for(self, class_score: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The bank when class_score needs it ("neighbours"), else None; InputError without one."""
+        if class_score != "neighbours":
+            return None
+        if self.bank is None:
+            raise InputError("the neighbours class score needs the training samples' bank: load a run directory "
+                             "of fit, or pass bank= (all.npy) to CleanNet.load", field="class_score")
+        return self.bank
+
     def _decision(self, decision: str | ThresholdDecision | RelativeDecision) -> ThresholdDecision | RelativeDecision:
+        if isinstance(decision, (ThresholdDecision, RelativeDecision)):
+            return decision
         if decision == "threshold":
             return ThresholdDecision(THRESHOLD)
         if decision == "relative":
@@ -246,16 +311,15 @@ class CleanNet:
                 raise InputError("the relative decision needs a calibration: call calibrate(...) first, or "
                                  "use decision='threshold'", field="decision")
             return self.calibration.decision()
-        if isinstance(decision, (ThresholdDecision, RelativeDecision)):
-            return decision
         raise InputError("must be 'relative', 'threshold' or a cleannet.decision object, got %r" % (decision,),
                          field="decision")
 
 
 def find_label_issues(features: Any, labels: Any, *, verified: Any, class_names: Sequence[str] | None = None,
-                      work_dir: str | None = None, seed: int = 0, decision: str = "relative",
-                      num_ref: int | None = None, n_step: int | None = None, batch_size_sup: int | None = None,
-                      batch_size_unsup: int | None = None, val_batch_size: int | None = None,
+                      work_dir: str | None = None, seed: int = 0, recipe: str = RECOMMENDED_RECIPE,
+                      decision: str = "relative", num_ref: int | None = None, n_step: int | None = None,
+                      batch_size_sup: int | None = None, batch_size_unsup: int | None = None,
+                      val_batch_size: int | None = None,
                       embed_norm: str | None = None, train_overrides: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """CleanNet in one call: references, training, calibration, and every sample scored.
 
@@ -265,7 +329,10 @@ def find_label_issues(features: Any, labels: Any, *, verified: Any, class_names:
       class_names: the class names by index (default: from the labels).
       work_dir: the run directory to keep (train.py's layout); None: a temporary one, removed.
       seed: seeds the split of the verified samples, k-means and training.
+      recipe: train.py's --recipe: "robust" (recommended) or "paper".
       decision: "relative" (recommended; "threshold" with a single class) or "threshold".
+        The recommended pair is the default; the paper's method is recipe="paper",
+        decision="threshold".
       num_ref ... embed_norm: train.py's settings; None: chosen from the data size (logged).
       train_overrides: further TrainConfig fields, as they are.
 
@@ -273,8 +340,11 @@ def find_label_issues(features: Any, labels: Any, *, verified: Any, class_names:
       CleanNet.score's DataFrame: one row per sample, in input order; verdict 0 marks a
       label judged wrong, suggested_class the class it more likely belongs to.
     """
+    if decision == "relative":
+        api_inputs.check_calibration_split(features, labels, verified, class_names, seed)
     model = CleanNet(num_ref=num_ref, n_step=n_step, batch_size_sup=batch_size_sup, batch_size_unsup=batch_size_unsup,
-                     val_batch_size=val_batch_size, embed_norm=embed_norm, seed=seed, train_overrides=train_overrides)
+                     val_batch_size=val_batch_size, embed_norm=embed_norm, recipe=recipe, seed=seed,
+                     train_overrides=train_overrides)
     keep = contextlib.nullcontext(work_dir)
     with tempfile.TemporaryDirectory(prefix="cleannet-") if work_dir is None else keep as run_dir:
         model.fit(features, labels, verified=verified, run_dir=run_dir, class_names=class_names)
@@ -317,6 +387,27 @@ def _best_or_latest(checkpoint_dir: str) -> str:
     """CHECKPOINT_DIR/best when train.py kept a best model there, else CHECKPOINT_DIR."""
     best = os.path.join(checkpoint_dir, "best")
     return best if os.path.isfile(os.path.join(best, "checkpoint")) else checkpoint_dir
+
+
+def _read_bank(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """all.npy as the neighbours class score's bank: (features float32 [N, D], class ids int32 [N])."""
+    from cleannet import datafiles
+
+    features, class_ids = datafiles.load_all(path, None)
+    return np.array(features, np.float32), np.asarray(class_ids, np.int32)
+
+
+def _recipe_class_score(checkpoint_dir: str) -> str:
+    """The class score of the recipe recorded in CHECKPOINT_DIR/run.json (train.py records a
+    recipe other than the paper's); the paper's when there is none."""
+    from noisylabels.run_record import RECORD_FILE
+    from noisylabels.state_files import read_json_state
+
+    path = os.path.join(checkpoint_dir, RECORD_FILE)
+    stored = read_json_state(path, "train the run again") if os.path.isfile(path) else {}
+    settings = stored.get("settings")
+    recipe = settings.get("recipe", "paper") if isinstance(settings, dict) else "paper"
+    return RECIPES[recipe].class_score if recipe in RECIPES else DEFAULT_CLASS_SCORE
 
 
 def _find_references(features: np.ndarray, class_ids: np.ndarray, names: list[str], num_ref: int,

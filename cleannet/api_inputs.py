@@ -155,21 +155,24 @@ def _positive(name: str, value: int | None) -> int | None:
 
 
 def choose_settings(features: np.ndarray, class_ids: np.ndarray, num_classes: int, n_train: int, n_val: int,
-                    pool: np.ndarray, given: dict[str, Any]) -> Settings:
+                    pool: np.ndarray, given: dict[str, Any], recipe_embed_norm: str | None = None) -> Settings:
     """Settings for a run on these data; the values in `given` (None: choose) are kept.
 
     num_ref: min(32, the smallest class's samples in the reference pool `pool` (indices));
     n_step: EPOCHS passes over the N samples at batch_size_sup, in [1000, 60000]; then
     val_interval n_step / 6, lr_update 2/3 n_step (as the quickstart); batch sizes
-    min(32, rows available); val_batch_size min(64, n_val); embed_norm "log" (the paper's)
-    for non-negative features, else "l2norm".
+    min(32, rows available); val_batch_size min(64, n_val); embed_norm the recipe's
+    (`recipe_embed_norm`, cleannet.config.RECIPES: "l2norm" for robust, as train.py
+    --recipe=robust without --embed_norm), else "log" (the paper's) for non-negative
+    features and "l2norm" for others.
     """
     given = {name: _positive(name, value) if name != "embed_norm" else value for name, value in given.items()}
     counts = np.bincount(class_ids[pool], minlength=num_classes)
     batch_sup = given.get("batch_size_sup") or min(MAX_BATCH, n_train)
     n_step = given.get("n_step") or int(np.clip(math.ceil(EPOCHS * len(features) / batch_sup / 100) * 100,
                                                 MIN_STEPS, MAX_STEPS))
-    embed_norm = given.get("embed_norm") or ("log" if float(features.min()) >= 0 else "l2norm")
+    embed_norm = (given.get("embed_norm") or recipe_embed_norm
+                  or ("log" if float(features.min()) >= 0 else "l2norm"))
     if embed_norm not in EMBED_NORMS:
         raise InputError("must be one of %s, got %r" % ("|".join(EMBED_NORMS), embed_norm), field="embed_norm")
     settings = Settings(num_ref=given.get("num_ref") or max(1, min(MAX_NUM_REF, int(counts.min()))),
@@ -186,3 +189,49 @@ def choose_settings(features: np.ndarray, class_ids: np.ndarray, num_classes: in
                  "validation): %s", len(features), num_classes, n_train, n_val,
                  ", ".join("%s=%s" % item for item in sorted(chosen.items())))
     return settings
+
+
+def check_calibration_split(features: Any, labels: Any, verified: Any, class_names: Sequence[str] | None,
+                            seed: int) -> None:
+    """Refuses, before training, a validation split (`split_verified`) the relative decision
+    cannot be calibrated on: without both verdicts or with a single class
+    (cleannet.calibration.check_calibration_set). Nothing is checked for a single class
+    overall (its decision is the threshold), nor for inputs the later checks refuse."""
+    from cleannet.calibration import check_calibration_set
+
+    n = len(check_features(features))
+    class_ids, names = check_labels(labels, n, class_names)
+    flags = check_verified(verified, n)
+    if len(names) >= 2:
+        val = split_verified(flags, seed)[1]
+        check_calibration_set(class_ids[val], flags[val], "verified (the fifth kept for calibration, seed %d)" % seed)
+
+
+def check_recipe(recipe: str, num_classes: int, pool_class_ids: np.ndarray) -> None:
+    """Refuses, before anything is written, a recipe the data cannot train or calibrate:
+    cross-class negatives need two classes, the "neighbours" class score two samples of
+    each class in the bank (pool_class_ids [n]: the classes of the samples outside
+    validation, all.npy's)."""
+    from cleannet.config import RECIPES
+    from cleannet.scoring import check_bank as check_bank_classes
+
+    settings = RECIPES[recipe]
+    if (settings.cross_class_weight > 0 or settings.confident_weight > 0) and num_classes < 2:
+        raise InputError("%r pairs samples with other classes, but the labels hold %d class; pass recipe='paper'"
+                         % (recipe, num_classes), field="recipe")
+    if settings.class_score == "neighbours":
+        check_bank_classes(pool_class_ids, num_classes, "labels (outside validation)")
+
+
+def check_bank(bank: Any, img_dim: int, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The "neighbours" class score's bank (features [N, img_dim], class ids [N] in
+    [0, num_classes)) → (float32 [N, img_dim], int32 [N]); InputError otherwise."""
+    if not isinstance(bank, (tuple, list)) or len(bank) != 2:
+        raise InputError("must be (features [N, D], class ids [N]) or the path of an all.npy", field="bank")
+    features = check_features(bank[0])
+    if features.shape[1] != img_dim:
+        raise InputError("features have %d columns, expected img_dim=%d (the model's)" % (features.shape[1], img_dim),
+                         field="bank")
+    names = [str(c) for c in range(num_classes)]
+    class_ids, _ = check_labels(np.asarray(bank[1]).astype(np.int64), len(features), names)
+    return features, class_ids

@@ -1,6 +1,7 @@
 """cleannet.find_label_issues and cleannet.CleanNet: bad input refused before training, the
 same run and results as the command-line pipeline, load / score / resume rules."""
 
+import json
 import os
 import subprocess
 import sys
@@ -117,13 +118,16 @@ def _write_tsvs(directory, features, labels, verified, seed, num_classes):
     return {name: os.path.join(directory, name) for name in files}
 
 
-def _compare_with_the_command_line(tmp_path, features, labels, verified, correct, num_classes, settings, seed=0):
+def _compare_with_the_command_line(tmp_path, features, labels, verified, correct, num_classes, settings, seed=0,
+                                   recipe="robust", decision="relative"):
     """Same data and seed: the API's run directory holds the data files convert_data.py and
-    find_reference.py write, and its DataFrame is inference.py's tsv output (relative
-    decision with train.py's calibration of its best model), so the detection error is
-    the same. Returns the API's detection error."""
+    find_reference.py write, and its DataFrame is inference.py's tsv output (train.py
+    --recipe=RECIPE; the relative decision with train.py's calibration of its best model
+    and, without --class_score, the calibration's class score: neighbours for robust), so
+    the detection error is the same. Without embed_norm in settings both take the
+    recipe's. Returns the API's detection error."""
     issues = cleannet.find_label_issues(features, labels, verified=verified, work_dir=str(tmp_path / "api"),
-                                        seed=seed, **settings)
+                                        seed=seed, recipe=recipe, decision=decision, **settings)
     tsv = _write_tsvs(str(tmp_path / "tsv"), features, labels, verified, seed, num_classes)
     data = str(tmp_path / "data")
     for split in ("train", "val", "all"):
@@ -139,32 +143,53 @@ def _compare_with_the_command_line(tmp_path, features, labels, verified, correct
     ckpt = str(tmp_path / "cli" / "checkpoints")
     _run("train.py", "--data_dir=" + data, "--checkpoint_dir=" + ckpt, "--log_dir=" + str(tmp_path / "cli" / "log"),
          "--img_dim=%d" % img_dim, "--n_step=%d" % n_step, "--val_interval=%d" % max(1, n_step // 6),
-         "--lr_update=%d" % max(1, n_step * 2 // 3), "--seed=%d" % seed,
+         "--lr_update=%d" % max(1, n_step * 2 // 3), "--seed=%d" % seed, "--recipe=" + recipe,
          *["--%s=%s" % (name, settings[name]) for name in ("num_ref", "batch_size_sup", "batch_size_unsup",
-                                                            "val_batch_size", "embed_norm")])
+                                                            "val_batch_size", "embed_norm") if name in settings])
     # train.py wrote best/calibration.json; no --img_dim, --num_ref, --embed_norm: the checkpoint's.
     model_flags = ["--data_dir=" + data, "--class_list=" + tsv["classes.txt"], "--checkpoint_dir=" + ckpt + "/best"]
     out = str(tmp_path / "pred.tsv")
     _run("inference.py", "--image_feature_list=" + tsv["every.tsv"], "--output_file=" + out, "--output_format=tsv",
-         "--decision=relative", *model_flags)
+         "--decision=" + decision, *model_flags)
     expected = pd.read_csv(out, sep="\t", dtype={"class_name": str, "best_other_class": str, "suggested_class": str},
                            keep_default_na=False, na_values={"best_other_class": [""], "suggested_class": [""]})
     pd.testing.assert_frame_equal(issues.drop(columns=["weight"]), expected.drop(columns=["key", "url"]))
     error = np.mean((issues["verdict"] == 1) != correct)
     assert error == np.mean((expected["verdict"] == 1) != correct)
-    np.testing.assert_array_equal(issues["weight"], np.maximum(expected["similarity"], 0.0))
+    # Equal up to float32 rounding: inference.py's TSV chunks are column-major arrays, and the
+    # matrix products round their last bit differently on them (the verdicts above are exact).
+    np.testing.assert_allclose(issues["weight"], np.maximum(expected["similarity"], 0.0), rtol=1e-6, atol=1e-7)
     return error
 
 
 def test_find_label_issues_equals_the_command_line_pipeline(tmp_path):
+    """The recommended pair (the defaults): --recipe=robust, its embed_norm (l2norm), the
+    relative decision with the neighbours class score."""
     features, labels, verified, correct = noisy_data()
-    _compare_with_the_command_line(tmp_path, features, labels, verified, correct, NUM_CLASSES, SETTINGS)
+    settings = {name: value for name, value in SETTINGS.items() if name != "embed_norm"}
+    _compare_with_the_command_line(tmp_path, features, labels, verified, correct, NUM_CLASSES, settings)
+    calibration = json.load(open(os.path.join(tmp_path, "api", "checkpoints", "best", "calibration.json")))
+    assert calibration["class_score"] == "neighbours"
+    record = json.load(open(os.path.join(tmp_path, "api", "checkpoints", "run.json")))
+    assert record["settings"]["recipe"] == "robust" and record["settings"]["embed_norm"] == "l2norm"
+
+
+def test_find_label_issues_with_the_papers_method_equals_the_command_line_pipeline(tmp_path):
+    """recipe="paper", decision="threshold": train.py --recipe=paper, inference.py
+    --decision=threshold (best other class by the references class score)."""
+    features, labels, verified, correct = noisy_data()
+    _compare_with_the_command_line(tmp_path, features, labels, verified, correct, NUM_CLASSES, SETTINGS,
+                                   recipe="paper", decision="threshold")
+    loaded = cleannet.CleanNet.load(str(tmp_path / "api"))  # train.py --recipe=paper calibrated with references
+    assert loaded.class_score == loaded.calibration.class_score == "references"
+    assert loaded.bank is None  # all.npy is read only for the neighbours class score
 
 
 @pytest.mark.slow
 def test_find_label_issues_on_digits_equals_the_command_line_pipeline(tmp_path):
     """docs/api.md's digits (30% noise, 300 checked labels of digits 0-4), the settings
-    find_label_issues chooses there (1700 steps): the same table as the tools."""
+    find_label_issues chooses there (1700 steps, the robust recipe's l2norm): the same
+    table as the tools (train.py --recipe=robust, inference.py --decision=relative)."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -174,8 +199,7 @@ def test_find_label_issues_on_digits_equals_the_command_line_pipeline(tmp_path):
     verified = np.full(len(labels), -1)
     checked = rng.choice(np.flatnonzero(labels < 5), 300, replace=False)
     verified[checked] = labels[checked] == true[checked]
-    settings = dict(num_ref=32, n_step=1700, batch_size_sup=32, batch_size_unsup=32, val_batch_size=60,
-                    embed_norm="log")
+    settings = dict(num_ref=32, n_step=1700, batch_size_sup=32, batch_size_unsup=32, val_batch_size=60)
     error = _compare_with_the_command_line(tmp_path, digits.data.astype(np.float32), labels, verified,
                                            labels == true, 10, settings)
     assert error < 0.15
@@ -186,22 +210,26 @@ def test_fit_load_score_and_refusing_other_data_in_the_run(tmp_path):
     second fit there with other data is refused with nothing overwritten."""
     features, labels, verified, _ = noisy_data(seed=1)
     run = str(tmp_path / "run")
-    model = cleannet.CleanNet(seed=2, **SETTINGS).fit(features, labels, verified=verified, run_dir=run)
+    model = cleannet.CleanNet(seed=3, **SETTINGS).fit(features, labels, verified=verified, run_dir=run)
     assert model.config == cleannet.ModelConfig(IMG_DIM, 4, "log")
     for name in ("run.json", "run.lock", "inference_model.npz", "best"):
         assert name in os.listdir(os.path.join(run, "checkpoints")), name
     assert os.path.isdir(os.path.join(run, "log", "train"))
     fitted = model.score(features, labels, decision="threshold")
     assert list(fitted.columns) == ["class_name", "similarity", "verdict", "best_other_class",
-                                    "best_other_similarity", "margin", "suggested_class", "weight"]
+                                    "best_other_similarity", "margin", "suggested_class", "class_score", "weight"]
     np.testing.assert_array_equal(fitted["verdict"], (fitted["similarity"] >= 0.1).astype(int))
     loaded = cleannet.CleanNet.load(run)
     assert loaded.calibration == model.calibration and loaded.class_names == ["0", "1", "2"]
+    assert model.calibration.class_score == loaded.class_score == "neighbours"  # the robust recipe's
+    all_npy = np.load(os.path.join(run, "data", "all.npy"))
+    np.testing.assert_array_equal(loaded.bank[0], all_npy[:, :-1])
+    np.testing.assert_array_equal(loaded.bank[1], all_npy[:, -1])
     pd.testing.assert_frame_equal(loaded.score(features, labels, decision="relative"),
                                   model.score(features, labels, decision="relative"))
     before = {name: open(os.path.join(run, "data", name), "rb").read() for name in os.listdir(os.path.join(run, "data"))}
     with pytest.raises(InputError, match="holds a run on other data or settings"):
-        cleannet.CleanNet(seed=2, **SETTINGS).fit(features + 1, labels, verified=verified, run_dir=run)
+        cleannet.CleanNet(seed=3, **SETTINGS).fit(features + 1, labels, verified=verified, run_dir=run)
     assert before == {name: open(os.path.join(run, "data", name), "rb").read() for name in before}
 
 
@@ -238,6 +266,78 @@ def test_an_unknown_train_override_is_refused_before_anything_is_written(tmp_pat
         cleannet.find_label_issues(features, labels, verified=verified, work_dir=str(tmp_path / "run"),
                                    train_overrides={"learning_rat": 0.1}, **SETTINGS)
     assert _no_files(str(tmp_path / "run")) == []
+
+
+def test_new_samples_are_scored_against_the_training_samples_bank(tmp_path):
+    """score(...) on new data with the neighbours class score: each sample's class_score is
+    the share of its 20 nearest training samples (all.npy, cosine of the query embeddings,
+    computed here with NumPy) that carry its label; a sample of the bank itself is not its
+    own neighbour."""
+    features, labels, verified, _ = noisy_data(seed=1)
+    run = str(tmp_path / "run")
+    model = cleannet.CleanNet(seed=3, **SETTINGS).fit(features, labels, verified=verified, run_dir=run)
+    all_npy = np.load(os.path.join(run, "data", "all.npy"))
+    new = features[:10] * 1.05 + 0.01  # not rows of the bank
+    table = model.score(new, labels[:10])
+
+    def embed(x):
+        e = model.model.encode_queries(x).astype(np.float64)
+        return e / np.linalg.norm(e, axis=1, keepdims=True)
+    cosines = embed(new) @ embed(all_npy[:, :-1]).T
+    nearest = np.argsort(-cosines, axis=1)[:, :20]
+    share = (all_npy[nearest, -1] == labels[:10, None]).mean(axis=1)
+    np.testing.assert_allclose(table["class_score"], share, atol=1e-6)
+    # A bank row scored as itself: leave-one-out, so its 20 votes come from the other rows.
+    bank_row = all_npy[:1, :-1]
+    cosines = embed(bank_row) @ embed(all_npy[:, :-1]).T
+    others = np.argsort(-cosines[0])[1:21]
+    expected = np.mean(all_npy[others, -1] == all_npy[0, -1])
+    assert model.score(bank_row, all_npy[:1, -1].astype(int))["class_score"][0] == pytest.approx(expected, abs=1e-6)
+    # A train.py checkpoint directory with the references as an array: no bank unless given.
+    best, ref = os.path.join(run, "checkpoints", "best"), np.load(os.path.join(run, "data", "ref.npy"))
+    bare = cleannet.CleanNet.load(best, references=ref)
+    assert bare.class_score == "neighbours" and bare.bank is None
+    with pytest.raises(InputError, match="class_score: the neighbours class score needs the training samples' bank"):
+        bare.score(new, labels[:10])
+    with_bank = cleannet.CleanNet.load(best, references=ref, bank=os.path.join(run, "data", "all.npy"))
+    pd.testing.assert_frame_equal(with_bank.score(new, labels[:10]), table)
+
+
+def test_settings_take_the_recipes_embed_norm():
+    """robust L2-normalises (as train.py --recipe=robust without --embed_norm) whatever the
+    sign of the features; paper: log for non-negative features, l2norm otherwise; a given
+    embed_norm wins."""
+    features, labels, _, _ = noisy_data()
+    pool = np.arange(len(labels))
+    choose = lambda x, given, recipe_norm: api_inputs.choose_settings(
+        x, labels, NUM_CLASSES, 50, 10, pool, dict(embed_norm=given), recipe_norm).embed_norm
+    assert choose(features, None, cleannet.api.RECIPES["robust"].embed_norm) == "l2norm"
+    assert choose(features, None, cleannet.api.RECIPES["paper"].embed_norm) == "log"
+    assert choose(features - 10, None, None) == "l2norm"
+    assert choose(features, "log", "l2norm") == "log"
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(recipe="fast"), "recipe: must be one of paper|robust, got 'fast'"),
+    (dict(one_class=True), "recipe: 'robust' pairs samples with other classes, but the labels hold 1 class; "
+                           "pass recipe='paper'"),
+    (dict(seed=2), "has no sample with vlabel 0 (no verified wrong label)"),
+    (dict(lone_sample=True), "labels (outside validation): class id: class id 2 has 1 sample(s); the neighbours "
+                             "class score"),
+], ids=["unknown_recipe", "robust_one_class", "calibration_split_one_verdict", "neighbours_lone_sample"])
+def test_recipe_and_calibration_problems_are_refused_before_anything_is_written(tmp_path, change, message):
+    features, labels, verified, _ = noisy_data(seed=1)  # seed 2 keeps only correct labels for calibration
+    if change.pop("one_class", False):
+        labels = np.zeros_like(labels)
+    if change.pop("lone_sample", False):  # class 2 (never verified) keeps one sample: no neighbour of its label
+        labels = np.where((labels == 2) & (np.arange(len(labels)) != np.flatnonzero(labels == 2)[0]), 0, labels)
+        verified = np.where(labels == 2, -1, verified)
+    work_dir = str(tmp_path / "run")
+    with pytest.raises(InputError) as err:
+        cleannet.find_label_issues(features, labels, verified=verified, work_dir=work_dir,
+                                   **dict(SETTINGS, **change))
+    assert message in str(err.value) and "\n" not in str(err.value), str(err.value)
+    assert _no_files(work_dir) == []
 
 
 def test_the_lazy_api_names_are_the_declared_ones():

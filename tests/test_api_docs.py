@@ -44,7 +44,8 @@ def test_the_docs_have_the_examples_this_test_runs():
 def test_api_docs_examples_run(tmp_path):
     """The data block and the CleanNet object's block (fit, score, load, summary)."""
     out = run_python("\n".join(code_blocks(False)), tmp_path)
-    assert "ModelConfig(img_dim=64, num_ref=32, embed_norm='log')" in out
+    assert "ModelConfig(img_dim=64, num_ref=32, embed_norm='l2norm')" in out  # the robust recipe's
+    assert "neighbours (1737, 64)" in out  # its class score, against the 1797 - 60 samples outside validation
     assert "share_judged_wrong" in out
     assert os.listdir(tmp_path) == []  # the run went to the block's own temporary directory
 

@@ -7,7 +7,7 @@ own noisy and clean arrays.
 Xiao et al. model a noisy label ỹ as the clean label y passed through a noise type z:
 noise-free (ỹ = y), random (any other class) or confusing (drawn from a class-confusion
 matrix C). A network gets two heads: the clean-label logits p(y|x) and the noise-type
-logits p(z|x). `noise_model.layers.NoisyLabelLoss` turns both, the noisy label and C
+logits p(z|x). `noise_model.model.layers.NoisyLabelLoss` turns both, the noisy label and C
 into the loss whose gradients are the EM updates of the paper. A small set of samples
 with clean labels trains the clean head directly, and estimates C.
 
@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 from sklearn.datasets import load_digits
 
-from noise_model.layers import NoisyLabelLoss, masked_cross_entropy
-from noise_model.noise import compute_matrix_c
+from noise_model.data.noise import compute_matrix_c
+from noise_model.model.layers import NoisyLabelLoss, masked_cross_entropy
 
 keras.utils.set_random_seed(0)
 rng = np.random.default_rng(0)
