@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from noisylabels.errors import InputError
 from noisylabels.fileio import iter_text_lines
+from noisylabels.unique_keys import UniqueKeys
 
 from cleannet.choices import IMAGE_BACKBONES as BACKBONES
 from cleannet.image_paths import resolve_image_path
@@ -79,7 +80,7 @@ def read_image_list(path: str, class_names: Sequence[str], image_root: str | Non
     elif not os.path.isdir(image_root):
         raise InputError("not a directory: %s" % image_root, field="--image_root")
     class_to_id = {name: i for i, name in enumerate(class_names)}
-    keys, paths, labels, numbers, seen = [], [], [], [], set()
+    keys, paths, labels, numbers, seen = [], [], [], [], UniqueKeys(path)
     for number, text in iter_text_lines(path):  # a byte-order mark and CRLF are accepted
         if not text.strip():
             continue
@@ -90,8 +91,7 @@ def read_image_list(path: str, class_names: Sequence[str], image_root: str | Non
         key, image_path, name = fields
         if not key:
             raise InputError("empty key", path=path, line=number, field="key")
-        if key in seen:
-            raise InputError("duplicate key %r" % key, path=path, line=number, field="key")
+        seen.add(key, number)
         if name not in class_to_id:
             raise InputError("class %r is not in the class list" % name, path=path, line=number,
                              field="class_name")
@@ -101,7 +101,6 @@ def read_image_list(path: str, class_names: Sequence[str], image_root: str | Non
         if not os.path.isfile(full):
             raise InputError("image file not found: %s" % full, path=path, line=number,
                              field="image_path")
-        seen.add(key)
         keys.append(key)
         paths.append(full)
         labels.append(class_to_id[name])

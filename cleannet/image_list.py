@@ -20,6 +20,7 @@ from typing import Iterator, List, Optional, Sequence
 
 from noisylabels.errors import InputError
 from noisylabels.fileio import iter_text_lines
+from noisylabels.unique_keys import duplicate_key_error
 
 LIST_COLUMNS = {3: "all", 4: "verified"}
 VLABELS = ("1", "0", "-1")
@@ -120,5 +121,4 @@ def _check_duplicate(path, key, line):
         if earlier >= line:
             return
         if text.split("\t", 1)[0] == key and text.strip():
-            raise InputError("duplicate key %r (first on line %d); every key of a list must be unique"
-                             % (key, earlier), path=path, line=line, field="key")
+            raise duplicate_key_error(key, earlier, path, line)

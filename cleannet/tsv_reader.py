@@ -50,6 +50,7 @@ import numpy as np
 from cleannet import feature_text
 from noisylabels.errors import InputError
 from noisylabels.fileio import iter_text_lines, open_input
+from noisylabels.unique_keys import UniqueKeys
 
 # Allowed column counts per kind of TSV file.
 COLUMNS = {"verified": (4, 5), "all": (3, 4), "ref": (3,)}
@@ -307,6 +308,9 @@ class _ChunkParser:
         self.class_list_path = class_list_path
         self.dim = img_dim
         self.dim_source = "from --img_dim" if img_dim is not None else None
+        # The all-samples TSV's keys are joined on by later steps (make_cleaned_list, the
+        # review page, merge_queue): a duplicate is refused here, by its first reader.
+        self.unique_keys = UniqueKeys(path) if kind == "all" else None
 
     def error(self, message, line, field=None):
         return InputError(message, path=self.path, line=line, field=field)
@@ -350,6 +354,10 @@ class _ChunkParser:
                 if hint:
                     raise InputError(err.message + hint, path=err.path, line=err.line, field=err.field) from None
                 raise
+            if self.unique_keys is not None:
+                if i > 0 and keys[-1] in self.unique_keys:  # a bad feature on an earlier line comes first
+                    self._parse_features(rows.first(i))
+                self.unique_keys.add(keys[-1], line_no)
             class_names.append(name)
             class_ids.append(class_id)
 

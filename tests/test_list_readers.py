@@ -3,6 +3,7 @@
 line is refused after reading no more than the bound; and an image list's duplicate key is
 refused by the first tool that reads the list (util/extract_features.py), naming both lines."""
 
+import os
 import tracemalloc
 
 import pytest
@@ -82,3 +83,33 @@ def test_extraction_refuses_a_duplicate_key_before_loading_a_model(tmp_path):
     with pytest.raises(InputError, match=r"list.tsv:2: key: duplicate key 'k1' \(first on line 1\)"):
         extract(str(listing), str(tmp_path / "out.tsv"), weights=None, image_root=str(tmp_path / "images"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "list.tsv"]
+
+
+def test_all_samples_tsv_duplicate_key_is_refused_by_its_first_reader(tmp_path):
+    """The all-samples TSV's keys are joined on later (make_cleaned_list, the review page,
+    merge_queue): convert_data --split=all, its first reader, refuses a duplicate naming
+    both lines, across chunks too; a verified TSV may repeat a key (not joined on)."""
+    import subprocess
+    import sys
+
+    classes = tmp_path / "classes.txt"
+    classes.write_text("cat\ndog\n")
+    rows = ["k%d\t%s\t%d,1,2\n" % (i, "cat" if i % 2 else "dog", i) for i in range(5)] + ["k1\tdog\t9,9,9\n"]
+    all_tsv = tmp_path / "all.tsv"
+    all_tsv.write_text("".join(rows))
+    with pytest.raises(InputError) as err:
+        for _ in tsv_reader.iter_tsv_chunks(str(all_tsv), "all", {"cat": 0, "dog": 1}, chunk_rows=2):
+            pass
+    assert str(err.value) == "%s:6: key: duplicate key 'k1' (first on line 2); every key of a list must be unique" % all_tsv
+    verified = tmp_path / "train.tsv"
+    verified.write_text("k1\tcat\t1\t1,2,3\nk1\tdog\t0\t1,2,3\n")
+    chunks = list(tsv_reader.iter_tsv_chunks(str(verified), "verified", {"cat": 0, "dog": 1}))
+    assert chunks[0].keys == ["k1", "k1"]
+    out = tmp_path / "data"
+    proc = subprocess.run([sys.executable, "util/convert_data.py", "--split=all", "--class_list=%s" % classes,
+                           "--data_path=%s" % all_tsv, "--output_dir=%s" % out], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith("all.tsv:6: key: duplicate key 'k1' (first on line 2); "
+                                                         "every key of a list must be unique")
+    assert not out.exists()

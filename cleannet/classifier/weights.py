@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from noisylabels.errors import InputError
+from noisylabels.unique_keys import UniqueKeys
 
 WEIGHTINGS = ("none", "soft", "hard")
 WEIGHTS_HEADER = ["key", "class_name", "soft_weight", "hard_weight"]
@@ -17,7 +18,7 @@ def read_weights(path: str) -> dict:
     from noisylabels.fileio import iter_text_lines
     from noisylabels.strict_numbers import parse_float
 
-    weights = {}
+    weights, seen = {}, UniqueKeys(path)
     for line_no, line in iter_text_lines(path, field="--weights_file"):
         fields = line.split("\t")
         if line_no == 1:
@@ -34,8 +35,7 @@ def read_weights(path: str) -> dict:
         hard = parse_float(hard, path, line_no, "hard_weight")
         if soft < 0 or hard < 0:
             raise InputError("weights must be non-negative", path=path, line=line_no)
-        if key in weights:
-            raise InputError("duplicate key %r" % key, path=path, line=line_no, field="key")
+        seen.add(key, line_no)
         weights[key] = (name, soft, hard)
     return weights
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from cleannet.tools.make_cleaned_list import _iter_prediction_values, _prediction
 from noisylabels.errors import InputError
+from noisylabels.unique_keys import UniqueKeys
 
 
 @dataclasses.dataclass
@@ -95,17 +96,14 @@ def _is_number(text):
 def read_predictions(path: str, class_names: Sequence[str]) -> Predictions:
     """Reads inference.py's tsv or jsonl output (module docstring)."""
     class_ids = {name: i for i, name in enumerate(class_names)}
-    first_line = {}
+    seen = UniqueKeys(path)
     columns = {name: [] for name in ("keys", "urls", "lines", "label", "similarity", "verdict", "margin",
                                      "best_other", "suggested")}
     class_scores = set()
     for line, values in _iter_prediction_values(path):
         checked = _prediction(values, path, line)
         key = str(values["key"])
-        if key in first_line:
-            raise InputError("duplicate key %r (first on line %d)" % (key, first_line[key]), path=path, line=line,
-                             field="key")
-        first_line[key] = line
+        seen.add(key, line)
         columns["keys"].append(key)
         columns["urls"].append(str(values.get("url") or ""))
         columns["lines"].append(line)
@@ -118,7 +116,7 @@ def read_predictions(path: str, class_names: Sequence[str]) -> Predictions:
         columns["suggested"].append(_class_id(values.get("suggested_class"), class_ids, path, line,
                                               "suggested_class", True))
         class_scores.add(values.get("class_score"))
-    if not first_line:
+    if not columns["keys"]:
         raise InputError("no predictions", path=path)
     class_score = class_scores.pop() if len(class_scores) == 1 else None
     if isinstance(class_score, str) and _is_number(class_score):

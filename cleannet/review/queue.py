@@ -24,6 +24,7 @@ import numpy as np
 
 from noisylabels.errors import InputError
 from noisylabels.fileio import iter_text_lines
+from noisylabels.unique_keys import UniqueKeys
 
 UNVERIFIED_PICKS = 3  # samples per round from a class without verification labels (others: 1)
 QUEUE_VLABELS = ("1", "0", "")
@@ -81,7 +82,7 @@ def format_queue(keys: Sequence[str], image_paths: Sequence[str], class_names: S
 def read_queue(path: str) -> list[QueueRow]:
     """The rows of a queue file; InputError (path:line, field) for a malformed row, a vlabel
     other than 1, 0 or empty, or a duplicate key."""
-    rows, first_line = [], {}
+    rows, seen = [], UniqueKeys(path)
     for line, text in iter_text_lines(path, field="--queue"):
         if not text.strip():
             continue
@@ -96,10 +97,7 @@ def read_queue(path: str) -> list[QueueRow]:
         if vlabel not in QUEUE_VLABELS:
             raise InputError("expected 1 (label correct), 0 (label wrong) or empty, found %r" % vlabel[:40],
                              path=path, line=line, field="vlabel")
-        if key in first_line:
-            raise InputError("duplicate key %r (first on line %d)" % (key, first_line[key]), path=path,
-                             line=line, field="key")
-        first_line[key] = line
+        seen.add(key, line)
         rows.append(QueueRow(line, key, image_path, class_name, vlabel))
     if not rows:
         raise InputError("no rows (the queue is empty)", path=path)
