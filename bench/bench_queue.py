@@ -31,9 +31,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 from absl import app, flags, logging
 
+from cleannet.config import RECIPES
+
 FLAGS = flags.FLAGS
 IMG_DIM = 64
 ARMS = ("round 0", "random", "queued")
+RECIPE = "robust"  # the recommended pair (README's quickstart): --recipe=robust ...
+CLASS_SCORE = "neighbours"  # ... and the relative decision with the class score train.py calibrates
 
 
 def define_flags():
@@ -66,37 +70,42 @@ def prepare(work, seed):
 
 
 def train_and_calibrate(data_dir, model_dir, seed):
-    """Trains CleanNet on data_dir; returns (NumPy model, reference table, Calibration)."""
+    """Trains CleanNet (the recommended pair: --recipe=robust) on data_dir; returns (NumPy model,
+    reference table, the Calibration train.py stored for best/, the neighbours bank)."""
     from cleannet import datafiles
-    from cleannet.calibration import calibrate_model, write_calibration
+    from cleannet.calibration import read_calibration
     from cleannet.checkpoints import load_inference_model
     from cleannet.config import TrainConfig
     from cleannet.trainer import train
 
-    train(TrainConfig(data_dir=data_dir, checkpoint_dir=os.path.join(model_dir, "checkpoints"),
-                      log_dir=os.path.join(model_dir, "log"), img_dim=IMG_DIM, num_ref=FLAGS.num_ref,
-                      n_step=FLAGS.n_step, val_interval=500, log_interval=250,
-                      lr_update=max(1, FLAGS.n_step * 2 // 3), val_batch_size=32, seed=seed))
+    config = TrainConfig(data_dir=data_dir, checkpoint_dir=os.path.join(model_dir, "checkpoints"),
+                         log_dir=os.path.join(model_dir, "log"), img_dim=IMG_DIM, num_ref=FLAGS.num_ref,
+                         n_step=FLAGS.n_step, val_interval=500, log_interval=250,
+                         lr_update=max(1, FLAGS.n_step * 2 // 3), val_batch_size=32, seed=seed,
+                         recipe=RECIPE, embed_norm=RECIPES[RECIPE].embed_norm)
+    train(config)
     best = os.path.join(model_dir, "checkpoints", "best")
-    model, _, path = load_inference_model(best, IMG_DIM, FLAGS.num_ref, "log")
+    model, _, path = load_inference_model(best, IMG_DIM, FLAGS.num_ref, config.embed_norm)
+    calibration = read_calibration(best, path, CLASS_SCORE, "train.py (it calibrates best/)")
     reference = datafiles.load_ref(os.path.join(data_dir, "ref.npy"), IMG_DIM, FLAGS.num_ref)
-    features, class_ids, vlabels = datafiles.load_verified(os.path.join(data_dir, "val.npy"), IMG_DIM)
-    calibration = calibrate_model(model, reference, features, class_ids, vlabels, path)
-    write_calibration(best, calibration)
-    return model, reference, calibration
+    bank = datafiles.load_all(os.path.join(data_dir, "all.npy"), IMG_DIM)
+    return model, reference, calibration, (np.asarray(bank[0], np.float32), np.asarray(bank[1], np.int32))
 
 
-def scores_of(model, reference, features, class_ids):
+def scores_of(trained, features, class_ids):
+    """Cross-class scores with the calibration's class score (inference.py --decision=relative)."""
     from cleannet.scoring import ClassEmbeddingScorer
 
-    return ClassEmbeddingScorer(model, reference).score_against_all(features, class_ids, "references", 4096)
+    model, reference, calibration, bank = trained
+    scorer = ClassEmbeddingScorer(model, reference, bank=bank)
+    return scorer.score_against_all(features, class_ids, calibration.class_score, 4096)
 
 
 def detection_errors(trained, digits):
     """(error on digits 5-9, error on digits 0-4) of the relative decision on the test samples."""
-    model, reference, calibration = trained
+    calibration = trained[2]
     features, labels, noisy, (_, _, test) = digits
-    scores = scores_of(model, reference, features[test], noisy[test])
+    scores = scores_of(trained, features[test], noisy[test])
     verdict = calibration.decision().verdicts(scores.similarity, scores.margin).astype(bool)
     wrong = verdict != (noisy[test] == labels[test])
     unverified = noisy[test] >= 5
@@ -108,9 +117,9 @@ def write_train_predictions(work, trained, digits):
     from cleannet.outputs import ResultWriter
     from cleannet.quickstart import class_name
 
-    model, reference, calibration = trained
+    calibration = trained[2]
     features, _, noisy, (train, _, _) = digits
-    scores = scores_of(model, reference, features[train], noisy[train])
+    scores = scores_of(trained, features[train], noisy[train])
     path = os.path.join(work, "train_predictions.tsv")
     names = [class_name(d) for d in range(10)]
     with open(path, "w") as f:
