@@ -35,7 +35,7 @@ from cleannet.config import RECIPES
 
 FLAGS = flags.FLAGS
 IMG_DIM = 64
-ARMS = ("round 0", "random", "queued")
+ARMS = ("round 0", "random", "least certain", "queued")
 RECIPE = "robust"  # the recommended pair (README's quickstart): --recipe=robust ...
 CLASS_SCORE = "neighbours"  # ... and the relative decision with the class score train.py calibrates
 
@@ -140,6 +140,25 @@ def queued_keys(work, predictions):
     return [row.key for row in read_queue(result.queue_path)]
 
 
+def least_certain_keys(work, predictions):
+    """The first version of the queue: the least certain verdicts only (select_queue without
+    the verdicts), spread over the classes as util/report.py's queue."""
+    from cleannet.quickstart import class_name
+    from cleannet.review import decision_used, summary
+    from cleannet.review.predictions import read_predictions
+    from cleannet.review.queue import select_queue
+
+    names = [class_name(d) for d in range(10)]
+    rows = read_predictions(predictions, names)
+    used = decision_used.find_decision(rows, 0.1, os.path.join(work, "round0", "checkpoints", "best",
+                                                                 "calibration.json"))
+    verified_classes, verified_keys = summary.read_verified(os.path.join(work, "tsv", "train.tsv"), names)
+    exclude = np.array([key in verified_keys for key in rows.keys], bool)
+    chosen = select_queue(rows.label, decision_used.certainty(rows, used.decision), FLAGS.queue,
+                          verified_classes, exclude)
+    return [rows.keys[i] for i in chosen]
+
+
 def random_keys(work, digits, seed):
     """N keys drawn at random among the training samples without a verification label."""
     _, _, noisy, (train, _, _) = digits
@@ -174,13 +193,16 @@ def run_seed(work, seed):
     digits = prepare(work, seed)
     trained = train_and_calibrate(os.path.join(work, "data"), os.path.join(work, "round0"), seed)
     errors = {"round 0": detection_errors(trained, digits)}
-    queued = queued_keys(work, write_train_predictions(work, trained, digits))
-    errors["random"] = run_arm(work, "random", random_keys(work, digits, seed), digits, seed)
-    errors["queued"] = run_arm(work, "queued", queued, digits, seed)
+    predictions = write_train_predictions(work, trained, digits)
+    keys = {"random": random_keys(work, digits, seed), "least certain": least_certain_keys(work, predictions),
+            "queued": queued_keys(work, predictions)}
     _, labels, noisy, _ = digits
-    wrong = sum(noisy[int(k[3:])] != labels[int(k[3:])] for k in queued)
-    print("seed %d: queued %d samples, %d of them wrongly labelled; errors (5-9, 0-4): %s" % (
-        seed, len(queued), wrong, ", ".join("%s %.3f/%.3f" % (a, *errors[a]) for a in ARMS)), flush=True)
+    wrong = {arm: sum(noisy[int(k[3:])] != labels[int(k[3:])] for k in chosen) for arm, chosen in keys.items()}
+    for arm in ARMS[1:]:
+        errors[arm] = run_arm(work, arm.replace(" ", "_"), keys[arm], digits, seed)
+    print("seed %d: wrongly labelled among the %d verified: %s; errors (5-9, 0-4): %s" % (
+        seed, FLAGS.queue, ", ".join("%s %d" % (a, wrong[a]) for a in ARMS[1:]),
+        ", ".join("%s %.3f/%.3f" % (a, *errors[a]) for a in ARMS)), flush=True)
     return errors
 
 
@@ -188,17 +210,20 @@ def print_tables(per_seed):
     for part, title in ((0, "without verification labels (5-9)"), (1, "with verification labels (0-4)")):
         print()
         print("Detection error (relative decision) on the test samples of the classes %s:" % title)
-        print("| seed | round 0 | + %d random verified | + %d queued verified |" % (FLAGS.queue, FLAGS.queue))
-        print("|---|---|---|---|")
+        print("| seed | round 0 | + %d random | + %d least certain (first queue) | + %d queued |"
+              % ((FLAGS.queue,) * 3))
+        print("|---|---|---|---|---|")
         for seed, errors in per_seed.items():
             print("| %d | %s |" % (seed, " | ".join("%.3f" % errors[a][part] for a in ARMS)))
         stats = [np.array([errors[a][part] for errors in per_seed.values()]) for a in ARMS]
         print("| **mean ± sd** | %s |" % " | ".join("%.3f ± %.3f" % (v.mean(), v.std(ddof=1) if len(v) > 1 else 0)
                                                    for v in stats))
-    gain = np.array([e["random"][0] - e["queued"][0] for e in per_seed.values()])
     print()
-    print("random minus queued, classes 5-9: mean %.3f, sd %.3f, queued better in %d of %d seeds"
-          % (gain.mean(), gain.std(ddof=1) if len(gain) > 1 else 0, int(np.sum(gain > 0)), len(gain)))
+    for arm in ARMS[2:]:
+        gain = np.array([e["random"][0] - e[arm][0] for e in per_seed.values()])
+        print("random minus %s, classes 5-9: mean %.3f, sd %.3f, %s better in %d of %d seeds, worse in %d"
+              % (arm, gain.mean(), gain.std(ddof=1) if len(gain) > 1 else 0, arm, int(np.sum(gain > 0)),
+                 len(gain), int(np.sum(gain < 0))))
 
 
 def main(argv):

@@ -157,7 +157,8 @@ def _queue_indices(config, predictions, used, verified_classes, verified_keys):
         return np.zeros(0, np.int64)
     exclude = np.array([key in verified_keys for key in predictions.keys], bool)
     certainty = decision_used.certainty(predictions, used.decision)
-    return queue.select_queue(predictions.label, certainty, config.queue, verified_classes, exclude)
+    return queue.select_queue(predictions.label, certainty, config.queue, verified_classes, exclude,
+                              verdict=predictions.verdict)
 
 
 def build_report(config: ReportConfig) -> ReportResult:
