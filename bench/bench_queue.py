@@ -1,21 +1,26 @@
 """Does verifying the queued samples help more than verifying random ones? Measured on digits.
 
-    nice -n 10 python bench/bench_queue.py --seeds=0,1,2,3,4 [--n_step=1500] [--queue=100]
+    nice -n 10 python bench/bench_queue.py --seeds=0,1,2,3,4 [--n_step=3000] [--queue=100]
 
 The quickstart's protocol, once per seed (cleannet.quickstart's data preparation: scikit-learn's
-digits, 30 % of the labels flipped to another class, verification labels for digits 0-4 only):
-1. round 0: CleanNet trained on that data (train.py's trainer, in this process), the relative
-   decision calibrated on val.npy;
+digits, 30 % of the labels flipped to another class, verification labels for digits 0-4 only),
+with the recommended pair: train.py --recipe=robust and the relative decision with the class
+score train.py calibrates for best/ (neighbours, over all.npy):
+1. round 0: CleanNet trained on that data (train.py's trainer, in this process); its
+   best/calibration.json (calibrated on val.npy, which is the same for every arm);
 2. util/report.py's queue (cleannet.review.build.build_report, --queue=N, --verified_list=
-   train.tsv) over the training samples: N samples to verify, all of the classes without
-   verification labels here, since those of digits 0-4 are all verified already;
-3. two arms, each adding N verification labels (the truth: label == true class) to train.tsv
-   with util/merge_queue.py's merge, then convert_data, training from scratch with the same
-   seed and steps, calibration:
-   - queued: the N samples of the queue;
+   train.tsv, --calibration) over the training samples' predictions: N samples to verify,
+   all of the classes without verification labels here, since those of digits 0-4 are all
+   verified already;
+3. three arms, each adding N verification labels (the truth: label == true class) to
+   train.tsv with util/merge_queue.py's merge, then convert_data (train.npy only; val.npy,
+   all.npy and ref.npy copied from round 0), training from scratch with the same seed and
+   steps, and train.py's calibration of the new best/:
    - random: N samples drawn at random among the training samples not verified yet;
+   - least certain: the first version of the queue (select_queue without the verdicts);
+   - queued: util/report.py's queue;
 4. the label-noise detection error (relative decision) on the test samples of the classes
-   without verification labels (digits 5-9) and with them (0-4), for round 0 and both arms.
+   without verification labels (digits 5-9) and with them (0-4), for round 0 and the arms.
 Prints a per-seed table and mean ± sd over the seeds.
 """
 

@@ -2,13 +2,23 @@
 
 Selection (`select_queue`), among the samples not verified yet:
 1. within each class, the samples are ranked by certainty (cleannet.review.decision_used:
-   the distance of the score from the decision's cut), least certain first;
+   the distance of the score from the decision's cut), least certain first. With the
+   verdicts given (util/report.py gives them), each class's picks also keep to the class's
+   share of "label wrong" verdicts p (over all its samples): pick k is the least certain
+   sample left among the sides of the cut still under their quota, ceil((k + 1)·p) picks
+   judged wrong and ceil((k + 1)·(1 - p)) judged right. So a class's verified samples come
+   from both sides of its cut in about the proportion the model estimates, not mostly from
+   the side that holds its doubtful samples;
 2. the queue is filled in rounds: each round takes the next UNVERIFIED_PICKS samples of
    every class without verification labels and the next one of every other class, the
    least certain first within the round; it stops at N samples.
 So the queue spreads over the classes, favours the classes without verification labels
 (which the model knows only through their reference sets) and, in each class, asks about
-the verdicts a small change could flip.
+the verdicts a small change could flip. Its first sample is the least certain of all.
+Why the quotas: verifying only the least certain verdicts gave, on the digits demo, a
+verified set of mostly wrongly labelled samples for the classes without verification
+labels, and the retrained model did no better than with random samples
+(docs/decisions.md, "Which samples to verify next").
 
 The file (queue.tsv) has the verified list layout of docs/pipeline.md, no header:
     key<TAB>image_path<TAB>class_name<TAB>vlabel
