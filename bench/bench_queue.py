@@ -17,8 +17,9 @@ score train.py calibrates for best/ (neighbours, over all.npy):
    all.npy and ref.npy copied from round 0), training from scratch with the same seed and
    steps, and train.py's calibration of the new best/:
    - random: N samples drawn at random among the training samples not verified yet;
-   - least certain: the first version of the queue (select_queue without the verdicts);
-   - queued: util/report.py's queue;
+   - queued: util/report.py's queue (least certain first);
+   - side quotas: select_queue given the verdicts (each class's picks keep to its share of
+     "label wrong" verdicts; cleannet.review.queue), a variant measured against it;
 4. the label-noise detection error (relative decision) on the test samples of the classes
    without verification labels (digits 5-9) and with them (0-4), for round 0 and the arms.
 Prints a per-seed table and mean ± sd over the seeds.
@@ -40,7 +41,7 @@ from cleannet.config import RECIPES
 
 FLAGS = flags.FLAGS
 IMG_DIM = 64
-ARMS = ("round 0", "random", "least certain", "queued")
+ARMS = ("round 0", "random", "queued", "side quotas")
 RECIPE = "robust"  # the recommended pair (README's quickstart): --recipe=robust ...
 CLASS_SCORE = "neighbours"  # ... and the relative decision with the class score train.py calibrates
 
@@ -145,9 +146,9 @@ def queued_keys(work, predictions):
     return [row.key for row in read_queue(result.queue_path)]
 
 
-def least_certain_keys(work, predictions):
-    """The first version of the queue: the least certain verdicts only (select_queue without
-    the verdicts), spread over the classes as util/report.py's queue."""
+def side_quota_keys(work, predictions):
+    """A variant of the queue: select_queue given the verdicts, so that each class's picks keep
+    to its share of verdicts "label wrong" (cleannet.review.queue), otherwise as util/report.py's."""
     from cleannet.quickstart import class_name
     from cleannet.review import decision_used, summary
     from cleannet.review.predictions import read_predictions
@@ -160,7 +161,7 @@ def least_certain_keys(work, predictions):
     verified_classes, verified_keys = summary.read_verified(os.path.join(work, "tsv", "train.tsv"), names)
     exclude = np.array([key in verified_keys for key in rows.keys], bool)
     chosen = select_queue(rows.label, decision_used.certainty(rows, used.decision), FLAGS.queue,
-                          verified_classes, exclude)
+                          verified_classes, exclude, verdict=rows.verdict)
     return [rows.keys[i] for i in chosen]
 
 
@@ -199,8 +200,8 @@ def run_seed(work, seed):
     trained = train_and_calibrate(os.path.join(work, "data"), os.path.join(work, "round0"), seed)
     errors = {"round 0": detection_errors(trained, digits)}
     predictions = write_train_predictions(work, trained, digits)
-    keys = {"random": random_keys(work, digits, seed), "least certain": least_certain_keys(work, predictions),
-            "queued": queued_keys(work, predictions)}
+    keys = {"random": random_keys(work, digits, seed), "queued": queued_keys(work, predictions),
+            "side quotas": side_quota_keys(work, predictions)}
     _, labels, noisy, _ = digits
     wrong = {arm: sum(noisy[int(k[3:])] != labels[int(k[3:])] for k in chosen) for arm, chosen in keys.items()}
     for arm in ARMS[1:]:
@@ -215,7 +216,7 @@ def print_tables(per_seed):
     for part, title in ((0, "without verification labels (5-9)"), (1, "with verification labels (0-4)")):
         print()
         print("Detection error (relative decision) on the test samples of the classes %s:" % title)
-        print("| seed | round 0 | + %d random | + %d least certain (first queue) | + %d queued |"
+        print("| seed | round 0 | + %d random | + %d queued | + %d queued, side quotas |"
               % ((FLAGS.queue,) * 3))
         print("|---|---|---|---|---|")
         for seed, errors in per_seed.items():

@@ -157,8 +157,7 @@ def _queue_indices(config, predictions, used, verified_classes, verified_keys):
         return np.zeros(0, np.int64)
     exclude = np.array([key in verified_keys for key in predictions.keys], bool)
     certainty = decision_used.certainty(predictions, used.decision)
-    return queue.select_queue(predictions.label, certainty, config.queue, verified_classes, exclude,
-                              verdict=predictions.verdict)
+    return queue.select_queue(predictions.label, certainty, config.queue, verified_classes, exclude)
 
 
 def build_report(config: ReportConfig) -> ReportResult:

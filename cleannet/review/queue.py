@@ -2,23 +2,21 @@
 
 Selection (`select_queue`), among the samples not verified yet:
 1. within each class, the samples are ranked by certainty (cleannet.review.decision_used:
-   the distance of the score from the decision's cut), least certain first. With the
-   verdicts given (util/report.py gives them), each class's picks also keep to the class's
-   share of "label wrong" verdicts p (over all its samples): pick k is the least certain
-   sample left among the sides of the cut still under their quota, ceil((k + 1)·p) picks
-   judged wrong and ceil((k + 1)·(1 - p)) judged right. So a class's verified samples come
-   from both sides of its cut in about the proportion the model estimates, not mostly from
-   the side that holds its doubtful samples;
+   the distance of the score from the decision's cut), least certain first;
 2. the queue is filled in rounds: each round takes the next UNVERIFIED_PICKS samples of
    every class without verification labels and the next one of every other class, the
    least certain first within the round; it stops at N samples.
 So the queue spreads over the classes, favours the classes without verification labels
 (which the model knows only through their reference sets) and, in each class, asks about
 the verdicts a small change could flip. Its first sample is the least certain of all.
-Why the quotas: verifying only the least certain verdicts gave, on the digits demo, a
-verified set of mostly wrongly labelled samples for the classes without verification
-labels, and the retrained model did no better than with random samples
-(docs/decisions.md, "Which samples to verify next").
+
+A variant, given the verdicts (`verdict`; util/report.py does not pass them): each class's
+picks also keep to the class's share p of "label wrong" verdicts over all its samples;
+pick k is the least certain sample left among the sides of the cut still under their
+quota, ceil((k + 1)·p) picks judged wrong and ceil((k + 1)·(1 - p)) judged right. It
+was meant to keep a class's verified samples from being mostly wrongly labelled; on the
+digits demo it helped the retrained model less than the plain order (docs/decisions.md,
+"Which samples to verify next"; bench/bench_queue.py measures both).
 
 The file (queue.tsv) has the verified list layout of docs/pipeline.md, no header:
     key<TAB>image_path<TAB>class_name<TAB>vlabel
@@ -49,8 +47,8 @@ def select_queue(label: np.ndarray, certainty: np.ndarray, count: int, verified_
       count: N, the queue length (fewer when fewer samples are eligible).
       verified_classes: ids of classes with verification labels (None: none known).
       exclude: bool [n], True for samples that must not be queued (already verified).
-      verdict: int [n], 1 = label judged correct, 0 = wrong (None: one side, least certain
-        first only).
+      verdict: int [n], 1 = label judged correct, 0 = wrong; given, the side-quota variant
+        (module docstring); None (util/report.py), the plain order.
 
     Returns:
       int64 [min(N, eligible)].
