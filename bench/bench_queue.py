@@ -1,21 +1,27 @@
 """Does verifying the queued samples help more than verifying random ones? Measured on digits.
 
-    nice -n 10 python bench/bench_queue.py --seeds=0,1,2,3,4 [--n_step=1500] [--queue=100]
+    nice -n 10 python bench/bench_queue.py --seeds=0,1,2,3,4 [--n_step=3000] [--queue=100]
 
 The quickstart's protocol, once per seed (cleannet.quickstart's data preparation: scikit-learn's
-digits, 30 % of the labels flipped to another class, verification labels for digits 0-4 only):
-1. round 0: CleanNet trained on that data (train.py's trainer, in this process), the relative
-   decision calibrated on val.npy;
+digits, 30 % of the labels flipped to another class, verification labels for digits 0-4 only),
+with the recommended pair: train.py --recipe=robust and the relative decision with the class
+score train.py calibrates for best/ (neighbours, over all.npy):
+1. round 0: CleanNet trained on that data (train.py's trainer, in this process); its
+   best/calibration.json (calibrated on val.npy, which is the same for every arm);
 2. util/report.py's queue (cleannet.review.build.build_report, --queue=N, --verified_list=
-   train.tsv) over the training samples: N samples to verify, all of the classes without
-   verification labels here, since those of digits 0-4 are all verified already;
-3. two arms, each adding N verification labels (the truth: label == true class) to train.tsv
-   with util/merge_queue.py's merge, then convert_data, training from scratch with the same
-   seed and steps, calibration:
-   - queued: the N samples of the queue;
+   train.tsv, --calibration) over the training samples' predictions: N samples to verify,
+   all of the classes without verification labels here, since those of digits 0-4 are all
+   verified already;
+3. three arms, each adding N verification labels (the truth: label == true class) to
+   train.tsv with util/merge_queue.py's merge, then convert_data (train.npy only; val.npy,
+   all.npy and ref.npy copied from round 0), training from scratch with the same seed and
+   steps, and train.py's calibration of the new best/:
    - random: N samples drawn at random among the training samples not verified yet;
+   - queued: util/report.py's queue (least certain first);
+   - side quotas: select_queue given the verdicts (each class's picks keep to its share of
+     "label wrong" verdicts; cleannet.review.queue), a variant measured against it;
 4. the label-noise detection error (relative decision) on the test samples of the classes
-   without verification labels (digits 5-9) and with them (0-4), for round 0 and both arms.
+   without verification labels (digits 5-9) and with them (0-4), for round 0 and the arms.
 Prints a per-seed table and mean ± sd over the seeds.
 """
 
@@ -31,9 +37,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 from absl import app, flags, logging
 
+from cleannet.config import RECIPES
+
 FLAGS = flags.FLAGS
 IMG_DIM = 64
-ARMS = ("round 0", "random", "queued")
+ARMS = ("round 0", "random", "queued", "side quotas")
+RECIPE = "robust"  # the recommended pair (README's quickstart): --recipe=robust ...
+CLASS_SCORE = "neighbours"  # ... and the relative decision with the class score train.py calibrates
 
 
 def define_flags():
@@ -66,37 +76,42 @@ def prepare(work, seed):
 
 
 def train_and_calibrate(data_dir, model_dir, seed):
-    """Trains CleanNet on data_dir; returns (NumPy model, reference table, Calibration)."""
+    """Trains CleanNet (the recommended pair: --recipe=robust) on data_dir; returns (NumPy model,
+    reference table, the Calibration train.py stored for best/, the neighbours bank)."""
     from cleannet import datafiles
-    from cleannet.calibration import calibrate_model, write_calibration
+    from cleannet.calibration import read_calibration
     from cleannet.checkpoints import load_inference_model
     from cleannet.config import TrainConfig
     from cleannet.trainer import train
 
-    train(TrainConfig(data_dir=data_dir, checkpoint_dir=os.path.join(model_dir, "checkpoints"),
-                      log_dir=os.path.join(model_dir, "log"), img_dim=IMG_DIM, num_ref=FLAGS.num_ref,
-                      n_step=FLAGS.n_step, val_interval=500, log_interval=250,
-                      lr_update=max(1, FLAGS.n_step * 2 // 3), val_batch_size=32, seed=seed))
+    config = TrainConfig(data_dir=data_dir, checkpoint_dir=os.path.join(model_dir, "checkpoints"),
+                         log_dir=os.path.join(model_dir, "log"), img_dim=IMG_DIM, num_ref=FLAGS.num_ref,
+                         n_step=FLAGS.n_step, val_interval=500, log_interval=250,
+                         lr_update=max(1, FLAGS.n_step * 2 // 3), val_batch_size=32, seed=seed,
+                         recipe=RECIPE, embed_norm=RECIPES[RECIPE].embed_norm)
+    train(config)
     best = os.path.join(model_dir, "checkpoints", "best")
-    model, _, path = load_inference_model(best, IMG_DIM, FLAGS.num_ref, "log")
+    model, _, path = load_inference_model(best, IMG_DIM, FLAGS.num_ref, config.embed_norm)
+    calibration = read_calibration(best, path, CLASS_SCORE, "train.py (it calibrates best/)")
     reference = datafiles.load_ref(os.path.join(data_dir, "ref.npy"), IMG_DIM, FLAGS.num_ref)
-    features, class_ids, vlabels = datafiles.load_verified(os.path.join(data_dir, "val.npy"), IMG_DIM)
-    calibration = calibrate_model(model, reference, features, class_ids, vlabels, path)
-    write_calibration(best, calibration)
-    return model, reference, calibration
+    bank = datafiles.load_all(os.path.join(data_dir, "all.npy"), IMG_DIM)
+    return model, reference, calibration, (np.asarray(bank[0], np.float32), np.asarray(bank[1], np.int32))
 
 
-def scores_of(model, reference, features, class_ids):
+def scores_of(trained, features, class_ids):
+    """Cross-class scores with the calibration's class score (inference.py --decision=relative)."""
     from cleannet.scoring import ClassEmbeddingScorer
 
-    return ClassEmbeddingScorer(model, reference).score_against_all(features, class_ids, "references", 4096)
+    model, reference, calibration, bank = trained
+    scorer = ClassEmbeddingScorer(model, reference, bank=bank)
+    return scorer.score_against_all(features, class_ids, calibration.class_score, 4096)
 
 
 def detection_errors(trained, digits):
     """(error on digits 5-9, error on digits 0-4) of the relative decision on the test samples."""
-    model, reference, calibration = trained
+    calibration = trained[2]
     features, labels, noisy, (_, _, test) = digits
-    scores = scores_of(model, reference, features[test], noisy[test])
+    scores = scores_of(trained, features[test], noisy[test])
     verdict = calibration.decision().verdicts(scores.similarity, scores.margin).astype(bool)
     wrong = verdict != (noisy[test] == labels[test])
     unverified = noisy[test] >= 5
@@ -108,9 +123,9 @@ def write_train_predictions(work, trained, digits):
     from cleannet.outputs import ResultWriter
     from cleannet.quickstart import class_name
 
-    model, reference, calibration = trained
+    calibration = trained[2]
     features, _, noisy, (train, _, _) = digits
-    scores = scores_of(model, reference, features[train], noisy[train])
+    scores = scores_of(trained, features[train], noisy[train])
     path = os.path.join(work, "train_predictions.tsv")
     names = [class_name(d) for d in range(10)]
     with open(path, "w") as f:
@@ -129,6 +144,25 @@ def queued_keys(work, predictions):
         output_dir=os.path.join(work, "report"), verified_list=os.path.join(work, "tsv", "train.tsv"),
         calibration=os.path.join(work, "round0", "checkpoints", "best", "calibration.json"), queue=FLAGS.queue))
     return [row.key for row in read_queue(result.queue_path)]
+
+
+def side_quota_keys(work, predictions):
+    """A variant of the queue: select_queue given the verdicts, so that each class's picks keep
+    to its share of verdicts "label wrong" (cleannet.review.queue), otherwise as util/report.py's."""
+    from cleannet.quickstart import class_name
+    from cleannet.review import decision_used, summary
+    from cleannet.review.predictions import read_predictions
+    from cleannet.review.queue import select_queue
+
+    names = [class_name(d) for d in range(10)]
+    rows = read_predictions(predictions, names)
+    used = decision_used.find_decision(rows, 0.1, os.path.join(work, "round0", "checkpoints", "best",
+                                                                 "calibration.json"))
+    verified_classes, verified_keys = summary.read_verified(os.path.join(work, "tsv", "train.tsv"), names)
+    exclude = np.array([key in verified_keys for key in rows.keys], bool)
+    chosen = select_queue(rows.label, decision_used.certainty(rows, used.decision), FLAGS.queue,
+                          verified_classes, exclude, verdict=rows.verdict)
+    return [rows.keys[i] for i in chosen]
 
 
 def random_keys(work, digits, seed):
@@ -165,13 +199,16 @@ def run_seed(work, seed):
     digits = prepare(work, seed)
     trained = train_and_calibrate(os.path.join(work, "data"), os.path.join(work, "round0"), seed)
     errors = {"round 0": detection_errors(trained, digits)}
-    queued = queued_keys(work, write_train_predictions(work, trained, digits))
-    errors["random"] = run_arm(work, "random", random_keys(work, digits, seed), digits, seed)
-    errors["queued"] = run_arm(work, "queued", queued, digits, seed)
+    predictions = write_train_predictions(work, trained, digits)
+    keys = {"random": random_keys(work, digits, seed), "queued": queued_keys(work, predictions),
+            "side quotas": side_quota_keys(work, predictions)}
     _, labels, noisy, _ = digits
-    wrong = sum(noisy[int(k[3:])] != labels[int(k[3:])] for k in queued)
-    print("seed %d: queued %d samples, %d of them wrongly labelled; errors (5-9, 0-4): %s" % (
-        seed, len(queued), wrong, ", ".join("%s %.3f/%.3f" % (a, *errors[a]) for a in ARMS)), flush=True)
+    wrong = {arm: sum(noisy[int(k[3:])] != labels[int(k[3:])] for k in chosen) for arm, chosen in keys.items()}
+    for arm in ARMS[1:]:
+        errors[arm] = run_arm(work, arm.replace(" ", "_"), keys[arm], digits, seed)
+    print("seed %d: wrongly labelled among the %d verified: %s; errors (5-9, 0-4): %s" % (
+        seed, FLAGS.queue, ", ".join("%s %d" % (a, wrong[a]) for a in ARMS[1:]),
+        ", ".join("%s %.3f/%.3f" % (a, *errors[a]) for a in ARMS)), flush=True)
     return errors
 
 
@@ -179,17 +216,20 @@ def print_tables(per_seed):
     for part, title in ((0, "without verification labels (5-9)"), (1, "with verification labels (0-4)")):
         print()
         print("Detection error (relative decision) on the test samples of the classes %s:" % title)
-        print("| seed | round 0 | + %d random verified | + %d queued verified |" % (FLAGS.queue, FLAGS.queue))
-        print("|---|---|---|---|")
+        print("| seed | round 0 | + %d random | + %d queued | + %d queued, side quotas |"
+              % ((FLAGS.queue,) * 3))
+        print("|---|---|---|---|---|")
         for seed, errors in per_seed.items():
             print("| %d | %s |" % (seed, " | ".join("%.3f" % errors[a][part] for a in ARMS)))
         stats = [np.array([errors[a][part] for errors in per_seed.values()]) for a in ARMS]
         print("| **mean ± sd** | %s |" % " | ".join("%.3f ± %.3f" % (v.mean(), v.std(ddof=1) if len(v) > 1 else 0)
                                                    for v in stats))
-    gain = np.array([e["random"][0] - e["queued"][0] for e in per_seed.values()])
     print()
-    print("random minus queued, classes 5-9: mean %.3f, sd %.3f, queued better in %d of %d seeds"
-          % (gain.mean(), gain.std(ddof=1) if len(gain) > 1 else 0, int(np.sum(gain > 0)), len(gain)))
+    for arm in ARMS[2:]:
+        gain = np.array([e["random"][0] - e[arm][0] for e in per_seed.values()])
+        print("random minus %s, classes 5-9: mean %.3f, sd %.3f, %s better in %d of %d seeds, worse in %d"
+              % (arm, gain.mean(), gain.std(ddof=1) if len(gain) > 1 else 0, arm, int(np.sum(gain > 0)),
+                 len(gain), int(np.sum(gain < 0))))
 
 
 def main(argv):

@@ -63,6 +63,28 @@ def test_queue_takes_the_least_certain_per_round_and_favours_classes_without_lab
     assert excluded.tolist() == [4, 2, 5, 7, 0, 3]  # without 1 and 6
 
 
+def test_queue_with_verdicts_keeps_each_class_to_its_share_of_wrong_verdicts():
+    # class 0 (no verification labels): 3 of 6 judged wrong (p = 1/2), the three least certain all wrong;
+    # class 1 (verified): 1 of 3 judged wrong (p = 1/3). Certainties and verdicts chosen by hand.
+    label = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1])
+    certainty = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.05, 0.35, 0.7])
+    verdict = np.array([0, 0, 0, 1, 1, 1, 1, 0, 1])
+    # class 0's picks: k=0 the least certain (0, wrong); k=1 the wrong quota ceil(2/2) = 1 is full: 3 (right);
+    # k=2 both open: 1 (0.2) before 4 (0.5); k=3 wrong full (2 of ceil(4/2)): 4; k=4: 2; k=5: 5.
+    # class 1's picks: 6, then 7 (0.35, wrong; quota ceil(2/3) = 1) before 8.
+    # round 0: {0, 3, 1} and {6}, by certainty 6, 0, 1, 3; round 1: {4, 2, 5} and {7}: 2, 7, 4, 5; round 2: 8
+    order = select_queue(label, certainty, 9, {1}, verdict=verdict)
+    assert order.tolist() == [6, 0, 1, 3, 2, 7, 4, 5, 8]
+    # a queue of 4 asks about the judged-right sample 3 instead of the third wrong one (2), which the
+    # least-certain-only order takes: 6, 0, 1, 2
+    assert select_queue(label, certainty, 4, {1}, verdict=verdict).tolist() == [6, 0, 1, 3]
+    assert select_queue(label, certainty, 4, {1}).tolist() == [6, 0, 1, 2]
+    # the quota counts every sample of the class, the excluded (verified) ones too: without 0 and 3
+    # class 0's eligible picks: 1 (wrong), then the right 4, then 2, then 5
+    excluded = np.array([1, 0, 0, 1, 0, 0, 0, 0, 0], bool)
+    assert select_queue(label, certainty, 9, {1}, exclude=excluded, verdict=verdict).tolist() == [6, 1, 2, 4, 7, 5, 8]
+
+
 def test_certainty_is_the_distance_from_the_cut():
     class P:
         similarity = np.array([0.3, 0.05, 0.5])
