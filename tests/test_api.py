@@ -174,6 +174,7 @@ def test_find_label_issues_equals_the_command_line_pipeline(tmp_path):
     assert record["settings"]["recipe"] == "robust" and record["settings"]["embed_norm"] == "l2norm"
 
 
+@pytest.mark.slow
 def test_find_label_issues_with_the_papers_method_equals_the_command_line_pipeline(tmp_path):
     """recipe="paper", decision="threshold": train.py --recipe=paper, inference.py
     --decision=threshold (best other class by the references class score)."""

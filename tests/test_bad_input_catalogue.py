@@ -418,8 +418,8 @@ def _overwrite_the_index_end(directory):
 
 @pytest.mark.parametrize("damage, file_name, expected", [
     (_flip_a_kernel_byte, "ckpt-3", "damaged checkpoint: tensor model/"),
-    (_truncate_the_data_file, "ckpt-3", "damaged checkpoint"),
-    (_overwrite_the_index_end, "ckpt-3", "unreadable checkpoint"),
+    pytest.param(_truncate_the_data_file, "ckpt-3", "damaged checkpoint", marks=pytest.mark.slow),
+    pytest.param(_overwrite_the_index_end, "ckpt-3", "unreadable checkpoint", marks=pytest.mark.slow),
     (_damaged_inference_file, "inference_model.npz", "damaged inference file"),
 ], ids=["flipped_byte", "truncated_data", "bad_index", "inference_file"])
 def test_inference_refuses_a_damaged_checkpoint(tmp_path, checkpoint_img_dim4, damage, file_name, expected):

@@ -96,6 +96,7 @@ def test_val_smaller_than_a_batch_is_scored_whole(model_dir, tmp_path):
     assert stored["val_samples"] == 5
 
 
+@pytest.mark.slow
 def test_train_validates_on_every_row(tmp_path):
     """train.py's val/acc is the accuracy over all 10 val rows (batches 4, 4, 2), also with a
     val.npy smaller than --val_batch_size (it was refused)."""
