@@ -327,6 +327,7 @@ def test_train_refuses_flag_out_of_range(tmp_path, case):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_train_cli_pickle_error(tmp_path):
     """Through the CLI wrapper: one line on stderr, exit 2, no checkpoint written."""
     data_dir = make_data_dir(tmp_path / "data", seed=2)

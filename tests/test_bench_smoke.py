@@ -53,6 +53,7 @@ def test_convert_cli_rejects_bad_size():
     assert "--num_rows" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_train_tiny(capsys):
     from bench import bench_train
 
@@ -159,6 +160,7 @@ def test_feature_bytes_parse_back():
     np.testing.assert_allclose(parsed, values, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_extract_tiny(capsys, monkeypatch):
     from bench import bench_extract
     from cleannet import feature_extractor

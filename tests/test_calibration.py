@@ -122,6 +122,7 @@ def inference(root, *extra):
     return subprocess.run(args, capture_output=True, text=True, env=ENV)
 
 
+@pytest.mark.slow
 def test_relative_decision_end_to_end(model_dir):
     out, weights = model_dir / "out.tsv", model_dir / "weights.tsv"
     refused = inference(model_dir, "--decision=relative", "--output_file=%s" % out)

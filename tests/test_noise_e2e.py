@@ -72,6 +72,7 @@ def _assert_stage_files(train_dir, stage, iteration):
     return final
 
 
+@pytest.mark.slow
 def test_cifar10_four_stages_chain(tmp_path):
     raw, prepared, train_dir = tmp_path / "raw", str(tmp_path / "prepared"), tmp_path / "train"
     noise_fixtures.write_cifar10_python(str(raw), num_train=500, num_test=200, seed=0)

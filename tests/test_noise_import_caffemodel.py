@@ -320,6 +320,7 @@ def test_caffenet_layout_fc6_grouped_convs_and_bgr():
                                   blobs["conv1"][0].transpose(2, 3, 1, 0))
 
 
+@pytest.mark.slow
 def test_cli(quick_model_file, tmp_path):
     path, blobs = quick_model_file
     output = tmp_path / "quick.weights.h5"
