@@ -12,7 +12,7 @@ Splits and outputs (float32, no pickle), h = feature dimension:
               ascending class id and keep their input order within a class (a stable
               sort by class id). The original wrote a pickled ragged object array
               instead; a pickle can run code when loaded, so it is not written any more
-              (util/datafiles.load_all still reads it with --allow_pickle).
+              (cleannet.datafiles.load_all still reads it with --allow_pickle).
   ref         reference TSV (class_name, ref_id, feature) -> ref.npy
               [num_class, num_ref, h]; ref[c, r] is the row of class c with ref_id r.
               Every (class, ref_id) with ref_id in [0, num_ref) must appear exactly once.
