@@ -106,7 +106,7 @@ def write_tsv(path, kind, num_rows, img_dim, num_classes, seed=0, digits=6, bloc
 
 def write_cleannet_tables(data_dir, num_train, num_val, num_all, num_classes, img_dim, num_ref,
                           seed=0):
-    """Writes train.npy, val.npy, all.npy and ref.npy in the layouts of util/datafiles.py.
+    """Writes train.npy, val.npy, all.npy and ref.npy in the layouts of cleannet/datafiles.py.
 
     train/val: float32 [N, h+2] = feature, class id, vlabel (0/1); all: float32 [N, h+1]
     grouped by class id; ref: float32 [C, R, h]. Features uniform in [0, 1).

@@ -1,5 +1,5 @@
 """Tiny CleanNet data directories for tests: train.npy, val.npy, all.npy and ref.npy in the
-layouts of util/datafiles.py (what util/convert_data.py and util/find_reference.py write)."""
+layouts of cleannet/datafiles.py (what util/convert_data.py and util/find_reference.py write)."""
 
 import os
 

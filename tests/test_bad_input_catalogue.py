@@ -219,7 +219,7 @@ def test_load_matrix_c_refuses_bad_matrix(tmp_path, shape, negative, expected):
 # train.py and inference.py.
 
 def make_data_dir(directory, seed, n_val=8):
-    """Tiny valid CleanNet data (img_dim 4, num_ref 2, 3 classes) in util/datafiles.py layouts."""
+    """Tiny valid CleanNet data (img_dim 4, num_ref 2, 3 classes) in cleannet/datafiles.py layouts."""
     return write_cleannet_data(directory, seed, IMG_DIM, len(CLASSES), NUM_REF, n_train=12, n_val=n_val, n_all=9)
 
 

@@ -1,4 +1,4 @@
-"""Tests for util/datafiles.py: loaders of train/val/all/ref .npy files."""
+"""Tests for cleannet/datafiles.py: loaders of train/val/all/ref .npy files."""
 
 import numpy as np
 import pytest

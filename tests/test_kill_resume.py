@@ -30,7 +30,7 @@ STEP_LINE = re.compile(r"step (\d+): train/loss")
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    """Tiny CleanNet data (img_dim 8, 3 classes, 2 references) in util/datafiles.py layouts."""
+    """Tiny CleanNet data (img_dim 8, 3 classes, 2 references) in cleannet/datafiles.py layouts."""
     return write_cleannet_data(tmp_path_factory.mktemp("data"), img_dim=IMG_DIM, num_classes=NUM_CLASSES,
                                num_ref=NUM_REF, n_train=20, n_val=8, n_all=15, scale=3.0)
 
